@@ -1,0 +1,47 @@
+"""kojo: a distributed task manager for Python (a re-implementation of Neighborhoods Kōjō).
+
+The public API: App, Job, and the errors. Everything else is internal.
+"""
+
+from __future__ import annotations
+
+from .app import App
+from .errors import (
+    DatabaseError,
+    InvalidArgument,
+    InvalidJobType,
+    InvalidPayload,
+    InvalidTransition,
+    JobNotFound,
+    JobTypeDisabled,
+    KojoError,
+    LeaseLost,
+    LockTimeout,
+    SchemaMissing,
+    SlotsMismatch,
+    UnknownJobType,
+)
+from .job_types import JobType
+from .jobs import Job
+from .states import Request, State
+
+__all__ = [
+    "App",
+    "DatabaseError",
+    "InvalidArgument",
+    "InvalidJobType",
+    "InvalidPayload",
+    "InvalidTransition",
+    "Job",
+    "JobNotFound",
+    "JobType",
+    "JobTypeDisabled",
+    "KojoError",
+    "LeaseLost",
+    "LockTimeout",
+    "Request",
+    "SchemaMissing",
+    "SlotsMismatch",
+    "State",
+    "UnknownJobType",
+]

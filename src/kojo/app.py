@@ -1,0 +1,284 @@
+"""App: the database, the registry of job types, and the operations users call."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import states
+from .backends import Backend, open_backend
+from .clock import as_utc, utcnow
+from .errors import (
+    DatabaseError,
+    InvalidArgument,
+    InvalidJobType,
+    InvalidPayload,
+    JobNotFound,
+    JobTypeDisabled,
+    KojoError,
+    UnknownJobType,
+)
+from .job_types import JobType, Worker, define, import_worker, load_yaml
+
+DEFAULT_DATABASE = "sqlite:///kojo.db"
+TYPE_CACHE_SECONDS = 5.0
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def database_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("KOJO_DATABASE_URL") or DEFAULT_DATABASE
+
+
+def encode_payload(payload: Any) -> str | None:
+    """JSON text of a payload; InvalidPayload (naming the value) if it is not JSON."""
+    if payload is None:
+        return None
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"payload is not JSON-serialisable: {payload!r} ({exc})") from None
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import psycopg
+
+    return (sqlite3.Error, psycopg.Error)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn driver exceptions into kojo.DatabaseError at the API boundary."""
+    try:
+        yield
+    except KojoError:
+        raise
+    except _driver_errors() as exc:
+        raise DatabaseError(f"{type(exc).__name__}: {exc}".strip()) from exc
+
+
+class App:
+    """A kojo application: where its database is and which job types it defines."""
+
+    def __init__(self, database: str | None = None) -> None:
+        url = database_url(database)
+        self.database_url = url
+        self._backend: Backend | None = None
+        self.job_types: dict[str, JobType] = {}
+        self._registered: set[str] = set()
+        self._type_rows: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._workers: dict[str, Worker] = {}
+        self._lock = threading.Lock()
+        if url.startswith("sqlite"):
+            self._backend = open_backend(url)  # resolves a relative path now, not after a chdir
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = open_backend(self.database_url)
+        return self._backend
+
+    # -- job types ----------------------------------------------------------------------
+
+    def job_type(self, code: str, **options: Any) -> Callable[[F], F]:
+        """Decorator: define the job type `code` worked by the decorated function."""
+
+        def register(worker: F) -> F:
+            self.add_job_type(define(code, worker, **options))
+            return worker
+
+        return register
+
+    def add_job_type(self, job_type: JobType) -> JobType:
+        if job_type.code in self.job_types:
+            existing = self.job_types[job_type.code]
+            if existing.worker_uri != job_type.worker_uri:
+                raise InvalidJobType(
+                    f"invalid job type field code={job_type.code!r}: already defined "
+                    f"with worker {existing.worker_uri}"
+                )
+        self.job_types[job_type.code] = job_type
+        self._registered.discard(job_type.code)
+        return job_type
+
+    def load_job_types(self, path: str | Path) -> list[JobType]:
+        """Add the job types of a YAML file."""
+        return [self.add_job_type(t) for t in load_yaml(path)]
+
+    def register_job_types(self, codes: Iterable[str] | None = None) -> list[str]:
+        """Store this app's job types in the database (insert or update)."""
+        chosen = list(codes) if codes is not None else list(self.job_types)
+        with database_errors():
+            for code in chosen:
+                self.backend.type_register(self.job_types[code])
+                self._registered.add(code)
+                self._type_rows.pop(code, None)
+        return chosen
+
+    def _ensure_registered(self, code: str) -> None:
+        if code in self.job_types and code not in self._registered:
+            self.register_job_types([code])
+
+    def set_type_enabled(self, code: str, enabled: bool) -> None:
+        with database_errors():
+            if not self.backend.type_set_flag(code, "type_set_enabled", enabled):
+                raise UnknownJobType(f"unknown job type: {code!r}")
+        self._type_rows.pop(code, None)
+
+    def set_type_paused(self, code: str, paused: bool) -> None:
+        with database_errors():
+            if not self.backend.type_set_flag(code, "type_set_paused", paused):
+                raise UnknownJobType(f"unknown job type: {code!r}")
+
+    def type_row(self, code: str, max_age: float = TYPE_CACHE_SECONDS) -> dict[str, Any]:
+        """The stored job type, cached for a few seconds per process."""
+        cached = self._type_rows.get(code)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        row = self.backend.type_get(code)
+        if row is None:
+            raise UnknownJobType(f"unknown job type: {code!r}")
+        self._type_rows[code] = (now, row)
+        return row
+
+    def worker_for(self, type_code: str, worker_uri: str) -> Worker:
+        """The callable that works jobs of a type: this app's, else imported by reference."""
+        job_type = self.job_types.get(type_code)
+        if job_type is not None and job_type.worker is not None:
+            return job_type.worker
+        worker = self._workers.get(worker_uri)
+        if worker is None:
+            worker = import_worker(worker_uri)
+            self._workers[worker_uri] = worker
+        return worker
+
+    # -- schema -------------------------------------------------------------------------
+
+    def install(self) -> int:
+        """Create or upgrade kojo's tables (idempotent); the schema version."""
+        with database_errors():
+            return self.backend.install()
+
+    def uninstall(self) -> None:
+        """Drop kojo's tables and everything in them."""
+        with database_errors():
+            self.backend.uninstall()
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        type_code: str,
+        *,
+        payload: Any = None,
+        at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        importance: int | None = None,
+    ) -> int:
+        """Create a job of `type_code` to run now, at `at`, or after `delay` seconds; its id."""
+        return self.schedule_many(type_code, [payload], at=at, delay=delay, importance=importance)[
+            0
+        ]
+
+    def schedule_many(
+        self,
+        type_code: str,
+        payloads: Sequence[Any],
+        *,
+        at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        importance: int | None = None,
+    ) -> list[int]:
+        """Create one job per payload, in one transaction; their ids."""
+        now = utcnow()
+        work_at = self._work_at(now, at, delay)
+        if importance is not None and (
+            isinstance(importance, bool) or not isinstance(importance, int)
+        ):
+            raise InvalidArgument(f"importance must be an integer, got {importance!r}")
+        encoded = [encode_payload(p) for p in payloads]
+        with database_errors():
+            self._ensure_registered(type_code)
+            backend = self.backend
+            ids: list[int] = []
+            with backend.write():
+                for payload in encoded:
+                    job_id = backend.job_insert(
+                        type_code, work_at=work_at, payload=payload, importance=importance, now=now
+                    )
+                    if job_id is None:
+                        self._refuse(type_code)
+                    ids.append(job_id)  # type: ignore[arg-type]
+                backend.notify("jobs")
+        return ids
+
+    def _refuse(self, type_code: str) -> None:
+        row = self.backend.type_get(type_code)
+        if row is None:
+            raise UnknownJobType(f"unknown job type: {type_code!r}")
+        raise JobTypeDisabled(f"job type with type code [{type_code}] is not enabled")
+
+    @staticmethod
+    def _work_at(now: datetime, at: datetime | None, delay: float | timedelta | None) -> datetime:
+        if at is not None and delay is not None:
+            raise InvalidArgument("give at= or delay=, not both")
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise InvalidArgument(f"at must be a datetime, got {at!r}")
+            return as_utc(at)
+        if delay is None:
+            return now
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise InvalidArgument(f"delay must be a number of seconds, got {delay!r}")
+        if seconds < 0 or seconds != seconds:
+            raise InvalidArgument(f"delay must not be negative, got {delay!r}")
+        return now + timedelta(seconds=seconds)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """Every column of a job; JobNotFound if there is none."""
+        with database_errors():
+            row = self.backend.job_get(job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return row
+
+    def jobs(
+        self, type_code: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        if state is not None and state not in states.STATES:
+            raise InvalidArgument(
+                f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
+            )
+        with database_errors():
+            return self.backend.job_list(type_code, state, limit)
+
+    def hold(self, job_id: int) -> dict[str, Any]:
+        """Park a waiting or working job: it is not worked again until released."""
+        with database_errors():
+            return self.backend.job_transition(job_id, states.HOLD)
+
+    def release(self, job_id: int) -> dict[str, Any]:
+        """Put a held, panicked or crashed job back to waiting."""
+        with database_errors():
+            return self.backend.job_transition(job_id, states.WAIT_FOR_WORK)
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        """Terminate a job (complete_terminated); a running one is stopped where it runs."""
+        with database_errors():
+            row = self.backend.job_transition(job_id, states.COMPLETE_TERMINATED)
+            if row.get("previous_state") == states.State.WORKING.value:
+                self.backend.notify("control", json.dumps({"cancel": job_id}))
+        return row

@@ -1,0 +1,24 @@
+"""Storage backends, chosen by URL."""
+
+from __future__ import annotations
+
+from ..errors import DatabaseError
+from .base import Backend, Notification, Owner, ProcessInfo
+
+__all__ = ["Backend", "Notification", "Owner", "ProcessInfo", "open_backend"]
+
+
+def open_backend(url: str) -> Backend:
+    """The backend for a database URL: sqlite:///PATH or postgresql://..."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        from .sqlite import SqliteBackend
+
+        return SqliteBackend(url)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(url)
+    raise DatabaseError(
+        f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://user@host/db"
+    )

@@ -1,0 +1,601 @@
+"""What every storage backend does, in the domain's words.
+
+A Backend owns this process's connections (one per thread, opened lazily and
+abandoned in a forked child), runs the named queries of its dialect, and
+implements the two primitives the rest of kojo is built on:
+
+- an *owner*: a registration of this process whose liveness anyone can probe
+  (it dies with the process: a PostgreSQL session advisory lock, or a flock);
+- *notifications*: wake-ups delivered to every owner's wait() (NOTIFY, or a
+  datagram to each process's doorbell socket).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import states
+from ..clock import as_utc, utcnow
+from ..durations import parse_duration
+from ..errors import InvalidTransition, JobNotFound, SchemaMissing
+from ..job_types import JobType
+from ..sql import SCHEMA_VERSION, queries, schema
+
+NOTIFY_CHANNEL = "kojo"
+BOOL_COLUMNS = frozenset(
+    {"can_work_in_parallel", "is_enabled", "auto_complete_success", "is_paused", "dead"}
+)
+JSON_COLUMNS = frozenset({"payload", "info"})
+# The only column names a transition may write (plan() output is checked against it).
+WRITABLE_JOB_COLUMNS = frozenset(
+    {
+        "assigned_state",
+        "next_state_request",
+        "previous_state",
+        "last_transition_date_time",
+        "times_worked",
+        "times_retried",
+        "times_held",
+        "times_crashed",
+        "times_panicked",
+        "priority",
+        "completed_at_date_time",
+        "delete_after_date_time",
+        "work_at_date_time",
+        "kojo_process_id",
+        "last_error",
+    }
+)
+TABLES = (
+    "kojo_message",
+    "kojo_semaphore_waiter",
+    "kojo_semaphore_slot",
+    "kojo_semaphore",
+    "kojo_job",
+    "kojo_process",
+    "kojo_job_type",
+    "kojo_schema_version",
+)
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A wake-up: `topic` says what changed ("jobs", "locks", "message", "control")."""
+
+    topic: str
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What a process says about itself when it registers as an owner."""
+
+    host_name: str
+    process_id: int
+    parent_process_id: int
+    path: str
+    kind: str
+    extra: Mapping[str, Any] | None = None
+
+
+class Owner(ABC):
+    """This process's registration: alive exactly as long as the process (or until close())."""
+
+    id: int
+    backend: Backend
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when a notification arrives."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None) -> list[Notification]:
+        """Notifications that arrived, waiting up to `timeout` seconds for the first."""
+
+    @abstractmethod
+    def is_lost(self) -> bool:
+        """True when the backend can no longer vouch for this owner (anchor dropped)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Unregister: locks and claims of this owner become free at once."""
+
+    @abstractmethod
+    def abandon(self) -> None:
+        """In a forked child: drop the inherited registration without touching the parent's."""
+
+
+class Backend(ABC):
+    """A database holding kojo's tables, as seen from one process."""
+
+    dialect: str
+    url: str
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._queries = {name: self._prepare(text) for name, text in queries(self.dialect).items()}
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._graveyard: list[Any] = []
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection in autocommit mode."""
+
+    @abstractmethod
+    def _prepare(self, text: str) -> str:
+        """Turn a query with :name parameters into this driver's parameter style."""
+
+    @abstractmethod
+    def _begin(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    def _abandon_connection(self, conn: Any) -> None:
+        """In a forked child: make an inherited connection unusable without closing it."""
+
+    def _convert_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        return params
+
+    def _convert_row(self, row: Any) -> Row:
+        return dict(row)
+
+    def connection(self) -> Any:
+        """This thread's connection, opened on first use (and again after a fork)."""
+        self._check_fork()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._local.depth = 0
+            self._local.pending = []
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def new_connection(self) -> Any:
+        """A connection for the caller to own and close (e.g. a user's own transaction)."""
+        return self._connect()
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            self.after_fork()
+
+    def after_fork(self) -> None:
+        """Forget the parent's connections in a child; they belong to the parent."""
+        with self._connections_lock:
+            for conn in self._connections:
+                self._abandon_connection(conn)
+                self._graveyard.append(conn)
+            self._connections = []
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Close this process's connections (not the ones a parent handed down)."""
+        self._check_fork()
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            self._connections = []
+        self._local = threading.local()
+
+    # -- queries and transactions ---------------------------------------------------
+
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "depth", 0) > 0
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """A write transaction on this thread's connection; nested calls join the outer one.
+
+        Notifications sent inside are delivered after the outermost commit, and
+        dropped on rollback.
+        """
+        conn = self.connection()
+        if self._local.depth > 0:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        self._begin(conn)
+        self._local.depth = 1
+        self._local.pending = []
+        try:
+            yield conn
+        except BaseException:
+            self._local.depth = 0
+            self._local.pending = []
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+        self._local.depth = 0
+        pending, self._local.pending = self._local.pending, []
+        conn.execute("COMMIT")
+        self._deliver(pending)
+
+    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a named statement; the number of rows it changed."""
+        cur = self.connection().execute(self._queries[name], self._convert_params(params or {}))
+        return int(cur.rowcount)
+
+    def fetchall(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        cur = self.connection().execute(self._queries[name], self._convert_params(params or {}))
+        return [self._convert_row(r) for r in cur.fetchall()]
+
+    def fetchone(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        rows = self.fetchall(name, params)
+        return rows[0] if rows else None
+
+    def executemany(self, name: str, params: Sequence[Mapping[str, Any]]) -> int:
+        """Run a named statement once per parameter set; the total rows changed."""
+        if not params:
+            return 0
+        cur = self.connection().cursor()
+        try:
+            cur.executemany(self._queries[name], [self._convert_params(p) for p in params])
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    def query(self, name: str) -> str:
+        return self._queries[name]
+
+    # -- notifications ------------------------------------------------------------
+
+    def notify(self, topic: str, data: str = "") -> None:
+        """Wake every owner's wait(): after commit when inside write(), else at once."""
+        note = Notification(topic, data)
+        if self.in_transaction():
+            self._notify_in_transaction(note)
+        else:
+            self._deliver([note])
+
+    def _notify_in_transaction(self, note: Notification) -> None:
+        """Queue a notification for delivery after commit (dialects may send it now)."""
+        self._local.pending.append(note)
+
+    @abstractmethod
+    def _deliver(self, notes: list[Notification]) -> None:
+        """Send notifications after a commit (or outside any transaction)."""
+
+    @staticmethod
+    def encode_notification(note: Notification) -> str:
+        return json.dumps([note.topic, note.data], separators=(",", ":"))
+
+    @staticmethod
+    def decode_notification(text: str | bytes) -> Notification | None:
+        try:
+            topic, data = json.loads(text)
+            return Notification(str(topic), str(data))
+        except (ValueError, TypeError):
+            return None
+
+    # -- owners (liveness) ------------------------------------------------------------
+
+    @abstractmethod
+    def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
+        """Register this process; the registration dies with it."""
+
+    @abstractmethod
+    def owner_is_dead(self, owner_id: int) -> bool:
+        """Probe an owner's liveness. Call inside write() to act on the answer atomically."""
+
+    def _owner_forgotten(self, owner_id: int) -> None:
+        """Hook: clean up what a reaped owner left outside the database."""
+
+    def process_info_params(self, info: ProcessInfo, now: datetime) -> dict[str, Any]:
+        return {
+            "host_name": info.host_name,
+            "process_id": info.process_id,
+            "parent_process_id": info.parent_process_id,
+            "path": info.path,
+            "kind": info.kind,
+            "now": now,
+            "info": json.dumps(dict(info.extra or {})),
+        }
+
+    def update_owner(self, owner_id: int, info: ProcessInfo) -> None:
+        params = self.process_info_params(info, utcnow())
+        params["kojo_process_id"] = owner_id
+        with self.write():
+            self.execute("process_update", params)
+
+    def reap_owner(self, owner_id: int, now: datetime | None = None) -> bool:
+        """If `owner_id` is dead: crash its working jobs, free its locks, forget it.
+
+        Returns True when the owner was dead and has been reaped.
+        """
+        now = now or utcnow()
+        with self.write():
+            if not self.owner_is_dead(owner_id):
+                return False
+            for job in self.fetchall("process_working_jobs", {"kojo_process_id": owner_id}):
+                crashes_after = int(job["times_crashed"]) + 1
+                transition = states.CRASH
+                if crashes_after >= int(job["max_crashes"]):
+                    transition = states.PANIC
+                changes = states.plan(
+                    transition,
+                    job,
+                    now=now,
+                    auto_delete_interval=parse_duration(job["auto_delete_interval_duration"]),
+                )
+                if transition is states.PANIC:
+                    # The process died: that is a crash too, even when it ends the job.
+                    changes["times_crashed"] = crashes_after
+                    changes["last_error"] = (
+                        f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
+                    )
+                self._apply(job, changes, owner=owner_id)
+            freed_slots = self.execute("process_release_slots", {"kojo_process_id": owner_id})
+            self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
+            self.execute("process_delete", {"kojo_process_id": owner_id})
+            self.notify("jobs")
+            if freed_slots:
+                self.notify("locks")
+        self._owner_forgotten(owner_id)
+        return True
+
+    def reap_dead_owners(self, now: datetime | None = None) -> list[int]:
+        """Reap every registered process that has died; their ids."""
+        reaped = []
+        for row in self.fetchall("process_list"):
+            owner_id = int(row["kojo_process_id"])
+            if self.reap_owner(owner_id, now):
+                reaped.append(owner_id)
+        return reaped
+
+    def processes(self) -> list[Row]:
+        """Registered processes that are alive (dead ones are reaped on the way)."""
+        rows = self.fetchall("process_list")
+        alive = []
+        for row in rows:
+            if self.reap_owner(int(row["kojo_process_id"])):
+                continue
+            alive.append(row)
+        return alive
+
+    # -- schema ---------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        try:
+            row = self.fetchone("schema_version_get")
+        except Exception as exc:
+            if self._is_missing_table(exc):
+                return 0
+            raise
+        return int(row["version"]) if row else 0
+
+    @abstractmethod
+    def _is_missing_table(self, exc: Exception) -> bool: ...
+
+    @abstractmethod
+    def _run_script(self, script: str) -> None: ...
+
+    def install(self) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version."""
+        with self._install_lock(), self.write():
+            self.execute("schema_version_create")
+            current = self.schema_version()
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                self._run_script(schema(self.dialect, version))
+                self.execute("schema_version_set", {"version": version, "now": utcnow()})
+        return SCHEMA_VERSION
+
+    @contextmanager
+    def _install_lock(self) -> Iterator[None]:
+        """Serialises concurrent installs (dialects override as needed)."""
+        yield
+
+    def uninstall(self) -> None:
+        with self.write() as conn:
+            for table in TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")  # fixed names only
+
+    def require_schema(self) -> None:
+        if self.schema_version() < SCHEMA_VERSION:
+            raise SchemaMissing(
+                f"kojo's tables are not installed (or are outdated) in {self.safe_url()}: "
+                "run `kojo db install`"
+            )
+
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.url
+
+    # -- job types ----------------------------------------------------------------------
+
+    def type_register(self, job_type: JobType, now: datetime | None = None) -> None:
+        params = job_type.columns()
+        params["now"] = now or utcnow()
+        with self.write():
+            self.execute("type_upsert", params)
+
+    def type_list(self) -> list[Row]:
+        return self.fetchall("type_list")
+
+    def type_get(self, code: str) -> Row | None:
+        return self.fetchone("type_get", {"type_code": code})
+
+    def type_set_flag(self, code: str, flag_query: str, value: bool) -> bool:
+        with self.write():
+            rows = self.fetchall(flag_query, {"type_code": code, "flag": value, "now": utcnow()})
+            if rows and flag_query == "type_set_paused" and not value:
+                self.notify("jobs")
+        return bool(rows)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def job_insert(
+        self,
+        type_code: str,
+        *,
+        work_at: datetime,
+        payload: str | None,
+        importance: int | None,
+        now: datetime,
+        cron_fire: datetime | None = None,
+    ) -> int | None:
+        """Insert one job (inside the caller's write()); None if the type is missing or disabled."""
+        row = self.fetchone(
+            "job_insert",
+            {
+                "type_code": type_code,
+                "work_at": as_utc(work_at),
+                "payload": payload,
+                "importance": importance,
+                "now": now,
+                "cron_fire": cron_fire,
+            },
+        )
+        return int(row["kojo_job_id"]) if row else None
+
+    def job_get(self, job_id: int) -> Row | None:
+        return self.fetchone("job_get", {"kojo_job_id": job_id})
+
+    def job_get_with_type(self, job_id: int) -> Row | None:
+        return self.fetchone("job_get_with_type", {"kojo_job_id": job_id})
+
+    def job_list(
+        self, type_code: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[Row]:
+        return self.fetchall("job_list", {"type_code": type_code, "state": state, "limit": limit})
+
+    def job_next_work_at(self) -> datetime | None:
+        row = self.fetchone("job_next_work_at")
+        value = row["work_at"] if row else None
+        if isinstance(value, str):
+            value = self._parse_time(value)
+        return value
+
+    def _parse_time(self, value: str) -> datetime:
+        return as_utc(datetime.fromisoformat(value))
+
+    def job_claim(self, owner_id: int, limit: int, now: datetime) -> list[Row]:
+        """Claim up to `limit` runnable jobs for `owner_id`, in selection order.
+
+        Must run inside write(). A non-parallel type contributes at most one job,
+        and none while one of its jobs is working anywhere.
+        """
+        rows = self.fetchall("job_claim", {"owner": owner_id, "limit": limit, "now": now})
+        rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
+        return rows
+
+    def _apply(self, row: Mapping[str, Any], changes: Mapping[str, Any], owner: int | None) -> bool:
+        """Compare-and-set `changes` onto the job if it is still in `row`'s state (and claim)."""
+        bad = set(changes) - WRITABLE_JOB_COLUMNS
+        if bad:
+            raise ValueError(f"not a writable job column: {sorted(bad)}")
+        columns = sorted(changes)
+        assignments = ", ".join(f"{c} = :{c}" for c in columns)
+        sql = (
+            f"UPDATE kojo_job SET {assignments} WHERE kojo_job_id = :kojo_job_id "
+            "AND assigned_state = :expect_assigned AND next_state_request = :expect_request"
+        )
+        params = dict(changes)
+        params["kojo_job_id"] = row["kojo_job_id"]
+        params["expect_assigned"] = row["assigned_state"]
+        params["expect_request"] = row["next_state_request"]
+        if owner is not None:
+            sql += " AND kojo_process_id = :expect_owner"
+            params["expect_owner"] = owner
+        cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
+        return int(cur.rowcount) == 1
+
+    def job_transition(
+        self,
+        job_id: int,
+        transition: states.Transition,
+        *,
+        now: datetime | None = None,
+        owner: int | None = None,
+        work_at: datetime | None = None,
+        row: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """Apply a transition with compare-and-set; the new row.
+
+        `row` is the job as the caller last saw it (with the type's
+        auto_delete_interval_duration); without it the row is read first.
+        `owner` restricts the change to a job claimed by that owner.
+        Raises InvalidTransition if the job is not in a state allowing it, or
+        if another process changed it first; JobNotFound if it does not exist.
+        """
+        now = now or utcnow()
+        with self.write():
+            if row is None:
+                row = self.job_get_with_type(job_id)
+                if row is None:
+                    raise JobNotFound(f"no job with id {job_id}")
+            changes = states.plan(
+                transition,
+                row,
+                now=now,
+                auto_delete_interval=parse_duration(row["auto_delete_interval_duration"]),
+                work_at=work_at,
+            )
+            changes.update(extra or {})
+            if not self._apply(row, changes, owner):
+                current = self.job_get(job_id)
+                if current is None:
+                    raise JobNotFound(f"no job with id {job_id}")
+                raise InvalidTransition(
+                    f"job {job_id}: cannot {transition.name}: it is now "
+                    f"{current['assigned_state']}/{current['next_state_request']}"
+                    + (" (claimed by another process)" if owner is not None else "")
+                )
+            if transition.assigned_state is states.State.WAITING:
+                self.notify("jobs")
+        result = dict(row)
+        result.update(changes)
+        return result
+
+    def job_complete_many(
+        self, jobs: Iterable[Mapping[str, Any]], owner: int, now: datetime
+    ) -> int:
+        """Auto-complete claimed jobs in one batch (inside write()); how many were completed.
+
+        Each row must carry auto_delete_interval_duration. Jobs no longer
+        claimed by `owner` (cancelled meanwhile) are left alone.
+        """
+        params = []
+        for job in jobs:
+            interval = parse_duration(job["auto_delete_interval_duration"])
+            params.append(
+                {
+                    "kojo_job_id": job["kojo_job_id"],
+                    "owner": owner,
+                    "now": now,
+                    "delete_after": now + interval,
+                }
+            )
+        return self.executemany("job_complete_success", params)
+
+
+def backoff_delay(times_retried: int, base: float = 1.0, cap: float = 3600.0) -> timedelta:
+    """Exponential backoff with full jitter in [0.5, 1.5) of base * 2**n, capped."""
+    import random
+
+    seconds = min(cap, base * (2 ** min(times_retried, 30)))
+    return timedelta(seconds=seconds * random.uniform(0.5, 1.5))

@@ -1,0 +1,196 @@
+"""PostgreSQL: a cluster of hosts sharing one database (psycopg 3).
+
+Each process keeps one dedicated "anchor" connection: it holds a session
+advisory lock on the process's own id and LISTENs for wake-ups. The lock is
+released by the server when the session ends, however the process died; any
+connection can then take it with pg_try_advisory_xact_lock, which is how
+liveness is probed. Never route the anchor through a transaction pooler.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+
+from ..clock import utcnow
+from ..errors import DatabaseError
+from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
+
+# Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
+LOCK_NAMESPACE = 0x6B6F6A6F
+INSTALL_LOCK_KEY = 0
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+# Detect a dead peer within about 25 s even when the network goes silent.
+ANCHOR_KEEPALIVES = "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3"
+
+
+@lru_cache(maxsize=512)
+def to_pyformat(text: str) -> str:
+    """`:name` parameters → psycopg's `%(name)s`, leaving `::type` casts alone."""
+    return _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+
+
+class PostgresBackend(Backend):
+    dialect = "postgres"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                options="-c TimeZone=UTC",
+                connect_timeout=10,
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot connect to {self.safe_url()}: {exc}".strip()) from exc
+
+    def _prepare(self, text: str) -> str:
+        return to_pyformat(text)
+
+    def _begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+    def _abandon_connection(self, conn: Any) -> None:
+        abandon_socket(conn)
+
+    def _is_missing_table(self, exc: Exception) -> bool:
+        return isinstance(exc, pg_errors.UndefinedTable)
+
+    def _run_script(self, script: str) -> None:
+        self.connection().execute(script)
+
+    @contextmanager
+    def _install_lock(self) -> Iterator[None]:
+        conn = self.connection()
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
+
+    def safe_url(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+        return self.url
+
+    # -- owners -------------------------------------------------------------------------
+
+    def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
+        return PostgresOwner(self, info, now or utcnow())
+
+    def owner_is_dead(self, owner_id: int) -> bool:
+        row = self.fetchone(
+            "owner_probe", {"namespace": LOCK_NAMESPACE, "kojo_process_id": owner_id}
+        )
+        return bool(row and row["dead"])
+
+    # -- notifications -----------------------------------------------------------------
+
+    def _notify_in_transaction(self, note: Notification) -> None:
+        # NOTIFY travels with the transaction: delivered at commit, dropped on rollback.
+        self.connection().execute(
+            "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, self.encode_notification(note))
+        )
+
+    def _deliver(self, notes: list[Notification]) -> None:
+        for note in notes:
+            self.connection().execute(
+                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, self.encode_notification(note))
+            )
+
+
+def abandon_socket(conn: Any) -> None:
+    """Make a connection inherited through fork() unusable here without ending the session.
+
+    Closing it would send a Terminate message on the parent's socket. Instead
+    the descriptor is replaced by /dev/null, so the child no longer holds the
+    socket (the session still dies with the parent) and nothing can write to it.
+    """
+    try:
+        fd = conn.pgconn.socket
+    except Exception:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class PostgresOwner(Owner):
+    """The anchor connection: a session advisory lock on our id, and LISTEN."""
+
+    def __init__(self, backend: PostgresBackend, info: ProcessInfo, now: datetime) -> None:
+        self.backend = backend
+        self._pid = os.getpid()
+        self._lost = False
+        try:
+            self.anchor: psycopg.Connection[Any] = psycopg.connect(
+                conninfo=make_conninfo(backend.url, options="-c TimeZone=UTC", connect_timeout=10)
+                + " "
+                + ANCHOR_KEEPALIVES,
+                autocommit=True,
+                row_factory=dict_row,
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot connect to {backend.safe_url()}: {exc}") from exc
+        params = backend.process_info_params(info, now)
+        with self.anchor.transaction():
+            row = self.anchor.execute(backend.query("process_register"), params).fetchone()
+            assert row is not None
+            self.id = int(row["kojo_process_id"])
+            self.anchor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.id))
+        self.anchor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def fileno(self) -> int:
+        return int(self.anchor.pgconn.socket)
+
+    def wait(self, timeout: float | None) -> list[Notification]:
+        notes: list[Notification] = []
+        try:
+            for notify in self.anchor.notifies(timeout=timeout, stop_after=1):
+                self._collect(notify.payload, notes)
+            if notes:
+                for notify in self.anchor.notifies(timeout=0.0):
+                    self._collect(notify.payload, notes)
+        except psycopg.Error:
+            self._lost = True
+            raise
+        return notes
+
+    def _collect(self, payload: str, notes: list[Notification]) -> None:
+        note = self.backend.decode_notification(payload)
+        if note is not None:
+            notes.append(note)
+
+    def is_lost(self) -> bool:
+        if self._lost or self.anchor.closed or self.anchor.broken:
+            return True
+        return self.anchor.pgconn.status != psycopg.pq.ConnStatus.OK
+
+    def close(self) -> None:
+        if self._pid != os.getpid() or self.anchor.closed:
+            return
+        try:
+            self.anchor.close()  # ends the session: our advisory lock is gone
+        finally:
+            self.backend.reap_owner(self.id)
+
+    def abandon(self) -> None:
+        abandon_socket(self.anchor)
+        self._lost = True
+        self.backend._graveyard.append(self.anchor)

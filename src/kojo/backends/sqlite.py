@@ -1,0 +1,272 @@
+"""SQLite: the embedded default. One host, many processes.
+
+WAL journal, every write in BEGIN IMMEDIATE, a long busy timeout. Liveness is
+a flock on one owner file per process (the kernel drops it on any death, kill
+-9 included). Wake-ups are datagrams sent to each live owner's doorbell, an
+abstract-namespace unix socket (no path length limit, gone with the process).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import select
+import socket
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..clock import as_utc, utcnow
+from ..errors import DatabaseError
+from .base import (
+    BOOL_COLUMNS,
+    JSON_COLUMNS,
+    Backend,
+    Notification,
+    Owner,
+    ProcessInfo,
+)
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def path_from_url(url: str) -> Path:
+    """`sqlite:///relative.db` or `sqlite:////absolute.db` → an absolute path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost"):
+        raise DatabaseError(f"not a sqlite URL: {url!r} (expected sqlite:///PATH)")
+    raw = unquote(parts.path)
+    if raw.startswith("/"):
+        raw = raw[1:]
+    if not raw or raw == ":memory:":
+        raise DatabaseError(
+            f"unsupported sqlite database {url!r}: kojo needs a file shared by its processes"
+        )
+    return Path(raw).expanduser().absolute()
+
+
+def _to_text(value: datetime) -> str:
+    return as_utc(value).replace(tzinfo=None).strftime(TIME_FORMAT)
+
+
+def _convert_value(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if key.endswith("date_time") or key == "work_at":
+        return as_utc(datetime.fromisoformat(value)) if isinstance(value, str) else value
+    if key in BOOL_COLUMNS:
+        return bool(value)
+    if key in JSON_COLUMNS:
+        return json.loads(value)
+    return value
+
+
+def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        col[0]: _convert_value(col[0], value)
+        for col, value in zip(cursor.description, row, strict=True)
+    }
+
+
+class SqliteBackend(Backend):
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.path = path_from_url(url)
+        self.state_dir = Path(f"{self.path}.kojo")
+        self.owners_dir = self.state_dir / "owners"
+        real = os.path.realpath(self.path)
+        self._bell_prefix = "\0kojo." + hashlib.sha1(real.encode()).hexdigest()[:16] + "."
+        self._sender: socket.socket | None = None
+        self._sender_pid = 0
+        super().__init__(url)
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise DatabaseError(f"directory of sqlite database does not exist: {self.path.parent}")
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=60.0, check_same_thread=False
+            )
+            conn.row_factory = _row_factory
+            conn.execute("PRAGMA busy_timeout = 60000")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(next(iter(mode.values()))).lower() != "wal":
+                raise DatabaseError(f"cannot put {self.path} in WAL mode")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open sqlite database {self.path}: {exc}") from exc
+        return conn
+
+    def _prepare(self, text: str) -> str:
+        return text
+
+    def _begin(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def _abandon_connection(self, conn: Any) -> None:
+        # Never close an inherited SQLite connection: closing any descriptor of
+        # the file would drop this process's POSIX locks on it. Keep it unused.
+        pass
+
+    def _convert_params(self, params: Any) -> Any:
+        converted = {}
+        for key, value in params.items():
+            if isinstance(value, datetime):
+                value = _to_text(value)
+            elif isinstance(value, bool):
+                value = int(value)
+            converted[key] = value
+        return converted
+
+    def _parse_time(self, value: str) -> datetime:
+        return as_utc(datetime.fromisoformat(value))
+
+    def _is_missing_table(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+    def _run_script(self, script: str) -> None:
+        # executescript() would commit the surrounding transaction; run statements one by one.
+        conn = self.connection()
+        statement = ""
+        for line in script.splitlines():
+            if line.lstrip().startswith("--"):
+                continue
+            statement += line + "\n"
+            if sqlite3.complete_statement(statement):
+                conn.execute(statement)
+                statement = ""
+        if statement.strip():
+            conn.execute(statement)
+
+    def uninstall(self) -> None:
+        super().uninstall()
+
+    # -- owners -------------------------------------------------------------------------
+
+    def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
+        self.owners_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.write():
+            row = self.fetchone("process_register", self.process_info_params(info, now or utcnow()))
+            assert row is not None
+            owner_id = int(row["kojo_process_id"])
+            return SqliteOwner(self, owner_id)
+
+    def owner_file(self, owner_id: int) -> Path:
+        return self.owners_dir / f"{owner_id}.lock"
+
+    def bell_address(self, owner_id: int) -> str:
+        return f"{self._bell_prefix}{owner_id}"
+
+    def owner_is_dead(self, owner_id: int) -> bool:
+        try:
+            fd = os.open(self.owner_file(owner_id), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def _owner_forgotten(self, owner_id: int) -> None:
+        try:
+            self.owner_file(owner_id).unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- notifications -----------------------------------------------------------------
+
+    def _deliver(self, notes: list[Notification]) -> None:
+        if not notes:
+            return
+        if self._sender is None or self._sender_pid != os.getpid():
+            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sender.setblocking(False)
+            self._sender_pid = os.getpid()
+        packets = [self.encode_notification(n).encode() for n in notes]
+        try:
+            names = os.listdir(self.owners_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            owner_id, _, ext = name.partition(".")
+            if ext != "lock" or not owner_id.isdigit():
+                continue
+            address = self.bell_address(int(owner_id))
+            for packet in packets:
+                try:
+                    self._sender.sendto(packet, address)
+                except (ConnectionRefusedError, FileNotFoundError):
+                    break  # no doorbell: that owner is gone
+                except BlockingIOError:
+                    break  # its queue is full: it has wake-ups waiting already
+                except OSError as exc:
+                    if exc.errno in (errno.EMSGSIZE, errno.ENOBUFS):
+                        break
+                    raise
+
+
+class SqliteOwner(Owner):
+    """An owner file held with flock, and a doorbell socket."""
+
+    def __init__(self, backend: SqliteBackend, owner_id: int) -> None:
+        self.backend = backend
+        self.id = owner_id
+        self._closed = False
+        path = backend.owner_file(owner_id)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+        self._bell = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._bell.bind(backend.bell_address(owner_id))
+        self._bell.setblocking(False)
+        self._pid = os.getpid()
+
+    def fileno(self) -> int:
+        return self._bell.fileno()
+
+    def wait(self, timeout: float | None) -> list[Notification]:
+        ready, _, _ = select.select([self._bell], [], [], timeout)
+        if not ready:
+            return []
+        return self.drain()
+
+    def drain(self) -> list[Notification]:
+        notes: list[Notification] = []
+        while True:
+            try:
+                packet = self._bell.recv(65536)
+            except BlockingIOError:
+                return notes
+            note = self.backend.decode_notification(packet)
+            if note is not None:
+                notes.append(note)
+
+    def is_lost(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed or self._pid != os.getpid():
+            return
+        self._closed = True
+        self._bell.close()
+        os.close(self._fd)  # the flock goes with it: we are now "dead"
+        self.backend.reap_owner(self.id)
+
+    def abandon(self) -> None:
+        # The child shares the parent's open file description: closing our copy
+        # leaves the parent's flock in place.
+        self._closed = True
+        self._bell.close()
+        os.close(self._fd)

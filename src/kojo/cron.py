@@ -1,0 +1,58 @@
+"""Cron expressions, evaluated in UTC at minute granularity (croniter does the parsing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from croniter import croniter
+
+from .clock import as_utc
+
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def normalize(expression: str) -> str:
+    """The 5-field form of an expression; ValueError (naming it) if it is not valid cron."""
+    if not isinstance(expression, str):
+        raise ValueError(f"not a cron expression: {expression!r}")
+    text = " ".join(expression.split())
+    text = MACROS.get(text.lower(), text)
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise ValueError(f"not a 5-field cron expression or @macro: {expression!r}")
+    return text
+
+
+def floor_minute(moment: datetime) -> datetime:
+    return as_utc(moment).replace(second=0, microsecond=0)
+
+
+def is_due(expression: str, minute: datetime) -> bool:
+    return bool(croniter.match(normalize(expression), floor_minute(minute)))
+
+
+def next_fire(expression: str, after: datetime) -> datetime:
+    """The first due minute strictly after `after`."""
+    it = croniter(normalize(expression), as_utc(after))
+    result: datetime = it.get_next(datetime)
+    return as_utc(result)
+
+
+def fire_times(expression: str, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Due minutes in [start, end], both rounded down to the minute."""
+    minute = floor_minute(start)
+    last = floor_minute(end)
+    it = croniter(normalize(expression), minute - timedelta(seconds=1))
+    while True:
+        fire = as_utc(it.get_next(datetime))
+        if fire > last:
+            return
+        yield fire

@@ -1,0 +1,55 @@
+"""The errors kojo raises. Every one is a KojoError, so callers can catch them all."""
+
+from __future__ import annotations
+
+
+class KojoError(Exception):
+    """Base of every error kojo raises on purpose."""
+
+
+class InvalidJobType(KojoError):
+    """A job type definition has a bad field; the message names the field and the value."""
+
+
+class UnknownJobType(KojoError):
+    """No job type with that code is registered."""
+
+
+class JobTypeDisabled(KojoError):
+    """The job type exists but is disabled: no new jobs may be made."""
+
+
+class InvalidTransition(KojoError):
+    """A state change is not allowed from the job's current state, or another process won."""
+
+
+class JobNotFound(KojoError):
+    """No job with that id exists (it may have been deleted after completion)."""
+
+
+class InvalidPayload(KojoError):
+    """A payload or message is not JSON-serialisable, or is too large."""
+
+
+class InvalidArgument(KojoError):
+    """A bad value was given to an API call (a lock name, a channel, a delay...)."""
+
+
+class LockTimeout(KojoError):
+    """A mutex or semaphore could not be acquired within the timeout."""
+
+
+class LeaseLost(KojoError):
+    """The backend can no longer vouch for a lease (its holder's anchor was lost)."""
+
+
+class SlotsMismatch(KojoError):
+    """Contenders for one semaphore disagree on its number of slots."""
+
+
+class DatabaseError(KojoError):
+    """The database failed or is unreachable, or the URL is not supported."""
+
+
+class SchemaMissing(DatabaseError):
+    """kojo's tables are not installed in this database: run `kojo db install`."""

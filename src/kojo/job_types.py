@@ -1,0 +1,216 @@
+"""Job type definitions: fields, validation, worker references and YAML loading."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import cron
+from .durations import format_duration, parse_duration
+from .errors import InvalidJobType
+
+CODE_PATTERN = re.compile(r"^[a-z0-9_.-]{1,255}$")
+CATCH_UP_POLICIES = ("none", "latest", "all")
+
+Worker = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A validated job type. `worker_uri` is "module:callable"; `worker` the loaded callable."""
+
+    code: str
+    worker_uri: str
+    name: str = ""
+    cron_expression: str | None = None
+    can_work_in_parallel: bool = True
+    default_importance: int = 0
+    schedule_limit: int = 0
+    schedule_limit_allowance: int = 0
+    is_enabled: bool = True
+    auto_complete_success: bool = True
+    auto_delete_interval_duration: str = "P1D"
+    max_retries: int = 0
+    max_crashes: int = 5
+    timeout: float | None = None
+    catch_up: str = "none"
+    catch_up_window: str = "PT1H"
+    worker: Worker | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def auto_delete_interval(self) -> timedelta:
+        return parse_duration(self.auto_delete_interval_duration)
+
+    @property
+    def catch_up_interval(self) -> timedelta:
+        return parse_duration(self.catch_up_window)
+
+    def columns(self) -> dict[str, Any]:
+        """The `kojo_job_type` column values of this type."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "worker"}
+        values["type_code"] = values.pop("code")
+        return values
+
+    def with_worker(self, worker: Worker | None) -> JobType:
+        return replace(self, worker=worker)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(JobType) if f.name not in ("worker", "worker_uri"))
+
+
+def _bad(name: str, value: object, why: str) -> InvalidJobType:
+    return InvalidJobType(f"invalid job type field {name}={value!r}: {why}")
+
+
+def _int(name: str, value: object, minimum: int | None = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, value, "must be an integer")
+    if minimum is not None and value < minimum:
+        raise _bad(name, value, f"must be >= {minimum}")
+    return value
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(name, value, "must be true or false")
+    return value
+
+
+def _duration(name: str, value: object) -> str:
+    if isinstance(value, timedelta):
+        if value.total_seconds() < 0:
+            raise _bad(name, value, "must not be negative")
+        return format_duration(value)
+    if not isinstance(value, str):
+        raise _bad(name, value, "must be an ISO-8601 duration such as P1D or PT60S")
+    try:
+        parse_duration(value)
+    except ValueError:
+        raise _bad(name, value, "must be an ISO-8601 duration such as P1D or PT60S")
+    return value.strip().upper()
+
+
+def worker_uri_of(worker: Worker) -> str:
+    module = getattr(worker, "__module__", None)
+    qualname = getattr(worker, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise _bad("worker", worker, "must be a module-level function or callable")
+    return f"{module}:{qualname}"
+
+
+def import_worker(uri: str) -> Worker:
+    """Load "module:callable" (a dotted attribute path after the colon is allowed)."""
+    if not isinstance(uri, str) or uri.count(":") != 1:
+        raise _bad("worker", uri, 'must be "module:callable"')
+    module_name, attr_path = uri.split(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for attr in attr_path.split("."):
+            target = getattr(target, attr)
+    except Exception as exc:  # any import-time failure is a bad worker reference
+        raise _bad("worker", uri, f"cannot be imported ({type(exc).__name__}: {exc})")
+    if not callable(target):
+        raise _bad("worker", uri, "is not callable")
+    # A decorated worker is registered as a JobType holder; unwrap to the function.
+    return getattr(target, "__kojo_worker__", target)  # type: ignore[no-any-return]
+
+
+def define(code: str, worker: Worker | str, **options: Any) -> JobType:
+    """Validate every field and build a JobType; InvalidJobType names the bad field and value."""
+    unknown = set(options) - set(FIELD_NAMES)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise _bad(name, options[name], "unknown job type field")
+    if not isinstance(code, str) or not CODE_PATTERN.match(code):
+        raise _bad("code", code, "must match [a-z0-9_.-]{1,255}")
+    if isinstance(worker, str):
+        worker_uri, worker_fn = worker, import_worker(worker)
+    elif callable(worker):
+        worker_uri, worker_fn = worker_uri_of(worker), worker
+    else:
+        raise _bad("worker", worker, 'must be a callable or "module:callable"')
+
+    values: dict[str, Any] = {}
+    name: Any = options.get("name")
+    if name is None:
+        name = code
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise _bad("name", name, "must be a string of 1 to 255 characters")
+    values["name"] = name
+
+    expression = options.get("cron_expression")
+    if expression is not None:
+        try:
+            cron.normalize(expression)
+        except ValueError:
+            raise _bad("cron_expression", expression, "must be 5-field cron or an @macro")
+        values["cron_expression"] = " ".join(expression.split())
+
+    for key in ("can_work_in_parallel", "is_enabled", "auto_complete_success"):
+        if key in options:
+            values[key] = _bool(key, options[key])
+    if "default_importance" in options:
+        values["default_importance"] = _int(
+            "default_importance", options["default_importance"], None
+        )
+    for key in ("schedule_limit", "schedule_limit_allowance", "max_retries", "max_crashes"):
+        if key in options:
+            values[key] = _int(key, options[key])
+    for key in ("auto_delete_interval_duration", "catch_up_window"):
+        if key in options:
+            values[key] = _duration(key, options[key])
+
+    timeout = options.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise _bad("timeout", options["timeout"], "must be a positive number of seconds")
+        values["timeout"] = float(timeout)
+
+    catch_up = options.get("catch_up", "none")
+    if catch_up not in CATCH_UP_POLICIES:
+        raise _bad("catch_up", catch_up, f"must be one of {', '.join(CATCH_UP_POLICIES)}")
+    values["catch_up"] = catch_up
+
+    return JobType(code=code, worker_uri=worker_uri, worker=worker_fn, **values)
+
+
+def from_row(row: Mapping[str, Any]) -> JobType:
+    """A JobType as stored; the worker is loaded lazily by whoever runs it."""
+    known = {f.name for f in fields(JobType)}
+    values = {k: v for k, v in row.items() if k in known}
+    values["code"] = row["type_code"]
+    for key in ("can_work_in_parallel", "is_enabled", "auto_complete_success"):
+        values[key] = bool(values[key])
+    return JobType(**values)
+
+
+def load_yaml(path: str | Path) -> list[JobType]:
+    """Job types from a YAML file: a list of mappings, or {job_types: [...]}."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidJobType(f"cannot read job types from {str(path)!r}: {exc}")
+    if isinstance(document, dict) and "job_types" in document:
+        document = document["job_types"]
+    if not isinstance(document, list):
+        raise InvalidJobType(f"{str(path)!r}: expected a list of job types")
+    types = []
+    for entry in document:
+        if not isinstance(entry, dict):
+            raise InvalidJobType(f"{str(path)!r}: each job type must be a mapping, got {entry!r}")
+        options = dict(entry)
+        code = options.pop("code", None)
+        worker = options.pop("worker", None)
+        if worker is None:
+            raise _bad("worker", None, f'is required for job type {code!r} ("module:callable")')
+        types.append(define(code, worker, **options))
+    return types

@@ -1,0 +1,89 @@
+"""Running one claimed job and settling its outcome (Kōjō's Foreman).
+
+- The worker requested a state (retry, hold, complete_*): it stands.
+- It returned without a request: complete_success if the type auto-completes
+  (returned as AUTO_COMPLETE so the caller can batch it), else panicked
+  ("did not request a next state").
+- It raised: retried with exponential backoff and jitter while max_retries
+  allows, else panicked; the traceback goes to the log and to last_error.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import states
+from .backends.base import backoff_delay
+from .clock import utcnow
+from .errors import InvalidJobType, InvalidTransition, JobNotFound
+from .jobs import Job
+from .logs import get_logger, normalize_exception
+
+if TYPE_CHECKING:
+    from .app import App
+
+AUTO_COMPLETE = "auto_complete"
+log = get_logger("runner")
+
+
+def run(
+    app: App,
+    row: Mapping[str, Any],
+    owner_id: int | None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> str:
+    """Run the claimed job `row` (with its type's columns); the outcome's name."""
+    job = Job(app, row, owner_id, stop_requested)
+    try:
+        worker = app.worker_for(row["type_code"], row["worker_uri"])
+    except InvalidJobType as exc:
+        return _settle_failure(job, exc, retry_allowed=False)
+    try:
+        worker(job)
+    except Exception as exc:
+        if job.request is not None:
+            log.error(
+                f"Worker of job with ID[{job.id}] raised after requesting {job.request}.",
+                exc_info=exc,
+                extra={"job": job.row},
+            )
+            return job.request
+        return _settle_failure(job, exc, retry_allowed=True)
+    if job.request is not None:
+        return job.request
+    if row["auto_complete_success"]:
+        return AUTO_COMPLETE
+    message = f"Worker related to job with ID[{job.id}] did not request a next state."
+    return _panic(job, message, None)
+
+
+def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> str:
+    text = "".join(traceback.format_exception(exc))[-8000:]
+    times_retried = int(job.row["times_retried"])
+    if retry_allowed and times_retried < int(job.row["max_retries"]):
+        now = utcnow()
+        work_at = now + backoff_delay(times_retried)
+        log.warning(
+            f"Retrying job with ID[{job.id}] at {work_at.isoformat()}.",
+            extra={"context": {"exception": normalize_exception(exc)}, "job": job.row},
+        )
+        try:
+            job._request(states.RETRY, now=now, work_at=work_at, extra={"last_error": text})
+        except (InvalidTransition, JobNotFound) as lost:
+            log.warning(f"Could not retry job with ID[{job.id}]: {lost}")
+            return "lost"
+        return states.RETRY.name
+    return _panic(job, f"Panicking job with ID[{job.id}].", exc, text)
+
+
+def _panic(job: Job, message: str, exc: BaseException | None, text: str | None = None) -> str:
+    context = {"exception": normalize_exception(exc)} if exc is not None else {}
+    log.critical(message, extra={"context": context, "job": job.row})
+    try:
+        job._request(states.PANIC, extra={"last_error": text or message})
+    except (InvalidTransition, JobNotFound) as lost:
+        log.warning(f"Could not panic job with ID[{job.id}]: {lost}")
+        return "lost"
+    return states.PANIC.name

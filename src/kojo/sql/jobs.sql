@@ -1,0 +1,140 @@
+-- Job, job type, schema and process queries shared by both dialects. Parameters are :name; a
+-- dialect file (postgres/jobs.sql, sqlite/jobs.sql) overrides a query of the same name.
+-- Column names in SET lists are never taken from user input.
+
+-- name: schema_version_create
+CREATE TABLE IF NOT EXISTS kojo_schema_version (
+    version integer PRIMARY KEY,
+    applied_at_date_time text NOT NULL
+)
+
+-- name: schema_version_get
+SELECT coalesce(max(version), 0) AS version FROM kojo_schema_version
+
+-- name: schema_version_set
+INSERT INTO kojo_schema_version (version, applied_at_date_time) VALUES (:version, :now)
+
+-- name: type_upsert
+INSERT INTO kojo_job_type (
+    type_code, name, worker_uri, cron_expression, can_work_in_parallel, default_importance,
+    schedule_limit, schedule_limit_allowance, is_enabled, auto_complete_success,
+    auto_delete_interval_duration, max_retries, max_crashes, timeout, catch_up, catch_up_window,
+    created_at_date_time, updated_at_date_time
+) VALUES (
+    :type_code, :name, :worker_uri, :cron_expression, :can_work_in_parallel, :default_importance,
+    :schedule_limit, :schedule_limit_allowance, :is_enabled, :auto_complete_success,
+    :auto_delete_interval_duration, :max_retries, :max_crashes, :timeout, :catch_up,
+    :catch_up_window, :now, :now
+)
+ON CONFLICT (type_code) DO UPDATE SET
+    name = excluded.name,
+    worker_uri = excluded.worker_uri,
+    cron_expression = excluded.cron_expression,
+    can_work_in_parallel = excluded.can_work_in_parallel,
+    default_importance = excluded.default_importance,
+    schedule_limit = excluded.schedule_limit,
+    schedule_limit_allowance = excluded.schedule_limit_allowance,
+    auto_complete_success = excluded.auto_complete_success,
+    auto_delete_interval_duration = excluded.auto_delete_interval_duration,
+    max_retries = excluded.max_retries,
+    max_crashes = excluded.max_crashes,
+    timeout = excluded.timeout,
+    catch_up = excluded.catch_up,
+    catch_up_window = excluded.catch_up_window,
+    updated_at_date_time = excluded.updated_at_date_time
+
+-- name: type_list
+SELECT * FROM kojo_job_type ORDER BY type_code
+
+-- name: type_get
+SELECT * FROM kojo_job_type WHERE type_code = :type_code
+
+-- name: type_set_enabled
+UPDATE kojo_job_type SET is_enabled = :flag, updated_at_date_time = :now
+WHERE type_code = :type_code RETURNING type_code
+
+-- name: type_set_paused
+UPDATE kojo_job_type SET is_paused = :flag, updated_at_date_time = :now
+WHERE type_code = :type_code RETURNING type_code
+
+-- name: job_insert
+INSERT INTO kojo_job (
+    type_code, name, priority, importance, work_at_date_time, next_state_request,
+    assigned_state, previous_state, worker_uri, can_work_in_parallel,
+    last_transition_date_time, created_at_date_time, payload, cron_fire_date_time
+)
+SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
+    coalesce(:importance, t.default_importance), :work_at,
+    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, :payload, :cron_fire
+FROM kojo_job_type t
+WHERE t.type_code = :type_code AND t.is_enabled
+RETURNING kojo_job_id
+
+-- name: job_get
+SELECT * FROM kojo_job WHERE kojo_job_id = :kojo_job_id
+
+-- name: job_get_with_type
+SELECT j.*, t.auto_delete_interval_duration, t.auto_complete_success, t.max_retries,
+    t.max_crashes, t.timeout
+FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
+WHERE j.kojo_job_id = :kojo_job_id
+
+-- name: job_list
+SELECT * FROM kojo_job
+WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
+  AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
+ORDER BY kojo_job_id
+LIMIT :limit
+
+-- name: job_next_work_at
+SELECT min(work_at_date_time) AS work_at FROM kojo_job
+WHERE next_state_request = 'working' AND assigned_state IN ('waiting', 'crashed')
+
+-- name: job_count_by_state
+SELECT type_code, assigned_state, next_state_request, count(*) AS jobs FROM kojo_job
+GROUP BY type_code, assigned_state, next_state_request
+
+-- name: process_register
+INSERT INTO kojo_process (host_name, process_id, parent_process_id, path, kind,
+    started_at_date_time, info)
+VALUES (:host_name, :process_id, :parent_process_id, :path, :kind, :now, :info)
+RETURNING kojo_process_id
+
+-- name: process_update
+UPDATE kojo_process SET path = :path, kind = :kind, process_id = :process_id,
+    parent_process_id = :parent_process_id, info = :info
+WHERE kojo_process_id = :kojo_process_id
+
+-- name: process_list
+SELECT * FROM kojo_process ORDER BY host_name, kojo_process_id
+
+-- name: process_get
+SELECT * FROM kojo_process WHERE kojo_process_id = :kojo_process_id
+
+-- name: process_delete
+DELETE FROM kojo_process WHERE kojo_process_id = :kojo_process_id
+
+-- name: process_working_jobs
+SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
+    j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
+    j.times_panicked, j.kojo_process_id, t.max_crashes, t.auto_delete_interval_duration
+FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
+WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
+
+-- name: process_owned_slots
+SELECT name, slot FROM kojo_semaphore_slot WHERE kojo_process_id = :kojo_process_id
+
+-- name: process_release_slots
+UPDATE kojo_semaphore_slot SET kojo_process_id = NULL, kojo_job_id = NULL, token = NULL,
+    acquired_at_date_time = NULL
+WHERE kojo_process_id = :kojo_process_id
+
+-- name: process_delete_waiters
+DELETE FROM kojo_semaphore_waiter WHERE kojo_process_id = :kojo_process_id
+
+-- name: job_complete_success
+UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
+    previous_state = 'working', last_transition_date_time = :now,
+    completed_at_date_time = :now, delete_after_date_time = :delete_after
+WHERE kojo_job_id = :kojo_job_id AND assigned_state = 'working' AND kojo_process_id = :owner

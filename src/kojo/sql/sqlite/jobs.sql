@@ -1,0 +1,27 @@
+-- SQLite versions of queries whose text differs from queries.sql. Every write
+-- runs inside BEGIN IMMEDIATE, so no row locks are needed.
+
+-- name: job_claim
+WITH candidate AS (
+    SELECT kojo_job_id, type_code, can_work_in_parallel, priority, work_at_date_time
+    FROM kojo_job c
+    WHERE c.next_state_request = 'working' AND c.assigned_state IN ('waiting', 'crashed')
+      AND c.work_at_date_time <= :now
+      AND c.type_code NOT IN (SELECT type_code FROM kojo_job_type WHERE is_paused)
+      AND (c.can_work_in_parallel OR NOT EXISTS (
+          SELECT 1 FROM kojo_job w WHERE w.type_code = c.type_code
+            AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
+    ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
+    LIMIT :limit
+), chosen AS (
+    SELECT kojo_job_id, can_work_in_parallel, row_number() OVER (
+        PARTITION BY type_code ORDER BY priority DESC, work_at_date_time, kojo_job_id) AS rank
+    FROM candidate
+)
+UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
+    previous_state = assigned_state, times_worked = times_worked + 1,
+    last_transition_date_time = :now, kojo_process_id = :owner
+FROM chosen
+WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
+  AND (chosen.can_work_in_parallel OR chosen.rank = 1)
+RETURNING *
