@@ -23,6 +23,7 @@ from .errors import (
     JobNotFound,
     JobTypeDisabled,
     KojoError,
+    SchemaMissing,
     UnknownJobType,
 )
 from .job_types import JobType, Worker, define, import_worker, load_yaml
@@ -62,7 +63,13 @@ def database_errors() -> Iterator[None]:
     except KojoError:
         raise
     except _driver_errors() as exc:
-        raise DatabaseError(f"{type(exc).__name__}: {exc}".strip()) from exc
+        text = str(exc)
+        if "no such table" in text or type(exc).__name__ == "UndefinedTable":
+            raise SchemaMissing(
+                f"kojo's tables are not installed in this database ({text.strip()}): "
+                "run `kojo db install`"
+            ) from exc
+        raise DatabaseError(f"{type(exc).__name__}: {text}".strip()) from exc
 
 
 class App:

@@ -126,8 +126,8 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
     """Validate every field and build a JobType; InvalidJobType names the bad field and value."""
     unknown = set(options) - set(FIELD_NAMES)
     if unknown:
-        name = sorted(unknown)[0]
-        raise _bad(name, options[name], "unknown job type field")
+        first = sorted(unknown)[0]
+        raise _bad(first, options[first], "unknown job type field")
     if not isinstance(code, str) or not CODE_PATTERN.match(code):
         raise _bad("code", code, "must match [a-z0-9_.-]{1,255}")
     if isinstance(worker, str):

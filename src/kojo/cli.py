@@ -1,0 +1,428 @@
+"""The `kojo` command.
+
+A bad argument prints one line and exits 2; a runtime error prints one line
+and exits 1 (`--debug` adds the traceback). `--json` prints machine-readable
+output whose keys are the table's column names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import states
+from .app import App, database_url
+from .clock import parse_iso
+from .errors import InvalidJobType, KojoError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """Options shared by every command, and the App they select."""
+
+    def __init__(self, database: str | None, app_ref: str | None, debug: bool) -> None:
+        self.database = database
+        self.app_ref = app_ref
+        self.debug = debug
+        self._app: App | None = None
+
+    def app(self) -> App:
+        if self._app is None:
+            self._app = load_app(self.app_ref, self.database)
+        return self._app
+
+
+def load_app(app_ref: str | None, database: str | None) -> App:
+    """The App named by --app MODULE:ATTRIBUTE (or KOJO_APP), else a bare App."""
+    ref = app_ref or os.environ.get("KOJO_APP")
+    if not ref:
+        return App(database=database_url(database))
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"{ref!r}: expected MODULE:ATTRIBUTE", param_hint="--app")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise click.BadParameter(f"cannot load {ref!r}: {exc}", param_hint="--app")
+    if not isinstance(target, App):
+        raise click.BadParameter(f"{ref!r} is not a kojo.App", param_hint="--app")
+    if database or os.environ.get("KOJO_DATABASE_URL"):
+        url = database_url(database)
+        if url != target.database_url:
+            target = rebind(target, url)
+    return target
+
+
+def rebind(app: App, url: str) -> App:
+    """The same job types on another database (--database wins over the app's own)."""
+    other = App(database=url)
+    for job_type in app.job_types.values():
+        other.add_job_type(job_type)
+    return other
+
+
+def fail(message: str, debug: bool = False, code: int = 1) -> NoReturn:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Runtime errors become one line on stderr and exit 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(Context)
+        debug = bool(ctx and ctx.debug)
+        try:
+            return fn(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except KojoError as exc:
+            fail(str(exc), debug)
+        except Exception as exc:
+            fail(f"{type(exc).__name__}: {exc}", debug)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def emit(rows: Sequence[Mapping[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
+    """Rows as a JSON array (every column) or as an aligned table (the given columns)."""
+    if as_json:
+        click.echo(json.dumps(list(rows), default=to_json))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in table:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def emit_one(row: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(dict(row), default=to_json))
+        return
+    width = max(len(k) for k in row)
+    for key, value in row.items():
+        click.echo(f"{key.ljust(width)}  {_cell(value)}")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database", envvar="KOJO_DATABASE_URL", help="Database URL (KOJO_DATABASE_URL).")
+@click.option("--app", "app_ref", envvar="KOJO_APP", help="MODULE:ATTRIBUTE of a kojo.App.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@click.pass_context
+def cli(ctx: click.Context, database: str | None, app_ref: str | None, debug: bool) -> None:
+    """kojo: a distributed task manager (jobs, locks, cron, processes, IPC)."""
+    ctx.obj = Context(database, app_ref, debug)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: usage errors are one line and exit 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        click.echo(cli.get_help(click.Context(cli, info_name="kojo")))
+        sys.exit(0)
+    try:
+        cli.main(args=args, prog_name="kojo", standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def shared_options(fn: F) -> F:
+    """--database/--app accepted after the sub-command too (`kojo jobs list --database X`)."""
+
+    def set_database(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.ensure_object(Context).database = value
+
+    def set_app(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.ensure_object(Context).app_ref = value
+
+    fn = click.option(
+        "--database", expose_value=False, callback=set_database, help="Database URL."
+    )(fn)
+    fn = click.option(
+        "--app", expose_value=False, callback=set_app, help="MODULE:ATTRIBUTE of a kojo.App."
+    )(fn)
+    return fn
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+# -- db ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Create, upgrade or drop kojo's tables."""
+
+
+@db.command("install")
+@shared_options
+@pass_context
+@handle_errors
+def db_install(ctx: Context) -> None:
+    """Create or upgrade the schema (idempotent)."""
+    version = ctx.app().install()
+    click.echo(f"kojo is installed (schema version {version}).")
+
+
+@db.command("uninstall")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@shared_options
+@pass_context
+@handle_errors
+def db_uninstall(ctx: Context, yes: bool) -> None:
+    """Drop kojo's tables and everything in them."""
+    if not yes:
+        answer = click.prompt(
+            "This deletes every kojo table and job. Type 'delete' to confirm",
+            default="",
+            show_default=False,
+        )
+        if answer.strip() != "delete":
+            fail("kojo was not uninstalled.")
+    ctx.app().uninstall()
+    click.echo("kojo was uninstalled.")
+
+
+# -- types -----------------------------------------------------------------------------
+
+
+@cli.group()
+def types() -> None:
+    """Job types."""
+
+
+TYPE_COLUMNS = (
+    "type_code",
+    "cron_expression",
+    "next_fire",
+    "is_enabled",
+    "is_paused",
+    "can_work_in_parallel",
+    "schedule_limit",
+    "worker_uri",
+)
+
+
+@types.command("list")
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def types_list(ctx: Context, as_json: bool) -> None:
+    """Job types stored in the database, with each cron type's next fire time."""
+    from . import cron
+    from .clock import utcnow
+
+    rows = ctx.app().backend.type_list()
+    now = utcnow()
+    for row in rows:
+        expression = row.get("cron_expression")
+        row["next_fire"] = cron.next_fire(expression, now) if expression else None
+    emit(rows, as_json, TYPE_COLUMNS)
+
+
+@types.command("register")
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="A YAML file of job types.")
+@shared_options
+@pass_context
+@handle_errors
+def types_register(ctx: Context, path: str | None) -> None:
+    """Store the app's job types (or a YAML file's) in the database."""
+    app = ctx.app()
+    codes: Iterable[str] | None = None
+    if path:
+        codes = [t.code for t in app.load_job_types(path)]
+    elif not app.job_types:
+        raise InvalidJobType("no job types to register: give --app MODULE:ATTR or --file FILE")
+    stored = app.register_job_types(codes)
+    click.echo(f"registered {len(stored)} job type(s): {', '.join(stored)}")
+
+
+@types.command("enable")
+@click.argument("code")
+@shared_options
+@pass_context
+@handle_errors
+def types_enable(ctx: Context, code: str) -> None:
+    """Let new jobs of CODE be made again."""
+    ctx.app().set_type_enabled(code, True)
+    click.echo(f"job type {code} enabled")
+
+
+@types.command("disable")
+@click.argument("code")
+@shared_options
+@pass_context
+@handle_errors
+def types_disable(ctx: Context, code: str) -> None:
+    """No new jobs of CODE (cron skips it, scheduling is refused); existing jobs still run."""
+    ctx.app().set_type_enabled(code, False)
+    click.echo(f"job type {code} disabled")
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+
+@cli.group()
+def jobs() -> None:
+    """Jobs."""
+
+
+JOB_COLUMNS = (
+    "kojo_job_id",
+    "type_code",
+    "assigned_state",
+    "next_state_request",
+    "priority",
+    "work_at_date_time",
+    "times_worked",
+    "times_retried",
+    "times_crashed",
+)
+
+
+def parse_at(_: click.Context, __: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date-time")
+
+
+def parse_payload(_: click.Context, __: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not JSON ({exc})")
+
+
+@jobs.command("schedule")
+@click.argument("code")
+@click.option("--at", callback=parse_at, help="When to run it (ISO-8601, UTC if no offset).")
+@click.option("--delay", type=click.FloatRange(min=0), help="Run it after this many seconds.")
+@click.option("--payload", callback=parse_payload, help="A JSON value given to the worker.")
+@click.option("--importance", type=int, help="Overrides the type's default_importance.")
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def jobs_schedule(
+    ctx: Context,
+    code: str,
+    at: datetime | None,
+    delay: float | None,
+    payload: Any,
+    importance: int | None,
+    as_json: bool,
+) -> None:
+    """Create a job of type CODE; prints its id."""
+    if at is not None and delay is not None:
+        raise click.UsageError("give --at or --delay, not both")
+    job_id = ctx.app().schedule(code, payload=payload, at=at, delay=delay, importance=importance)
+    click.echo(json.dumps({"id": job_id}) if as_json else str(job_id))
+
+
+@jobs.command("list")
+@click.option("--type", "type_code", help="Only jobs of this type.")
+@click.option(
+    "--state",
+    type=click.Choice(sorted(s.value for s in states.State)),
+    help="Only jobs in this state.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def jobs_list(
+    ctx: Context, type_code: str | None, state: str | None, limit: int, as_json: bool
+) -> None:
+    """Jobs with all their fields."""
+    emit(ctx.app().jobs(type_code, state, limit), as_json, JOB_COLUMNS)
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
+    """Every field of one job."""
+    emit_one(ctx.app().job(job_id), as_json)
+
+
+def _operator_action(name: str, doc: str) -> None:
+    @jobs.command(name, help=doc)
+    @click.argument("job_id", type=int)
+    @json_option
+    @shared_options
+    @pass_context
+    @handle_errors
+    def action(ctx: Context, job_id: int, as_json: bool) -> None:
+        row = getattr(ctx.app(), name)(job_id)
+        if as_json:
+            click.echo(json.dumps(row, default=to_json))
+        else:
+            click.echo(f"job {job_id}: {row['assigned_state']}/{row['next_state_request']}")
+
+
+_operator_action("hold", "Park a waiting or working job until it is released.")
+_operator_action("release", "Put a held, panicked or crashed job back to waiting.")
+_operator_action("cancel", "Terminate a job (complete_terminated), stopping it if it runs.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
