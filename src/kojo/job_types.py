@@ -171,8 +171,15 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
     if timeout is not None:
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise _bad("timeout", options["timeout"], "must be a positive number of seconds")
+        # `not 0 < t < inf` also refuses NaN, which compares false with everything.
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < float("inf")
+        ):
+            raise _bad(
+                "timeout", options["timeout"], "must be a positive, finite number of seconds"
+            )
         values["timeout"] = float(timeout)
 
     catch_up = options.get("catch_up", "none")

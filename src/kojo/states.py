@@ -13,6 +13,9 @@ Differences from Kōjō 5.x (reference §12.4), on purpose:
 - `complete_terminated` (cancel) is also allowed from crashed, hold and
   panicked, so operators can cancel any job that is not finished.
 - `unclaim` gives back a job that a process claimed but never started.
+- `work` requires the request `working` (Kōjō checks only the assigned state
+  and leaves that condition to its Selector), so a job still waiting for the
+  schedule-limit check can never be worked.
 """
 
 from __future__ import annotations
