@@ -17,6 +17,10 @@ CREATE TABLE IF NOT EXISTS kojo_job_type (
     timeout double precision CHECK (timeout > 0),
     catch_up text NOT NULL DEFAULT 'none' CHECK (catch_up IN ('none', 'latest', 'all')),
     catch_up_window text NOT NULL DEFAULT 'PT1H',
+    -- Cron bookkeeping (cron_scheduler.py): every due minute up to this one has had its
+    -- job made (or was skipped), for this normalized expression. Survives job deletion.
+    cron_scheduled_until_date_time timestamptz,
+    cron_scheduled_expression text,
     is_paused boolean NOT NULL DEFAULT false,
     created_at_date_time timestamptz NOT NULL DEFAULT now(),
     updated_at_date_time timestamptz NOT NULL DEFAULT now()
