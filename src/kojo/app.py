@@ -170,6 +170,11 @@ class App:
 
     # -- schema -------------------------------------------------------------------------
 
+    def after_fork(self) -> None:
+        """In a forked child: let go of the parent's connections (they stay the parent's)."""
+        self.backend.after_fork()
+        self._type_rows.clear()
+
     def install(self) -> int:
         """Create or upgrade kojo's tables (idempotent); the schema version."""
         with database_errors():
@@ -271,6 +276,17 @@ class App:
             )
         with database_errors():
             return self.backend.job_list(type_code, state, limit)
+
+    def process_table(self) -> list[dict[str, Any]]:
+        """Every live kojo process of the cluster, with the ids of the jobs it is working."""
+        with database_errors():
+            rows = self.backend.processes()
+            working: dict[int, list[int]] = {}
+            for row in self.backend.fetchall("job_working_owners"):
+                working.setdefault(int(row["kojo_process_id"]), []).append(int(row["kojo_job_id"]))
+        for row in rows:
+            row["jobs"] = working.get(int(row["kojo_process_id"]), [])
+        return rows
 
     def hold(self, job_id: int) -> dict[str, Any]:
         """Park a waiting or working job: it is not worked again until released."""

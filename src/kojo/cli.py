@@ -424,5 +424,97 @@ _operator_action("release", "Put a held, panicked or crashed job back to waiting
 _operator_action("cancel", "Terminate a job (complete_terminated), stopping it if it runs.")
 
 
+# -- processes --------------------------------------------------------------------------
+
+
+@cli.group()
+def server() -> None:
+    """This host's process tree."""
+
+
+def default_host_name() -> str:
+    import socket
+
+    return os.environ.get("KOJO_HOST_NAME") or socket.gethostname()
+
+
+@server.command("start")
+@click.option(
+    "--max-processes",
+    type=click.IntRange(min=0),
+    default=lambda: os.cpu_count() or 2,
+    show_default="number of CPUs",
+    help="Job processes to keep running.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM.",
+)
+@click.option(
+    "--host-name",
+    default=default_host_name,
+    show_default="KOJO_HOST_NAME or the machine's host name",
+    help="This server's identity in the cluster.",
+)
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="A YAML file of job types.")
+@shared_options
+@pass_context
+@handle_errors
+def server_start(
+    ctx: Context, max_processes: int, shutdown_timeout: float, host_name: str, path: str | None
+) -> None:
+    """Run this host's server → root → job process tree in the foreground (JSON logs)."""
+    from . import logs
+    from .processes.root import PoolOptions
+    from .processes.server import Server
+
+    if not host_name.strip():
+        raise click.BadParameter("must not be empty", param_hint="--host-name")
+    logs.configure()
+    app = ctx.app()
+    if path:
+        app.load_job_types(path)
+    app.install()
+    options = PoolOptions(host_name.strip(), max_processes, shutdown_timeout)
+    sys.exit(Server(app, options).run())
+
+
+@cli.command("work")
+@click.argument("job_id", type=int)
+@click.option("--inline", is_flag=True, required=True, help="Run in this process (no fork).")
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="A YAML file of job types.")
+@shared_options
+@pass_context
+@handle_errors
+def work(ctx: Context, job_id: int, inline: bool, path: str | None) -> None:
+    """Claim and run one job in this process: for debuggers."""
+    from . import logs
+    from .inline import work_inline
+
+    logs.configure()
+    app = ctx.app()
+    if path:
+        app.load_job_types(path)
+    row = work_inline(app, job_id, default_host_name())
+    click.echo(f"job {job_id}: {row['assigned_state']}/{row['next_state_request']}", err=True)
+
+
+PS_COLUMNS = ("host_name", "process_id", "kind", "path", "jobs", "started_at_date_time")
+
+
+@cli.command("ps")
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def ps(ctx: Context, as_json: bool) -> None:
+    """Every live kojo process in the cluster: host, pid, path, current jobs."""
+    app = ctx.app()
+    emit(app.process_table(), as_json, PS_COLUMNS)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

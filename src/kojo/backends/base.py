@@ -16,7 +16,7 @@ import json
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +30,9 @@ from ..job_types import JobType
 from ..sql import SCHEMA_VERSION, queries, schema
 
 NOTIFY_CHANNEL = "kojo"
+UNIQUE_VIOLATION = "23505"  # SQLSTATE
+# Each failed attempt means another claimer committed a serial job meanwhile.
+CLAIM_ATTEMPTS = 20
 BOOL_COLUMNS = frozenset(
     {"can_work_in_parallel", "is_enabled", "auto_complete_success", "is_paused", "dead"}
 )
@@ -120,6 +123,9 @@ class Backend(ABC):
 
     dialect: str
     url: str
+    # True where concurrent claims can race on the serial-type unique index (PostgreSQL's
+    # READ COMMITTED); SQLite's BEGIN IMMEDIATE serialises claims, so they cannot.
+    claim_races = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -366,6 +372,16 @@ class Backend(ABC):
                 reaped.append(owner_id)
         return reaped
 
+    def serialize(self, key: str) -> None:
+        """Inside write(): make concurrent transactions that serialize on `key` run one at a time.
+
+        SQLite writes are serial already (BEGIN IMMEDIATE); PostgreSQL overrides.
+        """
+
+    def owner_of_process(self, host_name: str, pid: int) -> int | None:
+        row = self.fetchone("process_find", {"host_name": host_name, "process_id": pid})
+        return int(row["kojo_process_id"]) if row else None
+
     def processes(self) -> list[Row]:
         """Registered processes that are alive (dead ones are reaped on the way)."""
         rows = self.fetchall("process_list")
@@ -482,8 +498,9 @@ class Backend(ABC):
     ) -> list[Row]:
         return self.fetchall("job_list", {"type_code": type_code, "state": state, "limit": limit})
 
-    def job_next_work_at(self) -> datetime | None:
-        row = self.fetchone("job_next_work_at")
+    def job_next_work_at(self, now: datetime) -> datetime | None:
+        """When the next job that is not yet due becomes due."""
+        row = self.fetchone("job_next_work_at", {"now": now})
         value = row["work_at"] if row else None
         if isinstance(value, str):
             value = self._parse_time(value)
@@ -498,9 +515,37 @@ class Backend(ABC):
         Must run inside write(). A non-parallel type contributes at most one job,
         and none while one of its jobs is working anywhere.
         """
-        rows = self.fetchall("job_claim", {"owner": owner_id, "limit": limit, "now": now})
+        params = {"owner": owner_id, "limit": limit, "now": now}
+        if not self.claim_races:
+            rows = self.fetchall("job_claim", params)
+        else:
+            rows = self._claim_retrying(params)
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
+
+    def _claim_retrying(self, params: Mapping[str, Any]) -> list[Row]:
+        """The claim statement, retried when it loses a race on a serial type.
+
+        Two concurrent claims can each see a serial type idle and pick different
+        jobs of it; the unique index kojo_job_serial_working makes the later one
+        fail once the earlier commits. A savepoint keeps the caller's
+        transaction usable, and the retry's fresh snapshot sees the type busy.
+        """
+        with self.write() as conn:
+            for attempt in range(CLAIM_ATTEMPTS):
+                conn.execute("SAVEPOINT kojo_claim")
+                try:
+                    rows = self.fetchall("job_claim", params)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO SAVEPOINT kojo_claim")
+                    if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                        raise
+                    if attempt == CLAIM_ATTEMPTS - 1:
+                        raise
+                    continue
+                conn.execute("RELEASE SAVEPOINT kojo_claim")
+                return rows
+        raise AssertionError("unreachable")
 
     def _apply(self, row: Mapping[str, Any], changes: Mapping[str, Any], owner: int | None) -> bool:
         """Compare-and-set `changes` onto the job if it is still in `row`'s state (and claim)."""
@@ -565,14 +610,17 @@ class Backend(ABC):
                     f"{current['assigned_state']}/{current['next_state_request']}"
                     + (" (claimed by another process)" if owner is not None else "")
                 )
-            if transition.assigned_state is states.State.WAITING:
-                self.notify("jobs")
+            if transition.assigned_state is states.State.WAITING or (
+                row["assigned_state"] == states.State.WORKING.value
+                and not row.get("can_work_in_parallel", True)
+            ):
+                self.notify("jobs")  # runnable again, or a serial type is free again
         result = dict(row)
         result.update(changes)
         return result
 
     def job_complete_many(
-        self, jobs: Iterable[Mapping[str, Any]], owner: int, now: datetime
+        self, jobs: Sequence[Mapping[str, Any]], owner: int, now: datetime
     ) -> int:
         """Auto-complete claimed jobs in one batch (inside write()); how many were completed.
 
@@ -590,6 +638,8 @@ class Backend(ABC):
                     "delete_after": now + interval,
                 }
             )
+        if any(not job.get("can_work_in_parallel", True) for job in jobs):
+            self.notify("jobs")  # a serial type is free again
         return self.executemany("job_complete_success", params)
 
 

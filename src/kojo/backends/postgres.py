@@ -43,6 +43,7 @@ def to_pyformat(text: str) -> str:
 
 class PostgresBackend(Backend):
     dialect = "postgres"
+    claim_races = True
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -79,6 +80,11 @@ class PostgresBackend(Backend):
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
+
+    def serialize(self, key: str) -> None:
+        self.connection().execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE + 1, key)
+        )
 
     def safe_url(self) -> str:
         parts = urlsplit(self.url)

@@ -90,6 +90,7 @@ LIMIT :limit
 -- name: job_next_work_at
 SELECT min(work_at_date_time) AS work_at FROM kojo_job
 WHERE next_state_request = 'working' AND assigned_state IN ('waiting', 'crashed')
+  AND work_at_date_time > :now
 
 -- name: job_count_by_state
 SELECT type_code, assigned_state, next_state_request, count(*) AS jobs FROM kojo_job
@@ -138,3 +139,29 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     previous_state = 'working', last_transition_date_time = :now,
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id = :kojo_job_id AND assigned_state = 'working' AND kojo_process_id = :owner
+
+-- name: process_find
+SELECT kojo_process_id FROM kojo_process
+WHERE host_name = :host_name AND process_id = :process_id
+
+-- name: process_servers_on_host
+SELECT kojo_process_id, process_id FROM kojo_process
+WHERE host_name = :host_name AND kind = 'server' AND kojo_process_id <> :kojo_process_id
+
+-- name: job_owner_process
+SELECT p.kojo_process_id, p.host_name, p.process_id FROM kojo_job j
+JOIN kojo_process p ON p.kojo_process_id = j.kojo_process_id
+WHERE j.kojo_job_id = :kojo_job_id
+
+-- name: job_claim_by_id
+UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
+    previous_state = assigned_state, times_worked = times_worked + 1,
+    last_transition_date_time = :now, kojo_process_id = :owner
+WHERE kojo_job_id = :kojo_job_id AND next_state_request = 'working'
+  AND assigned_state IN ('waiting', 'crashed')
+RETURNING *
+
+-- name: job_working_owners
+SELECT kojo_process_id, kojo_job_id FROM kojo_job
+WHERE assigned_state = 'working' AND kojo_process_id IS NOT NULL
+ORDER BY kojo_job_id

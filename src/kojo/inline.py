@@ -1,0 +1,63 @@
+"""`kojo work JOB_ID --inline`: claim and run one job in this process, for debuggers."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from . import runner
+from .backends import ProcessInfo
+from .clock import utcnow
+from .errors import InvalidTransition, JobNotFound
+from .logs import metadata
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
+    """Claim job `job_id` (waiting or crashed), run it here, settle it; the final row.
+
+    The job type's timeout is not enforced here: a debugger may pause for long.
+    """
+    backend = app.backend
+    path = f"/inline[{os.getpid()}]"
+    metadata.set_process(path, "inline")
+    owner = backend.register_owner(
+        ProcessInfo(host_name, os.getpid(), os.getppid(), path, "inline")
+    )
+    use_owner = getattr(app, "use_owner", None)
+    if use_owner is not None:
+        use_owner(owner)
+    try:
+        with backend.write():
+            row = backend.fetchone(
+                "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner.id, "now": utcnow()}
+            )
+            if row is None:
+                current = backend.job_get(job_id)
+                if current is None:
+                    raise JobNotFound(f"no job with id {job_id}")
+                raise InvalidTransition(
+                    f"job {job_id} is {current['assigned_state']}/"
+                    f"{current['next_state_request']}: only a waiting or crashed job can be worked"
+                )
+        type_row = app.type_row(row["type_code"], max_age=0)
+        for column in (
+            "auto_delete_interval_duration",
+            "auto_complete_success",
+            "max_retries",
+            "max_crashes",
+            "timeout",
+        ):
+            row[column] = type_row[column]
+        metadata.job = row
+        outcome = runner.run(app, row, owner.id)
+        if outcome == runner.AUTO_COMPLETE:
+            with backend.write():
+                backend.job_complete_many([row], owner.id, utcnow())
+        metadata.job = None
+        result = backend.job_get(job_id)
+        return result if result is not None else row
+    finally:
+        owner.close()

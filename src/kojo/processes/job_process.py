@@ -1,0 +1,257 @@
+"""A job process: claims jobs in batches and works them one after another.
+
+Throughput comes from batching: one transaction completes the jobs finished
+since the last claim and claims the next batch. The batch grows while jobs
+are quick and falls back to one job as soon as a job is slow. A keeper
+thread gives back the claimed-but-not-started jobs (and flushes pending
+completions) once the current job has run for PREFETCH_HOLD seconds, so a
+slow job never holds others hostage.
+
+Isolation: a job process works many jobs in a row (no fork per job); a job
+that kills its process (os._exit, a segfault, its `timeout`) takes only that
+process down: its job is marked crashed, the root forks a replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import runner, states
+from ..backends import Owner, ProcessInfo
+from ..clock import utcnow
+from ..errors import InvalidTransition, JobNotFound, KojoError
+from ..logs import get_logger, metadata
+from .lineage import Lineage
+from .signal_queue import SignalQueue
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..backends import Backend
+
+TYPE_COLUMNS = ("auto_delete_interval_duration", "auto_complete_success", "max_retries", "timeout")
+PREFETCH_HOLD = 0.1  # seconds a claimed job may wait behind a running one
+QUICK_JOB = 0.01  # a batch of jobs each quicker than this may grow the next batch
+POLL = 1.0  # safety poll when no notification comes
+MAX_BATCH = 64
+log = get_logger("job")
+
+
+class BatchKeeper:
+    """Claimed jobs not yet started, and completions not yet written, shared with a thread
+    that hands them back to the database when the running job takes too long."""
+
+    def __init__(self, backend: Backend, owner_id: int) -> None:
+        self.backend = backend
+        self.owner_id = owner_id
+        self._lock = threading.Condition()
+        self._prefetched: list[dict[str, Any]] = []
+        self._completed: list[dict[str, Any]] = []
+        self._running_since: float | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._watch, name="kojo-batch-keeper", daemon=True)
+        self._thread.start()
+
+    def hand(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._prefetched = list(rows)
+
+    def next(self) -> dict[str, Any] | None:
+        with self._lock:
+            return self._prefetched.pop(0) if self._prefetched else None
+
+    def started(self) -> None:
+        with self._lock:
+            self._running_since = time.monotonic()
+            self._lock.notify()
+
+    def finished(self, completed: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            self._running_since = None
+            if completed is not None:
+                self._completed.append(dict(completed))
+
+    def take_completed(self) -> list[dict[str, Any]]:
+        with self._lock:
+            taken, self._completed = self._completed, []
+            return taken
+
+    def flush(self) -> None:
+        """Give back prefetched jobs and write pending completions now (this thread)."""
+        with self._lock:
+            prefetched, self._prefetched = self._prefetched, []
+            completed, self._completed = self._completed, []
+        self._write(prefetched, completed)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self.flush()
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and (
+                    self._running_since is None or not (self._prefetched or self._completed)
+                ):
+                    self._lock.wait()
+                if self._closed:
+                    return
+                since = self._running_since
+                assert since is not None
+                remaining = since + PREFETCH_HOLD - time.monotonic()
+                if remaining > 0:
+                    self._lock.wait(remaining)
+                    continue
+                prefetched, self._prefetched = self._prefetched, []
+                completed, self._completed = self._completed, []
+            try:
+                self._write(prefetched, completed)
+            except Exception:
+                log.exception("Could not hand back prefetched jobs.")
+
+    def _write(self, prefetched: list[dict[str, Any]], completed: list[dict[str, Any]]) -> None:
+        if not prefetched and not completed:
+            return
+        now = utcnow()
+        backend = self.backend
+        with backend.write():
+            if completed:
+                backend.job_complete_many(completed, self.owner_id, now)
+            for row in prefetched:
+                try:
+                    backend.job_transition(
+                        row["kojo_job_id"], states.UNCLAIM, now=now, owner=self.owner_id, row=row
+                    )
+                except (InvalidTransition, JobNotFound):
+                    pass  # cancelled or held meanwhile: nothing to give back
+
+
+class JobProcess:
+    """The main loop of one job process."""
+
+    def __init__(self, app: App, lineage: Lineage, host_name: str) -> None:
+        self.app = app
+        self.lineage = lineage
+        self.host_name = host_name
+        self.stopping = False
+        self.batch = 1
+
+    def stop_requested(self) -> bool:
+        return self.stopping
+
+    def run(self) -> int:
+        app = self.app
+        backend = app.backend
+        owner = backend.register_owner(
+            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "job")
+        )
+        use_owner = getattr(app, "use_owner", None)
+        if use_owner is not None:
+            use_owner(owner)
+        signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
+        keeper = BatchKeeper(backend, owner.id)
+        code = 0
+        try:
+            code = self._loop(owner, signals, keeper)
+        finally:
+            try:
+                keeper.close()
+            finally:
+                owner.close()
+        return code
+
+    def _handle_signals(self, signals: SignalQueue) -> None:
+        for signum in signals.pop_all():
+            if signum in (signal.SIGTERM, signal.SIGUSR1):
+                self.stopping = True
+
+    def _loop(self, owner: Owner, signals: SignalQueue, keeper: BatchKeeper) -> int:
+        backend = self.app.backend
+        wake = True
+        while True:
+            self._handle_signals(signals)
+            if self.stopping:
+                return 0
+            if owner.is_lost():
+                log.critical("Lost the database session that vouches for this process.")
+                return 1
+            rows: list[dict[str, Any]] = []
+            if wake:
+                now = utcnow()
+                with backend.write():
+                    completed = keeper.take_completed()
+                    if completed:
+                        backend.job_complete_many(completed, owner.id, now)
+                    rows = backend.job_claim(owner.id, self.batch, now)
+            if not rows:
+                wake = self._idle(owner, signals)
+                continue
+            self._work_batch(owner, keeper, [self._with_type(r) for r in rows])
+            wake = True
+
+    def _idle(self, owner: Owner, signals: SignalQueue) -> bool:
+        """Wait for work; True when a claim is worth trying."""
+        timeout = POLL
+        now = utcnow()
+        next_at = self.app.backend.job_next_work_at(now)
+        if next_at is not None:
+            timeout = max(0.001, min(POLL, (next_at - now).total_seconds()))
+        ready, _, _ = select.select([owner.fileno(), signals.fileno()], [], [], timeout)
+        if not ready:
+            return True
+        if owner.fileno() in ready:
+            notes = owner.wait(0)
+            return any(n.topic == "jobs" for n in notes)
+        return False
+
+    def _with_type(self, row: dict[str, Any]) -> dict[str, Any]:
+        type_row = self.app.type_row(row["type_code"])
+        merged = dict(row)
+        for column in TYPE_COLUMNS:
+            merged[column] = type_row[column]
+        merged["max_crashes"] = type_row["max_crashes"]
+        return merged
+
+    def _work_batch(self, owner: Owner, keeper: BatchKeeper, rows: list[dict[str, Any]]) -> None:
+        keeper.hand(rows[1:])
+        current: dict[str, Any] | None = rows[0]
+        quick = True
+        while current is not None:
+            started = time.monotonic()
+            outcome = self._work(owner, keeper, current)
+            keeper.finished(current if outcome == runner.AUTO_COMPLETE else None)
+            if time.monotonic() - started > QUICK_JOB:
+                quick = False
+            if self.stopping:
+                break
+            current = keeper.next()
+        self.batch = min(MAX_BATCH, self.batch * 2) if quick and len(rows) == self.batch else 1
+        if self.stopping:
+            keeper.flush()
+
+    def _work(self, owner: Owner, keeper: BatchKeeper, row: dict[str, Any]) -> str:
+        timeout = row.get("timeout")
+        if timeout:
+            # The kernel ends this process when the timer fires (SIGALRM's default
+            # action): the job is then crashed like any other death. Hand back the
+            # rest of the batch first, so only this job pays for it.
+            keeper.flush()
+            signal.setitimer(signal.ITIMER_REAL, float(timeout))
+        metadata.job = row
+        keeper.started()
+        try:
+            return runner.run(self.app, row, owner.id, self.stop_requested)
+        except KojoError:
+            log.exception(f"Could not settle job with ID[{row['kojo_job_id']}].")
+            return "lost"
+        finally:
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            metadata.job = None

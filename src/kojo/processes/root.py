@@ -1,0 +1,284 @@
+"""The root: keeps this host's pool of job processes, and one maintainer.
+
+Pool size: `--max-processes` job processes are kept alive; SIGTTIN / SIGTTOU
+and `kojo ctl scale HOST N` change that number. Each job process sleeps on a
+wake-up and claims work the moment it is scheduled, so the pool is
+pre-forked rather than grown per job (Kōjō's addProcess messages are not
+needed: a notification wakes the idle processes of every host at once).
+
+A job process that dies is replaced; its jobs are marked crashed at once (the
+root reaps the dead process's registration). SIGTERM drains: job processes
+finish their current job within the shutdown timeout, then the rest are
+killed and their jobs left crashed, to be re-run. SIGQUIT stops now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..backends import Owner, ProcessInfo
+from ..logs import get_logger
+from .job_process import JobProcess
+from .lineage import Lineage, describe_status, fork_child
+from .maintainer import Maintainer
+from .signal_queue import SignalQueue
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = get_logger("root")
+CANCEL_GRACE = 10.0  # seconds a cancelled job's process has to stop before SIGKILL
+RESPAWN_BACKOFF_MAX = 10.0
+
+
+@dataclass
+class PoolOptions:
+    host_name: str
+    max_processes: int
+    shutdown_timeout: float = 30.0
+
+
+@dataclass
+class Child:
+    kind: str
+    started: float
+    kill_at: float | None = None  # SIGKILL after this monotonic time
+    retiring: bool = False
+
+
+@dataclass
+class Root:
+    app: App
+    lineage: Lineage
+    options: PoolOptions
+    children: dict[int, Child] = field(default_factory=dict)
+    target: int = 0
+    draining: bool = False
+    drain_deadline: float = 0.0
+    respawn_delay: float = 0.0
+    next_respawn: float = 0.0
+    owner: Owner | None = None
+
+    def run(self) -> int:
+        backend = self.app.backend
+        self.target = self.options.max_processes
+        self.owner = backend.register_owner(
+            ProcessInfo(
+                self.options.host_name, os.getpid(), os.getppid(), self.lineage.path, "root"
+            )
+        )
+        use_owner = getattr(self.app, "use_owner", None)
+        if use_owner is not None:
+            use_owner(self.owner)
+        signals = SignalQueue(
+            [
+                signal.SIGTERM,
+                signal.SIGQUIT,
+                signal.SIGCHLD,
+                signal.SIGTTIN,
+                signal.SIGTTOU,
+                signal.SIGHUP,
+                signal.SIGUSR1,
+            ]
+        )
+        log.debug("Root started.", extra={"context": {"max_processes": self.target}})
+        backend.reap_dead_owners()  # a previous root's jobs are crashed at once, not in a while
+        try:
+            return self._loop(signals)
+        finally:
+            self.owner.close()
+
+    # -- main loop -------------------------------------------------------------------
+
+    def _loop(self, signals: SignalQueue) -> int:
+        assert self.owner is not None
+        while True:
+            for signum in signals.pop_all():
+                if signum == signal.SIGQUIT:
+                    return self._stop_now()
+                if signum == signal.SIGCHLD:
+                    continue  # reaped below
+                if signum == signal.SIGTTIN:
+                    self._scale(self.target + 1)
+                elif signum == signal.SIGTTOU:
+                    self._scale(max(0, self.target - 1))
+                elif signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+                    if self.draining:
+                        return self._stop_now()
+                    self._drain()
+            self._reap_children()
+            now = time.monotonic()
+            self._enforce_kill_deadlines(now)
+            if self.draining:
+                if not self.children:
+                    log.info("Root drained.")
+                    return 0
+                if now >= self.drain_deadline:
+                    log.warning("Shutdown timeout reached: killing the remaining job processes.")
+                    return self._stop_now()
+            else:
+                self._converge(now)
+            ready, _, _ = select.select(
+                [signals.fileno(), self.owner.fileno()], [], [], self._timeout(now)
+            )
+            if self.owner.fileno() in ready:
+                for note in self.owner.wait(0):
+                    if note.topic == "control":
+                        self._control(note.data)
+
+    def _timeout(self, now: float) -> float:
+        deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
+        if self.draining:
+            deadlines.append(self.drain_deadline)
+        if self.next_respawn > now:
+            deadlines.append(self.next_respawn)
+        soonest = min(deadlines, default=now + 1.0)
+        return max(0.01, min(1.0, soonest - now))
+
+    # -- the pool ---------------------------------------------------------------------
+
+    def _job_pids(self, *, include_retiring: bool = False) -> list[int]:
+        return [
+            pid
+            for pid, c in self.children.items()
+            if c.kind == "job" and (include_retiring or not c.retiring)
+        ]
+
+    def _converge(self, now: float) -> None:
+        if now < self.next_respawn:
+            return
+        if not any(c.kind == "maintainer" for c in self.children.values()):
+            self._spawn("maintainer")
+        jobs = self._job_pids()
+        for _ in range(self.target - len(jobs)):
+            self._spawn("job")
+        for pid in sorted(jobs, reverse=True)[: max(0, len(jobs) - self.target)]:
+            self._retire(pid, grace=self.options.shutdown_timeout)
+
+    def _scale(self, target: int) -> None:
+        log.info(f"Scaling job processes to {target}.")
+        self.target = target
+
+    def _spawn(self, kind: str) -> None:
+        owner = self.owner
+        assert owner is not None
+
+        def drop_inherited() -> None:
+            owner.abandon()
+            self.app.backend.after_fork()
+
+        def run(lineage: Lineage) -> int:
+            if kind == "job":
+                return JobProcess(self.app, lineage, self.options.host_name).run()
+            return Maintainer(self.app, lineage, self.options.host_name).run()
+
+        pid = fork_child(self.lineage, kind, run, drop_inherited)
+        self.children[pid] = Child(kind, time.monotonic())
+        log.debug(f"Forked process[{pid}][{kind}].")
+
+    def _retire(self, pid: int, grace: float) -> None:
+        child = self.children.get(pid)
+        if child is None or child.retiring:
+            return
+        child.retiring = True
+        child.kill_at = time.monotonic() + grace
+        self._signal(pid, signal.SIGTERM)
+
+    def _signal(self, pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _enforce_kill_deadlines(self, now: float) -> None:
+        for pid, child in list(self.children.items()):
+            if child.kill_at is not None and now >= child.kill_at:
+                log.warning(f"Process[{pid}][{child.kind}] did not stop in time: killing it.")
+                self._signal(pid, signal.SIGKILL)
+                child.kill_at = None
+
+    def _reap_children(self, block: bool = False) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self._child_exited(pid, child, status)
+
+    def _child_exited(self, pid: int, child: Child, status: int) -> None:
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        text = describe_status(status)
+        if clean or child.retiring or self.draining:
+            log.debug(f"Child with process ID [{pid}] exited with status [{text}].")
+        else:
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+                text += ": its job exceeded the job type's timeout"
+            log.error(f"Process[{pid}][{child.kind}] died ({text}); its jobs are crashed.")
+            lived = time.monotonic() - child.started
+            self.respawn_delay = (
+                min(RESPAWN_BACKOFF_MAX, max(0.1, self.respawn_delay * 2)) if lived < 1.0 else 0.0
+            )
+            self.next_respawn = time.monotonic() + self.respawn_delay
+        owner_id = self.app.backend.owner_of_process(self.options.host_name, pid)
+        if owner_id is not None:
+            self.app.backend.reap_owner(owner_id)
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        log.info(
+            "Draining: no new jobs; running jobs have "
+            f"{self.options.shutdown_timeout:g} s to finish."
+        )
+        self.draining = True
+        self.drain_deadline = time.monotonic() + self.options.shutdown_timeout
+        for pid in list(self.children):
+            self.children[pid].retiring = True
+            self._signal(pid, signal.SIGTERM)
+
+    def _stop_now(self) -> int:
+        for pid in list(self.children):
+            self._signal(pid, signal.SIGKILL)
+        self.draining = True
+        self._reap_children(block=True)
+        return 0
+
+    # -- control commands ----------------------------------------------------------------
+
+    def _control(self, data: str) -> None:
+        try:
+            command = json.loads(data)
+        except ValueError:
+            log.warning(f'The message is not a JSON: "{data}".')
+            return
+        if not isinstance(command, dict):
+            return
+        if "cancel" in command:
+            self._cancel(command["cancel"])
+        elif command.get("command") == "scale" and command.get("host") == self.options.host_name:
+            processes = command.get("processes")
+            if isinstance(processes, int) and processes >= 0:
+                self._scale(processes)
+
+    def _cancel(self, job_id: object) -> None:
+        if not isinstance(job_id, int):
+            return
+        row = self.app.backend.fetchone("job_owner_process", {"kojo_job_id": job_id})
+        if row is None or row["host_name"] != self.options.host_name:
+            return
+        pid = int(row["process_id"])
+        if pid in self.children:
+            log.info(f"Stopping process[{pid}]: its job with ID[{job_id}] was cancelled.")
+            self._retire(pid, grace=CANCEL_GRACE)

@@ -1,0 +1,174 @@
+"""The server: `kojo server start`. One per host name and database.
+
+It forks the root and forks it again whenever it dies. Signals:
+SIGTERM / SIGINT / SIGHUP / SIGUSR1 drain (a second one stops now),
+SIGQUIT stops now, SIGTTIN / SIGTTOU add or remove a job process.
+`kojo ctl drain HOST` drains the server of that host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+from typing import TYPE_CHECKING
+
+from ..backends import Owner, ProcessInfo
+from ..logs import get_logger
+from .lineage import Lineage, describe_status, fork_child, server_lineage
+from .root import PoolOptions, Root
+from .signal_queue import SignalQueue
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = get_logger("server")
+ROOT_RESPAWN_DELAY = 1.0
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+class Server:
+    def __init__(self, app: App, options: PoolOptions) -> None:
+        self.app = app
+        self.options = options
+        self.lineage: Lineage = server_lineage()
+        self.root_pid: int | None = None
+        self.stopping = 0  # 0 running, 1 draining, 2 stopping now
+
+    def run(self) -> int:
+        self.lineage.announce()
+        app = self.app
+        backend = app.backend
+        backend.require_schema()
+        if app.job_types:
+            app.register_job_types()
+        owner = backend.register_owner(
+            ProcessInfo(
+                self.options.host_name,
+                os.getpid(),
+                os.getppid(),
+                self.lineage.path,
+                "server",
+                {"max_processes": self.options.max_processes},
+            )
+        )
+        try:
+            other = self._other_server(owner)
+            if other is not None:
+                log.warning(
+                    f"A kojo server is already running for host [{self.options.host_name}] "
+                    f"on this database (pid {other}). Quitting."
+                )
+                return 0
+            signals = SignalQueue(
+                [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU]
+            )
+            log.info(
+                f"Server started for host [{self.options.host_name}] with "
+                f"{self.options.max_processes} job processes.",
+                extra={"context": {"database": backend.safe_url()}},
+            )
+            return self._loop(owner, signals)
+        finally:
+            owner.close()
+
+    def _other_server(self, owner: Owner) -> int | None:
+        """The pid of another live server of this host name, if there is one."""
+        backend = self.app.backend
+        with backend.write():
+            backend.serialize(f"kojo.server:{self.options.host_name}")
+            rows = backend.fetchall(
+                "process_servers_on_host",
+                {"host_name": self.options.host_name, "kojo_process_id": owner.id},
+            )
+            for row in rows:
+                if not backend.owner_is_dead(int(row["kojo_process_id"])):
+                    return int(row["process_id"])
+        for row in rows:
+            backend.reap_owner(int(row["kojo_process_id"]))
+        return None
+
+    def _fork_root(self, owner: Owner) -> None:
+        def drop_inherited() -> None:
+            owner.abandon()
+            self.app.backend.after_fork()
+
+        def run(lineage: Lineage) -> int:
+            return Root(self.app, lineage, self.options).run()
+
+        self.root_pid = fork_child(self.lineage, "root", run, drop_inherited)
+        log.debug(f"Forked process[{self.root_pid}][root].")
+
+    def _loop(self, owner: Owner, signals: SignalQueue) -> int:
+        self._fork_root(owner)
+        respawn_at: float | None = None
+        while True:
+            for signum in signals.pop_all():
+                if signum in DRAIN_SIGNALS:
+                    self._stop(1 if self.stopping == 0 else 2)
+                elif signum == signal.SIGQUIT:
+                    self._stop(2)
+                elif signum in (signal.SIGTTIN, signal.SIGTTOU):
+                    self._signal_root(signum)
+            exited = self._reap_root()
+            if exited is not None:
+                if self.stopping:
+                    log.info("Server stopped.")
+                    return 0
+                log.error(f"Root process died ({describe_status(exited)}); forking a new one.")
+                respawn_at = time.monotonic() + ROOT_RESPAWN_DELAY
+            if respawn_at is not None and time.monotonic() >= respawn_at and not self.stopping:
+                respawn_at = None
+                self._fork_root(owner)
+            if self.stopping and self.root_pid is None:
+                return 0
+            ready, _, _ = select.select([signals.fileno(), owner.fileno()], [], [], 1.0)
+            if owner.fileno() in ready:
+                for note in owner.wait(0):
+                    if note.topic == "control" and self._is_drain_for_me(note.data):
+                        log.info("Drain requested through kojo ctl.")
+                        self._stop(1)
+
+    def _is_drain_for_me(self, data: str) -> bool:
+        try:
+            command = json.loads(data)
+        except ValueError:
+            return False
+        return (
+            isinstance(command, dict)
+            and command.get("command") == "drain"
+            and command.get("host") == self.options.host_name
+        )
+
+    def _stop(self, level: int) -> None:
+        if level <= self.stopping:
+            return
+        self.stopping = level
+        if level == 1:
+            log.info("Stopping gracefully (send the signal again to stop now).")
+            self._signal_root(signal.SIGTERM)
+        else:
+            log.info("Stopping now.")
+            self._signal_root(signal.SIGQUIT)
+
+    def _signal_root(self, signum: int) -> None:
+        if self.root_pid is not None:
+            try:
+                os.kill(self.root_pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _reap_root(self) -> int | None:
+        """The root's wait status if it has exited."""
+        if self.root_pid is None:
+            return None
+        try:
+            pid, status = os.waitpid(self.root_pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.root_pid, 0
+        if pid == 0:
+            return None
+        self.root_pid = None
+        return status
