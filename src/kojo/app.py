@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import states
 from .backends import Backend, open_backend
@@ -28,8 +28,13 @@ from .errors import (
 )
 from .job_types import JobType, Worker, define, import_worker, load_yaml
 
+if TYPE_CHECKING:
+    from .control import Control
+    from .ipc import Subscription
+
 DEFAULT_DATABASE = "sqlite:///kojo.db"
 TYPE_CACHE_SECONDS = 5.0
+BATCH_INSERT_ROWS = 5000  # jobs per INSERT statement in schedule_many
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -218,18 +223,21 @@ class App:
         ):
             raise InvalidArgument(f"importance must be an integer, got {importance!r}")
         encoded = [encode_payload(p) for p in payloads]
+        if not encoded:
+            return []
         with database_errors():
             self._ensure_registered(type_code)
             backend = self.backend
             ids: list[int] = []
             with backend.write():
-                for payload in encoded:
-                    job_id = backend.job_insert(
-                        type_code, work_at=work_at, payload=payload, importance=importance, now=now
+                for start in range(0, len(encoded), BATCH_INSERT_ROWS):
+                    chunk = encoded[start : start + BATCH_INSERT_ROWS]
+                    inserted = backend.job_insert_batch(
+                        type_code, chunk, work_at=work_at, importance=importance, now=now
                     )
-                    if job_id is None:
+                    if len(inserted) != len(chunk):
                         self._refuse(type_code)
-                    ids.append(job_id)  # type: ignore[arg-type]
+                    ids.extend(inserted)
                 backend.notify("jobs")
         return ids
 
@@ -305,3 +313,28 @@ class App:
             if row.get("previous_state") == states.State.WORKING.value:
                 self.backend.notify("control", json.dumps({"cancel": job_id}))
         return row
+
+    # -- IPC (docs/ipc.md) ---------------------------------------------------------------
+
+    def publish(self, channel: str, message: Any) -> int:
+        """Send a JSON message to every current subscriber of `channel`, on every host; its id.
+
+        Inside a write transaction of this thread it is sent at commit, or not at all.
+        """
+        from .ipc import publish
+
+        with database_errors():
+            return publish(self.backend, channel, message)
+
+    def subscribe(self, channel: str) -> Subscription:
+        """Listen to `channel` from now on: `for message in sub.messages(timeout=5): ...`."""
+        from .ipc import Subscription
+
+        return Subscription(self.backend, channel)
+
+    @property
+    def control(self) -> Control:
+        """Cluster control: ping(), pause(code), resume(code), scale(host, n), drain(host)."""
+        from .control import Control
+
+        return Control(self)

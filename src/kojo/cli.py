@@ -516,5 +516,142 @@ def ps(ctx: Context, as_json: bool) -> None:
     emit(app.process_table(), as_json, PS_COLUMNS)
 
 
+# -- IPC: publish/subscribe and cluster control (docs/ipc.md) ----------------------------
+
+
+@cli.command("publish")
+@click.argument("channel")
+@click.argument("message", metavar="JSON", callback=parse_payload)
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def publish(ctx: Context, channel: str, message: Any, as_json: bool) -> None:
+    """Send a JSON message to every subscriber of CHANNEL; prints its id."""
+    from .ipc import check_channel, encode_message
+
+    try:
+        check_channel(channel)
+    except KojoError as exc:
+        raise click.BadParameter(str(exc), param_hint="CHANNEL")
+    try:
+        encode_message(message)
+    except KojoError as exc:
+        raise click.BadParameter(str(exc), param_hint="JSON")
+    message_id = ctx.app().publish(channel, message)
+    click.echo(json.dumps({"id": message_id}) if as_json else str(message_id))
+
+
+@cli.command("listen")
+@click.argument("channel")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), help="Stop after this many seconds without one."
+)
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many messages.")
+@shared_options
+@pass_context
+@handle_errors
+def listen(ctx: Context, channel: str, timeout: float | None, count: int | None) -> None:
+    """Print each message published on CHANNEL from now on, one JSON line each."""
+    from .ipc import check_channel
+
+    try:
+        check_channel(channel)
+    except KojoError as exc:
+        raise click.BadParameter(str(exc), param_hint="CHANNEL")
+    received = 0
+    with ctx.app().subscribe(channel) as subscription:
+        click.echo(f"listening on {channel!r}", err=True)  # scripts may wait for this line
+        try:
+            for message in subscription.messages(timeout=timeout):
+                click.echo(json.dumps(message, ensure_ascii=False))
+                received += 1
+                if count is not None and received >= count:
+                    break
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.group()
+def ctl() -> None:
+    """Cluster control: ping, pause/resume a job type, scale or drain a host's server."""
+
+
+CTL_PING_COLUMNS = (
+    "host_name",
+    "process_id",
+    "job_processes",
+    "running_jobs",
+    "started_at_date_time",
+)
+
+
+@ctl.command("ping")
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def ctl_ping(ctx: Context, as_json: bool) -> None:
+    """Every live server: host, pid, job processes, running jobs (from the database)."""
+    servers = ctx.app().control.ping()
+    if as_json:
+        emit(servers, True, ())
+        return
+    rows = [
+        {
+            **s,
+            "job_processes": len(s["job_processes"]),
+            "running_jobs": ",".join(str(j["kojo_job_id"]) for j in s["running_jobs"]) or None,
+        }
+        for s in servers
+    ]
+    emit(rows, False, CTL_PING_COLUMNS)
+
+
+@ctl.command("pause")
+@click.argument("code")
+@shared_options
+@pass_context
+@handle_errors
+def ctl_pause(ctx: Context, code: str) -> None:
+    """No new claims of CODE anywhere in the cluster (persisted) until resume."""
+    ctx.app().control.pause(code)
+    click.echo(f"job type {code} paused")
+
+
+@ctl.command("resume")
+@click.argument("code")
+@shared_options
+@pass_context
+@handle_errors
+def ctl_resume(ctx: Context, code: str) -> None:
+    """Claim jobs of CODE again."""
+    ctx.app().control.resume(code)
+    click.echo(f"job type {code} resumed")
+
+
+@ctl.command("scale")
+@click.argument("host")
+@click.argument("processes", metavar="N", type=click.IntRange(min=0, max=1024))
+@shared_options
+@pass_context
+@handle_errors
+def ctl_scale(ctx: Context, host: str, processes: int) -> None:
+    """Ask the server of HOST to run N job processes."""
+    ctx.app().control.scale(host, processes)
+    click.echo(f"asked {host} to run {processes} job process(es)")
+
+
+@ctl.command("drain")
+@click.argument("host")
+@shared_options
+@pass_context
+@handle_errors
+def ctl_drain(ctx: Context, host: str) -> None:
+    """Ask the server of HOST to stop gracefully (running jobs finish first)."""
+    ctx.app().control.drain(host)
+    click.echo(f"asked {host} to drain")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -108,16 +108,20 @@ CREATE TABLE IF NOT EXISTS kojo_semaphore_waiter (
     name text NOT NULL,
     kojo_process_id bigint NOT NULL,
     kojo_job_id bigint,
+    -- where to wake this waiter: a datagram socket (SQLite) or a LISTEN channel
+    bell text NOT NULL,
     since_date_time timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kojo_semaphore_waiter_name ON kojo_semaphore_waiter (name);
 
--- Messages for publish/subscribe and control (PostgreSQL delivers through
--- NOTIFY; the table keeps recent messages for late readers and for SQLite).
+-- Published messages (docs/ipc.md): SQLite subscribers read them by id;
+-- PostgreSQL subscribers get them inside NOTIFY and read the table only for
+-- large messages and after a reconnect. `json`, not `jsonb`: a message comes
+-- back exactly as it was sent (key order, \u0000), from the table or NOTIFY.
 CREATE TABLE IF NOT EXISTS kojo_message (
     kojo_message_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel text NOT NULL,
-    payload jsonb NOT NULL,
+    payload json NOT NULL,
     kojo_process_id bigint,
     created_at_date_time timestamptz NOT NULL
 );

@@ -108,12 +108,14 @@ CREATE TABLE IF NOT EXISTS kojo_semaphore_waiter (
     name text NOT NULL,
     kojo_process_id bigint NOT NULL,
     kojo_job_id bigint,
+    -- where to wake this waiter: a datagram socket (SQLite) or a LISTEN channel
+    bell text NOT NULL,
     since_date_time text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kojo_semaphore_waiter_name ON kojo_semaphore_waiter (name);
 
--- Messages for publish/subscribe and control (PostgreSQL delivers through
--- NOTIFY; the table keeps recent messages for late readers and for SQLite).
+-- Published messages (docs/ipc.md): subscribers read them in id order (writes
+-- are serialised, so ids are committed in order); AUTOINCREMENT never reuses one.
 CREATE TABLE IF NOT EXISTS kojo_message (
     kojo_message_id INTEGER PRIMARY KEY AUTOINCREMENT,
     channel text NOT NULL,

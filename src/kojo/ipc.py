@@ -1,0 +1,434 @@
+"""Publish/subscribe between processes and hosts (docs/ipc.md).
+
+Every message is a row of `kojo_message`, inserted in the publisher's
+transaction together with a "message" notification. The table gives each
+message an id; the notification wakes subscribers:
+
+- SQLite: writes are serial, so ids commit in order. A woken subscriber reads
+  the rows of its channel after the last id it delivered. A lost doorbell
+  datagram costs at most one safety-poll interval, never a message.
+- PostgreSQL: NOTIFY delivers in commit order, exactly once per listening
+  session. A message whose notification fits carries its payload inline (no
+  query); a larger one carries its id and is read from the table. After a lost
+  connection the subscriber re-registers, then reads from the table what its
+  channel received after the last id it delivered.
+
+A subscriber is an owner of its own (kind "subscriber"): its own anchor or
+doorbell, so it never takes wake-ups meant for other code in the process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from .app import database_errors
+from .backends.base import Backend, Notification, Owner, ProcessInfo
+from .clock import utcnow
+from .errors import DatabaseError, InvalidArgument, InvalidPayload, KojoError
+from .logs import get_logger, metadata
+
+TOPIC = "message"
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_CHANNEL_LENGTH = 255
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; keep a margin.
+INLINE_LIMIT = 7900
+# SQLite: read the table this often even without a wake-up (a lost datagram).
+SAFETY_POLL_SECONDS = 1.0
+READ_BATCH = 500
+RECONNECT_BACKOFF = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+log = get_logger("ipc")
+_NO_MESSAGE = object()
+# What a subscriber survives: the database or its connection going away for a while.
+RECOVERABLE = (OSError, DatabaseError, sqlite3.Error, psycopg.Error)
+
+
+def check_channel(channel: object) -> str:
+    """A valid channel name (1-255 printable characters), else InvalidArgument naming it."""
+    if not isinstance(channel, str):
+        raise InvalidArgument(f"channel must be a string, got {channel!r}")
+    if not 1 <= len(channel) <= MAX_CHANNEL_LENGTH:
+        raise InvalidArgument(
+            f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters, got {len(channel)}: "
+            f"{_short(channel)}"
+        )
+    if not channel.isprintable():
+        raise InvalidArgument(f"channel must be printable characters only, got {channel!r}")
+    return channel
+
+
+def encode_message(message: Any) -> str:
+    """The JSON text of a message; InvalidPayload if it is not JSON or too large."""
+    try:
+        text = json.dumps(message, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"message is not JSON-serialisable: {_short(message)} ({exc})")
+    size = len(text.encode())
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidPayload(
+            f"message is too large: {size} bytes of JSON, the limit is {MAX_MESSAGE_BYTES}"
+        )
+    return text
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def wake_data(message_id: int, channel: str, payload: str | None) -> str:
+    """The data of a "message" notification; `payload` (JSON text) rides along if given."""
+    head = f'{{"id":{message_id},"channel":{json.dumps(channel)}'
+    return head + (f',"message":{payload}}}' if payload is not None else "}")
+
+
+def publish(backend: Backend, channel: str, message: Any, publisher: int | None = None) -> int:
+    """Store a message and wake its subscribers (at commit, inside a caller's write()); its id."""
+    check_channel(channel)
+    payload = encode_message(message)
+    with backend.write():
+        row = backend.fetchone(
+            "message_insert",
+            {
+                "channel": channel,
+                "payload": payload,
+                "kojo_process_id": publisher,
+                "now": utcnow(),
+            },
+        )
+        assert row is not None
+        message_id = int(row["kojo_message_id"])
+        data = wake_data(message_id, channel, None)
+        if backend.dialect == "postgres":
+            inline = wake_data(message_id, channel, payload)
+            size = len(backend.encode_notification(Notification(TOPIC, inline)).encode())
+            if size < INLINE_LIMIT:
+                data = inline
+        backend.notify(TOPIC, data)
+    return message_id
+
+
+def subscriber_info(channel: str) -> ProcessInfo:
+    parent = metadata.process.get("path") or f"/python[{os.getpid()}]"
+    return ProcessInfo(
+        host_name=os.environ.get("KOJO_HOST_NAME") or metadata.host_name,
+        process_id=os.getpid(),
+        parent_process_id=os.getppid(),
+        path=f"{parent}/subscriber",
+        kind="subscriber",
+        extra={"channel": channel},
+    )
+
+
+class Subscription:
+    """Messages of one channel published from the moment this was made until close().
+
+    One thread iterates messages(); close() may be called from any thread and
+    ends a waiting messages() at once. Not usable in a forked child.
+    """
+
+    def __init__(self, backend: Backend, channel: str) -> None:
+        self.channel = check_channel(channel)
+        self._backend = backend
+        self._postgres = backend.dialect == "postgres"
+        self._pending: deque[tuple[int, Any]] = deque()
+        self._recovered: set[int] = set()  # PostgreSQL: read from the table, NOTIFY may repeat
+        self._conn: Any = None  # PostgreSQL: our own connection for reads
+        self._pid = os.getpid()
+        self._closed = False
+        self._step = threading.Lock()  # held by the consuming thread while it waits
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._owner: Owner | None = None
+        try:
+            with database_errors():
+                self._owner = backend.register_owner(subscriber_info(channel))
+                # Listening already: anything committed after this read is ours.
+                row = self._read_one("message_last_id", {"channel": channel})
+        except BaseException:
+            self._release()
+            raise
+        self._last_id = int(row["last_id"]) if row and row["last_id"] is not None else 0
+        self._last_read = time.monotonic()
+        _live.add(self)
+
+    # -- public -------------------------------------------------------------------
+
+    def messages(self, timeout: float | None = None) -> Iterator[Any]:
+        """Each message as it arrives; ends after `timeout` seconds without one (None: never)."""
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 <= timeout < float("inf")
+        ):
+            raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None: {timeout!r}")
+        return self._iterate(timeout)
+
+    def _iterate(self, timeout: float | None) -> Iterator[Any]:
+        while True:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            message = self._next(deadline)
+            if message is _NO_MESSAGE:
+                return
+            yield message
+
+    def close(self) -> None:
+        """Stop listening (idempotent); from any thread, a waiting messages() ends."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        with self._step:
+            self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"after id {self._last_id}"
+        return f"<Subscription {self.channel!r} {state}>"
+
+    # -- receiving ------------------------------------------------------------------
+
+    def _next(self, deadline: float | None) -> Any:
+        if self._pid != os.getpid():
+            raise KojoError(
+                f"this subscription to {self.channel!r} belongs to process {self._pid}: "
+                "subscribe again after fork"
+            )
+        with self._step:
+            while not self._closed:
+                if self._pending:
+                    return self._pop()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return _NO_MESSAGE
+                try:
+                    self._receive(remaining)
+                except RECOVERABLE as exc:
+                    if self._closed:
+                        break
+                    self._reconnect(exc, deadline)
+            return _NO_MESSAGE
+
+    def _pop(self) -> Any:
+        message_id, message = self._pending.popleft()
+        self._last_id = max(self._last_id, message_id)
+        return message
+
+    def _receive(self, remaining: float | None) -> None:
+        """Wait up to `remaining` seconds for a wake-up, then queue what arrived."""
+        owner = self._owner
+        if owner is None or owner.is_lost():
+            raise DatabaseError("the subscriber's registration was lost")
+        wait = remaining
+        if not self._postgres:
+            until_poll = self._last_read + SAFETY_POLL_SECONDS - time.monotonic()
+            wait = until_poll if wait is None else min(wait, until_poll)
+        ready: list[int] = []
+        if wait is None or wait > 0:
+            ready, _, _ = select.select([owner.fileno(), self._wake_r], [], [], wait)
+        if self._closed:
+            return
+        notes = owner.wait(0.0) if owner.fileno() in ready else []
+        if self._postgres:
+            for note in notes:
+                self._take_notification(note)
+        elif (
+            any(self._wakes_us(note) for note in notes)
+            or time.monotonic() - self._last_read >= SAFETY_POLL_SECONDS
+        ):
+            self._read_after(self._last_id)
+
+    def _wakes_us(self, note: Notification) -> bool:
+        data = self._decode(note)
+        return data is not None and data["id"] > self._last_id
+
+    def _decode(self, note: Notification) -> dict[str, Any] | None:
+        if note.topic != TOPIC:
+            return None
+        try:
+            data = json.loads(note.data)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("channel") != self.channel:
+            return None
+        if not isinstance(data.get("id"), int):
+            return None
+        return data
+
+    def _take_notification(self, note: Notification) -> None:
+        data = self._decode(note)
+        if data is None:
+            return
+        message_id = data["id"]
+        if message_id in self._recovered:
+            self._recovered.discard(message_id)
+            return
+        if "message" in data:
+            self._pending.append((message_id, data["message"]))
+            return
+        row = self._read_one("message_get", {"kojo_message_id": message_id})
+        if row is None:
+            log.warning(
+                "message %s on channel %r was deleted before it could be read",
+                message_id,
+                self.channel,
+                extra={"context": {"channel": self.channel, "kojo_message_id": message_id}},
+            )
+            return
+        self._pending.append((message_id, row["payload"]))
+
+    def _read_after(self, after: int) -> list[int]:
+        """Queue the channel's messages with ids above `after`; their ids."""
+        ids: list[int] = []
+        while True:
+            rows = self._read(
+                "message_after", {"channel": self.channel, "after": after, "limit": READ_BATCH}
+            )
+            for row in rows:
+                after = int(row["kojo_message_id"])
+                self._pending.append((after, row["payload"]))
+                ids.append(after)
+            if len(rows) < READ_BATCH:
+                break
+        self._last_read = time.monotonic()
+        return ids
+
+    # -- database access --------------------------------------------------------------
+
+    def _read(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if not self._postgres:
+            # SQLite: the backend's per-thread connection (it knows about forks).
+            return self._backend.fetchall(name, params)
+        if self._conn is None or self._conn.closed:
+            self._conn = self._backend.new_connection()
+        rows = self._conn.execute(self._backend.query(name), params).fetchall()
+        return [dict(row) for row in rows]
+
+    def _read_one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        rows = self._read(name, params)
+        return rows[0] if rows else None
+
+    def _reconnect(self, error: BaseException, deadline: float | None) -> None:
+        """Register anew and catch up from the table; give up quietly at the deadline."""
+        log.warning(
+            "subscriber to channel %r lost its database connection (%s); reconnecting: "
+            "messages published meanwhile may have been missed",
+            self.channel,
+            str(error).strip() or type(error).__name__,
+            extra={"context": {"channel": self.channel, "last_id": self._last_id}},
+        )
+        self._drop_connections()
+        for attempt in range(1_000_000):
+            if self._closed:
+                return
+            try:
+                self._owner = self._backend.register_owner(subscriber_info(self.channel))
+                # Listening again; what the channel got meanwhile is in the table.
+                after = max([self._last_id, *(message_id for message_id, _ in self._pending)])
+                missed = self._read_after(after)
+            except RECOVERABLE as exc:
+                self._drop_connections()
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                if deadline is not None:
+                    delay = min(delay, deadline - time.monotonic())
+                    if delay <= 0:
+                        return
+                log.warning(
+                    "subscriber to channel %r cannot reconnect yet: %s",
+                    self.channel,
+                    str(exc).strip() or type(exc).__name__,
+                )
+                select.select([self._wake_r], [], [], delay)
+                continue
+            self._recovered = set(missed)
+            log.warning(
+                "subscriber to channel %r reconnected; %d message(s) recovered from the table",
+                self.channel,
+                len(missed),
+                extra={"context": {"channel": self.channel, "recovered": len(missed)}},
+            )
+            return
+
+    def _drop_connections(self) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            try:
+                owner.close()
+            except Exception:
+                pass  # its session is gone already; whoever probes it next reaps the row
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _release(self) -> None:
+        self._closed = True
+        _live.discard(self)
+        self._drop_connections()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+    def _abandon(self) -> None:
+        """In a forked child: let go of the parent's registration without touching it."""
+        self._closed = True
+        if self._owner is not None:
+            self._owner.abandon()
+            self._owner = None
+        if self._conn is not None:
+            from .backends.postgres import abandon_socket
+
+            abandon_socket(self._conn)
+            _graveyard.append(self._conn)
+            self._conn = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_live: weakref.WeakSet[Subscription] = weakref.WeakSet()
+_graveyard: list[Any] = []  # connections inherited through fork: never closed here
+
+
+def _after_fork_in_child() -> None:
+    for subscription in list(_live):
+        subscription._abandon()
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
