@@ -1,0 +1,400 @@
+"""Claiming: selection order, due times, paused and serial types, batches, and real contention."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import random
+import threading
+import time
+import traceback
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import kojo
+from foundation_helpers import T0, claim, make_app, owner_of, scalar, update_job
+from kojo import states
+from kojo.backends import open_backend
+
+FAR = T0 + timedelta(days=3650)
+
+
+def test_selection_order_is_priority_then_work_at_then_id(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    ids = {}
+    # (importance, minutes after T0); scheduled in an order that is none of the expected ones.
+    for name, importance, minutes in [
+        ("low_early", 0, 0),
+        ("high_late", 5, 30),
+        ("mid_late", 2, 20),
+        ("high_early", 5, 10),
+        ("mid_early", 2, 10),
+        ("mid_early_too", 2, 10),
+        ("negative", -1, 0),
+    ]:
+        ids[name] = app.schedule(
+            "q", at=T0 + timedelta(minutes=minutes), importance=importance, payload=name
+        )
+    expected = [
+        ids[n]
+        for n in [
+            "high_early",
+            "high_late",
+            "mid_early",
+            "mid_early_too",  # same priority and work_at: lower id first
+            "mid_late",
+            "low_early",
+            "negative",
+        ]
+    ]
+    backend = app.backend
+    with owner_of(backend) as owner:
+        one_by_one = [claim(backend, owner, 1)[0] for _ in expected]
+        assert claim(backend, owner, 1) == []
+    assert one_by_one == expected
+
+    # The same order within one batch.
+    for job_id in expected:
+        update_job(backend, job_id, assigned_state="waiting", next_state_request="working")
+    with owner_of(backend) as owner:
+        assert claim(backend, owner, 100) == expected
+
+
+def test_a_crash_lowers_the_claim_order(database_url: str) -> None:
+    app = make_app(database_url, q={"default_importance": 3})
+    first = app.schedule("q", at=T0)
+    second = app.schedule("q", at=T0)
+    backend = app.backend
+    with owner_of(backend) as owner:
+        assert claim(backend, owner, 1) == [first]
+        backend.job_transition(first, states.CRASH, now=T0)
+        # first now has priority 2 < 3: the other job goes first, then the crashed one.
+        assert claim(backend, owner, 1) == [second]
+        assert claim(backend, owner, 1) == [first]
+        row = app.job(first)
+        assert (row["previous_state"], row["times_worked"], row["priority"]) == ("crashed", 2, 2)
+    # Closing the owner with the job still working crashes it once more.
+    row = app.job(first)
+    assert (row["assigned_state"], row["times_crashed"], row["priority"]) == ("crashed", 2, 1)
+
+
+def test_future_jobs_are_not_claimed_until_due(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    later = app.schedule("q", at=T0 + timedelta(minutes=5))
+    backend = app.backend
+    with owner_of(backend) as owner:
+        assert claim(backend, owner, 10, now=T0) == []
+        assert claim(backend, owner, 10, now=T0 + timedelta(minutes=4, seconds=59)) == []
+        assert claim(backend, owner, 10, now=T0 + timedelta(minutes=5)) == [later]
+        assert app.job(later)["assigned_state"] == "working"
+
+
+def test_claim_marks_the_job_working_for_its_owner(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    job_id = app.schedule("q", at=T0)
+    backend = app.backend
+    with owner_of(backend) as owner:
+        with backend.write():
+            (row,) = backend.job_claim(owner.id, 5, T0)
+        assert row["kojo_job_id"] == job_id
+        stored = app.job(job_id)
+        for key in ("assigned_state", "next_state_request", "previous_state", "times_worked"):
+            assert row[key] == stored[key]
+        assert stored["assigned_state"] == "working"
+        assert stored["next_state_request"] == "none"
+        assert stored["previous_state"] == "waiting"
+        assert stored["times_worked"] == 1
+        assert stored["kojo_process_id"] == owner.id
+        assert stored["last_transition_date_time"] == T0
+
+
+def test_batch_claims(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    ids = app.schedule_many("q", list(range(25)), at=T0)
+    backend = app.backend
+    with owner_of(backend) as owner:
+        first = claim(backend, owner, 10)
+        second = claim(backend, owner, 10)
+        third = claim(backend, owner, 10)
+        assert claim(backend, owner, 10) == []
+    assert (len(first), len(second), len(third)) == (10, 10, 5)
+    assert first + second + third == ids
+
+
+def test_only_runnable_states_are_claimed(database_url: str) -> None:
+    app = make_app(database_url, q={}, gated={"schedule_limit": 1})
+    gated = app.schedule("gated", at=T0)  # waiting/schedule_limit_check
+    held = app.schedule("q", at=T0)
+    app.hold(held)
+    panicked = app.schedule("q", at=T0)
+    app.backend.job_transition(panicked, states.PANIC)
+    cancelled = app.schedule("q", at=T0)
+    app.cancel(cancelled)
+    crashed = app.schedule("q", at=T0)
+    update_job(app.backend, crashed, assigned_state="crashed", next_state_request="working")
+    with owner_of(app.backend) as owner:
+        assert claim(app.backend, owner, 10) == [crashed]
+    assert app.job(gated)["assigned_state"] == "waiting"
+
+
+def test_paused_types_are_not_claimed(database_url: str) -> None:
+    app = make_app(database_url, paused={}, other={})
+    paused_job = app.schedule("paused", at=T0)
+    other_job = app.schedule("other", at=T0)
+    app.set_type_paused("paused", True)
+    backend = app.backend
+    with owner_of(backend) as owner:
+        assert claim(backend, owner, 10) == [other_job]
+        app.set_type_paused("paused", False)
+        assert claim(backend, owner, 10) == [paused_job]
+
+
+def test_disabled_types_existing_jobs_are_still_claimed(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    job_id = app.schedule("q", at=T0)
+    app.set_type_enabled("q", False)
+    with owner_of(app.backend) as owner:
+        assert claim(app.backend, owner, 10) == [job_id]
+
+
+def test_at_most_one_working_job_per_serial_type(database_url: str) -> None:
+    app = make_app(database_url, serial={"can_work_in_parallel": False}, parallel={})
+    serial = app.schedule_many("serial", [1, 2, 3], at=T0)
+    parallel = app.schedule_many("parallel", [1, 2], at=T0)
+    backend = app.backend
+    with owner_of(backend) as owner, owner_of(backend) as other:
+        first = claim(backend, owner, 10)
+        assert sorted(first) == sorted([serial[0], *parallel])
+        # Another process sees the serial type busy.
+        assert claim(backend, other, 10) == []
+        backend.job_transition(serial[0], states.COMPLETE_SUCCESS, owner=owner.id)
+        assert claim(backend, other, 10) == [serial[1]]
+        # A crash frees the type too; the crashed job is runnable again but waits its turn.
+        backend.job_transition(serial[1], states.CRASH, owner=other.id)
+        assert claim(backend, owner, 10) == [serial[2]]
+        assert claim(backend, other, 10) == []
+        backend.job_transition(serial[2], states.COMPLETE_SUCCESS, owner=owner.id)
+        assert claim(backend, other, 10) == [serial[1]]
+
+
+def test_the_database_refuses_a_second_working_serial_job(database_url: str) -> None:
+    app = make_app(database_url, serial={"can_work_in_parallel": False})
+    first, second = app.schedule_many("serial", [1, 2], at=T0)
+    update_job(app.backend, first, assigned_state="working", next_state_request="none")
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        update_job(app.backend, second, assigned_state="working", next_state_request="none")
+
+
+def test_complete_many_completes_only_the_owners_claims(database_url: str) -> None:
+    app = make_app(database_url, q={"auto_delete_interval_duration": "PT1H"})
+    ids = app.schedule_many("q", [1, 2, 3], at=T0)
+    backend = app.backend
+    interval = {"auto_delete_interval_duration": "PT1H"}
+    with owner_of(backend) as owner, owner_of(backend) as other:
+        mine = claim(backend, owner, 2)
+        theirs = claim(backend, other, 1)
+        done = T0 + timedelta(seconds=1)
+        with backend.write():
+            rows = [{"kojo_job_id": i, **interval} for i in mine + theirs]
+            assert backend.job_complete_many(rows, owner.id, done) == 2
+        assert app.job(theirs[0])["assigned_state"] == "working"
+    for job_id in mine:
+        row = app.job(job_id)
+        assert (row["assigned_state"], row["previous_state"]) == ("complete_success", "working")
+        assert row["completed_at_date_time"] == done
+        assert row["delete_after_date_time"] == done + timedelta(hours=1)
+    assert ids == sorted(mine + theirs)
+
+
+def test_claim_and_complete_in_one_transaction(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    app.schedule_many("q", list(range(7)), at=T0)
+    backend = app.backend
+    with owner_of(backend) as owner, backend.write():
+        rows = backend.job_claim(owner.id, 50, T0)
+        for row in rows:
+            row["auto_delete_interval_duration"] = "P1D"
+        assert backend.job_complete_many(rows, owner.id, T0) == 7
+    assert {r["assigned_state"] for r in app.jobs()} == {"complete_success"}
+
+
+def test_a_rolled_back_claim_leaves_the_job_runnable(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    job_id = app.schedule("q", at=T0)
+    backend = app.backend
+    with owner_of(backend) as owner:
+        with pytest.raises(RuntimeError), backend.write():
+            assert [r["kojo_job_id"] for r in backend.job_claim(owner.id, 1, T0)] == [job_id]
+            raise RuntimeError("the claimer failed before commit")
+        assert claim(backend, owner, 1) == [job_id]
+    assert app.job(job_id)["times_worked"] == 1
+
+
+# -- four OS processes claiming at once -------------------------------------------------
+
+PROCESSES = 4
+PARALLEL_JOBS = 1700
+SERIAL_JOBS = 150  # per serial type
+SERIAL_TYPES = ("serial_a", "serial_b")
+DEADLINE_SECONDS = 180.0
+
+
+def claimer(url: str, index: int, start: Any, results: Any) -> None:
+    """One OS process: claim in batches, keep serial jobs working a moment, then complete."""
+    try:
+        backend = open_backend(url)  # its own connections, opened after the fork
+        rng = random.Random(index)
+        claimed: list[tuple[int, str, float, float]] = []
+        with owner_of(backend) as owner:
+            start.wait()
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while time.monotonic() < deadline:
+                with backend.write():
+                    rows = backend.job_claim(owner.id, rng.choice((1, 3, 10)), FAR)
+                got = time.monotonic()  # after commit: these jobs are working now
+                if not rows:
+                    left = scalar(
+                        backend,
+                        "SELECT count(*) FROM kojo_job WHERE assigned_state <> :done",
+                        done="complete_success",
+                    )
+                    if left == 0:
+                        break
+                    owner.wait(0.05)  # woken early when a serial type is freed
+                    continue
+                for row in rows:
+                    row["auto_delete_interval_duration"] = "P1D"
+                if any(not r["can_work_in_parallel"] for r in rows):
+                    time.sleep(0.001)  # widen the window in which others try the serial type
+                released = time.monotonic()  # before the completing transaction begins
+                with backend.write():
+                    completed = backend.job_complete_many(rows, owner.id, FAR)
+                assert completed == len(rows), (completed, len(rows))
+                claimed += [(r["kojo_job_id"], r["type_code"], got, released) for r in rows]
+        backend.close()
+        results.put((index, claimed, None))
+    except BaseException:
+        results.put((index, [], traceback.format_exc()))
+
+
+def test_four_processes_claim_each_job_exactly_once(database_url: str) -> None:
+    app = make_app(
+        database_url,
+        parallel={},
+        serial_a={"can_work_in_parallel": False},
+        serial_b={"can_work_in_parallel": False},
+    )
+    rng = random.Random(7)
+    for code, count in [("parallel", PARALLEL_JOBS)] + [(c, SERIAL_JOBS) for c in SERIAL_TYPES]:
+        for importance in range(3):
+            share = count // 3 + (1 if importance < count % 3 else 0)
+            app.schedule_many(code, [None] * share, at=T0, importance=importance)
+    ids = [r["kojo_job_id"] for r in app.jobs(limit=10_000)]
+    rng.shuffle(ids)
+    total = PARALLEL_JOBS + SERIAL_JOBS * len(SERIAL_TYPES)
+    assert len(ids) == total
+    app.backend.close()
+
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    results = context.Queue()
+    children = [
+        context.Process(target=claimer, args=(database_url, i, start, results))
+        for i in range(PROCESSES)
+    ]
+    for child in children:
+        child.start()
+
+    # Watch the table from this process while they run: never two working serial jobs.
+    monitor_backend = open_backend(database_url)
+    most_working: dict[str, int] = dict.fromkeys(SERIAL_TYPES, 0)
+    stop = threading.Event()
+
+    def monitor() -> None:
+        while not stop.is_set():
+            rows = monitor_backend.fetchall("job_count_by_state")
+            for row in rows:
+                if row["type_code"] in most_working and row["assigned_state"] == "working":
+                    code = row["type_code"]
+                    most_working[code] = max(most_working[code], int(row["jobs"]))
+            stop.wait(0.002)
+
+    watcher = threading.Thread(target=monitor)
+    watcher.start()
+    start.set()
+    try:
+        outcomes = [results.get(timeout=DEADLINE_SECONDS + 30) for _ in children]
+    finally:
+        stop.set()
+        watcher.join()
+        for child in children:
+            child.join(timeout=30)
+        monitor_backend.close()
+    errors = [error for _, _, error in outcomes if error]
+    assert not errors, errors[0]
+    assert [child.exitcode for child in children] == [0] * PROCESSES
+
+    claims = [c for _, claimed, _ in outcomes for c in claimed]
+    claimed_ids = [job_id for job_id, _, _, _ in claims]
+    assert len(claimed_ids) == len(set(claimed_ids)), "a job was claimed twice"
+    assert sorted(claimed_ids) == sorted(ids)
+    assert all(len(claimed) > 0 for _, claimed, _ in outcomes), "a process claimed nothing"
+
+    # Exclusivity as the claimers saw it: the spans in which each serial job was certainly
+    # working (from its claim's commit to the start of its completion) never overlap.
+    for code in SERIAL_TYPES:
+        spans = sorted((got, released) for _, c, got, released in claims if c == code)
+        assert len(spans) == SERIAL_JOBS
+        for (_, end), (begin, _) in itertools.pairwise(spans):
+            assert end <= begin, f"two {code} jobs were working at once"
+    assert max(most_working.values()) <= 1, most_working
+
+    app2 = kojo.App(database=database_url)
+    rows = app2.jobs(limit=10_000)
+    assert {r["assigned_state"] for r in rows} == {"complete_success"}
+    assert {r["times_worked"] for r in rows} == {1}
+
+
+def test_a_claim_losing_the_race_for_a_serial_type_retries_instead_of_failing(
+    postgres_url: str,
+) -> None:
+    # Deterministic version of the race: B's claim picks the second serial job while A's
+    # claim of the first is uncommitted, blocks on the unique index, and fails when A commits.
+    app = make_app(postgres_url, serial={"can_work_in_parallel": False}, other={})
+    first, second = app.schedule_many("serial", [1, 2], at=T0)
+    a, b = open_backend(postgres_url), open_backend(postgres_url)
+    watcher = open_backend(postgres_url)
+    outcome: dict[str, Any] = {}
+
+    def claim_in_b() -> None:
+        try:
+            with owner_of(b) as owner_b, b.write():
+                # Work done earlier in the same transaction must survive the retry.
+                b.job_insert("other", work_at=T0, payload=None, importance=None, now=T0)
+                outcome["rows"] = b.job_claim(owner_b.id, 10, T0)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    with owner_of(a) as owner_a:
+        with a.write():
+            assert [r["kojo_job_id"] for r in a.job_claim(owner_a.id, 1, T0)] == [first]
+            thread = threading.Thread(target=claim_in_b)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not scalar(
+                watcher,
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ):
+                assert thread.is_alive(), outcome
+                assert time.monotonic() < deadline, "B never blocked on A's claim"
+                time.sleep(0.01)
+        thread.join(timeout=30)
+        assert "error" not in outcome, outcome["error"]
+        claimed = [(r["type_code"], r["kojo_job_id"]) for r in outcome["rows"]]
+        assert len(claimed) == 1 and claimed[0][0] == "other"
+        assert app.job(second)["assigned_state"] == "waiting"
+    for backend in (a, b, watcher):
+        backend.close()
