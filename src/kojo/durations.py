@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 _PATTERN = re.compile(
     r"^P(?!$)"
@@ -33,6 +34,7 @@ _SECONDS = {
 }
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> timedelta:
     """Parse an ISO-8601 duration; ValueError names the text when it is not one."""
     match = _PATTERN.match(text.strip().upper()) if isinstance(text, str) else None

@@ -151,11 +151,14 @@ def get_logger(name: str = "") -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
 
 
+_JOB_LOGGER = logging.getLogger(f"{LOGGER_NAME}.job")
+
+
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A worker's logger: `extra` becomes the line's context; the job rides along."""
 
     def __init__(self, job: Mapping[str, Any]) -> None:
-        super().__init__(logging.getLogger(f"{LOGGER_NAME}.job"), {})
+        super().__init__(_JOB_LOGGER, {})
         self.job = job
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:

@@ -487,6 +487,29 @@ class Backend(ABC):
         )
         return int(row["kojo_job_id"]) if row else None
 
+    def job_insert_batch(
+        self,
+        type_code: str,
+        payloads: Sequence[str | None],
+        *,
+        work_at: datetime,
+        importance: int | None,
+        now: datetime,
+    ) -> list[int]:
+        """Insert one job per JSON payload text in one statement (inside write()); their ids
+        in payload order, or [] if the type is missing or disabled."""
+        rows = self.fetchall(
+            "job_insert_batch",
+            {
+                "type_code": type_code,
+                "payloads": json.dumps(list(payloads)),
+                "work_at": as_utc(work_at),
+                "importance": importance,
+                "now": now,
+            },
+        )
+        return sorted(int(r["kojo_job_id"]) for r in rows)  # ids are handed out in row order
+
     def job_get(self, job_id: int) -> Row | None:
         return self.fetchone("job_get", {"kojo_job_id": job_id})
 
@@ -627,20 +650,29 @@ class Backend(ABC):
         Each row must carry auto_delete_interval_duration. Jobs no longer
         claimed by `owner` (cancelled meanwhile) are left alone.
         """
-        params = []
+        by_interval: dict[str, list[int]] = {}
         for job in jobs:
-            interval = parse_duration(job["auto_delete_interval_duration"])
-            params.append(
-                {
-                    "kojo_job_id": job["kojo_job_id"],
-                    "owner": owner,
-                    "now": now,
-                    "delete_after": now + interval,
-                }
+            by_interval.setdefault(job["auto_delete_interval_duration"], []).append(
+                int(job["kojo_job_id"])
             )
         if any(not job.get("can_work_in_parallel", True) for job in jobs):
             self.notify("jobs")  # a serial type is free again
-        return self.executemany("job_complete_success", params)
+        completed = 0
+        for interval, ids in by_interval.items():
+            completed += self.execute(
+                "job_complete_success",
+                {
+                    "ids": self._id_list(ids),
+                    "owner": owner,
+                    "now": now,
+                    "delete_after": now + parse_duration(interval),
+                },
+            )
+        return completed
+
+    def _id_list(self, ids: list[int]) -> Any:
+        """A list of ids as the job_complete_success query takes it (JSON text by default)."""
+        return json.dumps(ids)
 
 
 def backoff_delay(times_retried: int, base: float = 1.0, cap: float = 3600.0) -> timedelta:

@@ -66,6 +66,9 @@ class PostgresBackend(Backend):
     def _abandon_connection(self, conn: Any) -> None:
         abandon_socket(conn)
 
+    def _id_list(self, ids: list[int]) -> Any:
+        return ids
+
     def _is_missing_table(self, exc: Exception) -> bool:
         return isinstance(exc, pg_errors.UndefinedTable)
 

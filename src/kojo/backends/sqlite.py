@@ -16,7 +16,9 @@ import os
 import select
 import socket
 import sqlite3
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,8 +33,6 @@ from .base import (
     Owner,
     ProcessInfo,
 )
-
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def path_from_url(url: str) -> Path:
@@ -51,26 +51,44 @@ def path_from_url(url: str) -> Path:
 
 
 def _to_text(value: datetime) -> str:
-    return as_utc(value).replace(tzinfo=None).strftime(TIME_FORMAT)
+    """Fixed-width UTC text, so that text order is time order."""
+    if value.tzinfo is not UTC:
+        value = as_utc(value)
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _convert_value(key: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if key.endswith("date_time") or key == "work_at":
-        return as_utc(datetime.fromisoformat(value)) if isinstance(value, str) else value
-    if key in BOOL_COLUMNS:
-        return bool(value)
-    if key in JSON_COLUMNS:
-        return json.loads(value)
-    return value
+def _time(value: Any) -> Any:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else value
+
+
+def _converter(name: str) -> Callable[[Any], Any] | None:
+    if name.endswith("date_time") or name == "work_at":
+        return _time
+    if name in BOOL_COLUMNS:
+        return bool
+    if name in JSON_COLUMNS:
+        return json.loads
+    return None
+
+
+@lru_cache(maxsize=256)
+def _plan(names: tuple[str, ...]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """Which columns of a result need converting from SQLite's types, and how."""
+    plan = []
+    for index, name in enumerate(names):
+        convert = _converter(name)
+        if convert is not None:
+            plan.append((index, convert))
+    return tuple(plan)
 
 
 def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        col[0]: _convert_value(col[0], value)
-        for col, value in zip(cursor.description, row, strict=True)
-    }
+    names = tuple(col[0] for col in cursor.description)
+    values = list(row)
+    for index, convert in _plan(names):
+        if values[index] is not None:
+            values[index] = convert(values[index])
+    return dict(zip(names, values, strict=True))
 
 
 class SqliteBackend(Backend):

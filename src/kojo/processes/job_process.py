@@ -38,7 +38,7 @@ TYPE_COLUMNS = ("auto_delete_interval_duration", "auto_complete_success", "max_r
 PREFETCH_HOLD = 0.1  # seconds a claimed job may wait behind a running one
 QUICK_JOB = 0.01  # a batch of jobs each quicker than this may grow the next batch
 POLL = 1.0  # safety poll when no notification comes
-MAX_BATCH = 64
+MAX_BATCH = 100
 log = get_logger("job")
 
 

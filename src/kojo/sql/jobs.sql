@@ -135,10 +135,12 @@ WHERE kojo_process_id = :kojo_process_id
 DELETE FROM kojo_semaphore_waiter WHERE kojo_process_id = :kojo_process_id
 
 -- name: job_complete_success
+-- :ids is a JSON array of job ids; jobs no longer claimed by :owner are left alone.
 UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
     previous_state = 'working', last_transition_date_time = :now,
     completed_at_date_time = :now, delete_after_date_time = :delete_after
-WHERE kojo_job_id = :kojo_job_id AND assigned_state = 'working' AND kojo_process_id = :owner
+WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
+  AND assigned_state = 'working' AND kojo_process_id = :owner
 
 -- name: process_find
 SELECT kojo_process_id FROM kojo_process
@@ -165,3 +167,7 @@ RETURNING *
 SELECT kojo_process_id, kojo_job_id FROM kojo_job
 WHERE assigned_state = 'working' AND kojo_process_id IS NOT NULL
 ORDER BY kojo_job_id
+
+-- name: job_last_completion
+SELECT max(completed_at_date_time) AS completed_at_date_time FROM kojo_job
+WHERE type_code = :type_code

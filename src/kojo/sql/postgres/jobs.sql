@@ -42,3 +42,26 @@ SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_imp
 FROM kojo_job_type t
 WHERE t.type_code = :type_code AND t.is_enabled
 RETURNING kojo_job_id
+
+-- name: job_insert_batch
+INSERT INTO kojo_job (
+    type_code, name, priority, importance, work_at_date_time, next_state_request,
+    assigned_state, previous_state, worker_uri, can_work_in_parallel,
+    last_transition_date_time, created_at_date_time, payload
+)
+SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
+    coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
+    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, CAST(p.payload AS jsonb)
+FROM kojo_job_type t,
+    jsonb_array_elements_text(CAST(:payloads AS jsonb)) WITH ORDINALITY AS p(payload, n)
+WHERE t.type_code = :type_code AND t.is_enabled
+ORDER BY p.n
+RETURNING kojo_job_id
+
+-- name: job_complete_success
+UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
+    previous_state = 'working', last_transition_date_time = :now,
+    completed_at_date_time = :now, delete_after_date_time = :delete_after
+WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
+  AND assigned_state = 'working' AND kojo_process_id = :owner

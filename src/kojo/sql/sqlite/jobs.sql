@@ -25,3 +25,18 @@ FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
   AND (chosen.can_work_in_parallel OR chosen.rank = 1)
 RETURNING *
+
+-- name: job_insert_batch
+INSERT INTO kojo_job (
+    type_code, name, priority, importance, work_at_date_time, next_state_request,
+    assigned_state, previous_state, worker_uri, can_work_in_parallel,
+    last_transition_date_time, created_at_date_time, payload
+)
+SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
+    coalesce(:importance, t.default_importance), :work_at,
+    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, p.value
+FROM kojo_job_type t, json_each(:payloads) AS p
+WHERE t.type_code = :type_code AND t.is_enabled
+ORDER BY p.key
+RETURNING kojo_job_id

@@ -1,0 +1,26 @@
+"""Job types the benchmarks run: a no-op, and one that records when it started."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import kojo
+
+app = kojo.App()
+START_LOG = os.environ.get("KOJO_BENCH_START_LOG", "/tmp/kojo-bench-starts.log")
+
+
+@app.job_type("bench.noop")
+def noop(job: kojo.Job) -> None:
+    pass
+
+
+@app.job_type("bench.latency")
+def latency(job: kojo.Job) -> None:
+    started = time.time()
+    fd = os.open(START_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{job.id} {started:.6f}\n".encode())
+    finally:
+        os.close(fd)

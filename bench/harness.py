@@ -1,0 +1,136 @@
+"""Shared pieces of the benchmarks: throwaway databases, a server to run, PSS, percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import pg  # noqa: E402  (tests/pg.py: create and drop throwaway databases)
+
+
+@contextlib.contextmanager
+def database(backend: str, admin_url: str | None) -> Iterator[str]:
+    """A fresh, empty database URL for `backend` ("sqlite" or "postgres")."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="kojo-bench-") as folder:
+            yield f"sqlite:///{folder}/bench.db"
+        return
+    if not admin_url:
+        raise SystemExit("postgres: give --postgres URL or set KOJO_TEST_POSTGRES_URL")
+    url = pg.create_database(admin_url)
+    try:
+        yield url
+    finally:
+        pg.drop_database(admin_url, url)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def server(url: str, processes: int, env: dict[str, str] | None = None) -> Iterator[int]:
+    """`kojo server start` with the bench app; yields the server pid; drains it at the end."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.update(
+        {
+            "KOJO_DATABASE_URL": url,
+            "KOJO_APP": "bench_app:app",
+            "KOJO_LOG_LEVEL": "warning",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), full_env.get("PYTHONPATH", "")]),
+        }
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kojo",
+            "server",
+            "start",
+            "--max-processes",
+            str(processes),
+            "--shutdown-timeout",
+            "5",
+            "--host-name",
+            f"bench-{os.getpid()}",
+        ],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, []))
+    return found
+
+
+def pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of these processes, summed (shared pages counted once)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values) if values else float("nan"),
+        "max": max(values) if values else float("nan"),
+    }

@@ -1,0 +1,205 @@
+"""Throughput and latency of a kojo server, beside a raw one-job-per-transaction loop.
+
+    python bench/throughput.py [--backend sqlite|postgres|both] [--jobs 20000]
+                               [--processes 2] [--postgres URL] [--latency-samples 300]
+
+For each backend, in one run:
+- baseline: 2 forked processes claim and complete one job per transaction
+  (PostgreSQL: SELECT … FOR UPDATE SKIP LOCKED LIMIT 1 + UPDATE; SQLite:
+  BEGIN IMMEDIATE + UPDATE … RETURNING) over the same number of rows;
+- kojo: bulk enqueue of N no-op jobs (jobs/s), then the drain by a running
+  server with 2 job processes, from the enqueue's commit to the last
+  completion as recorded in the database (every job claimed and completed
+  durably);
+- enqueue→start latency on an idle server (p50/p99), from before
+  app.schedule() to the worker's first line;
+- memory: PSS of the whole server tree (server, root, maintainer, job processes).
+Results are printed and written to bench/results/throughput-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from harness import ROOT, database, descendants, pss_bytes, server, summary, wait_for
+
+import kojo
+
+# -- baseline: one job per transaction, raw SQL ---------------------------------------------
+
+
+def _baseline_setup(url: str, jobs: int) -> None:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE bench_queue (id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
+        conn.execute("CREATE INDEX bench_ready ON bench_queue (id) WHERE state = 'ready'")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO bench_queue (state) VALUES ('ready')", [()] * jobs)
+        conn.execute("COMMIT")
+        conn.close()
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_queue (id bigserial PRIMARY KEY, state text NOT NULL)")
+        conn.execute("CREATE INDEX bench_ready ON bench_queue (id) WHERE state = 'ready'")
+        conn.execute(
+            "INSERT INTO bench_queue (state) SELECT 'ready' FROM generate_series(1, %s)", (jobs,)
+        )
+        conn.execute("VACUUM ANALYZE bench_queue")
+
+
+def _baseline_worker(url: str) -> None:
+    done = 0
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=60)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "UPDATE bench_queue SET state = 'done' WHERE id = (SELECT id FROM bench_queue "
+                "WHERE state = 'ready' ORDER BY id LIMIT 1) RETURNING id"
+            ).fetchone()
+            conn.execute("COMMIT")
+            if row is None:
+                break
+            done += 1
+        return
+    with psycopg.connect(url, autocommit=True) as pgconn:
+        while True:
+            with pgconn.transaction():
+                row = pgconn.execute(
+                    "SELECT id FROM bench_queue WHERE state = 'ready' ORDER BY id LIMIT 1 "
+                    "FOR UPDATE SKIP LOCKED"
+                ).fetchone()
+                if row is not None:
+                    pgconn.execute("UPDATE bench_queue SET state = 'done' WHERE id = %s", row)
+            if row is None:
+                break
+            done += 1
+
+
+def baseline(url: str, jobs: int, processes: int) -> float:
+    """Jobs per second of the raw loop."""
+    _baseline_setup(url, jobs)
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_baseline_worker, args=(url,)) for _ in range(processes)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return jobs / (time.perf_counter() - started)
+
+
+# -- kojo -----------------------------------------------------------------------------------
+
+
+def _job_processes(app: kojo.App) -> int:
+    return sum(1 for row in app.backend.processes() if row["kind"] == "job")
+
+
+def _completed(app: kojo.App, code: str) -> int:
+    return sum(
+        int(row["jobs"])
+        for row in app.backend.fetchall("job_count_by_state")
+        if row["type_code"] == code and row["assigned_state"] == "complete_success"
+    )
+
+
+def _last_completion(app: kojo.App, code: str) -> datetime:
+    row = app.backend.fetchone("job_last_completion", {"type_code": code})
+    assert row is not None and row["completed_at_date_time"] is not None
+    return row["completed_at_date_time"]  # type: ignore[no-any-return]
+
+
+def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any]:
+    import bench_app
+
+    app = bench_app.app.__class__(database=url)
+    for job_type in bench_app.app.job_types.values():
+        app.add_job_type(job_type)
+    app.install()
+    app.register_job_types()
+    start_log = Path(f"/tmp/kojo-bench-starts-{os.getpid()}.log")
+    start_log.unlink(missing_ok=True)
+    result: dict[str, Any] = {}
+    with server(url, processes, {"KOJO_BENCH_START_LOG": str(start_log)}) as pid:
+        wait_for(lambda: _job_processes(app) == processes, 30, "job processes")
+        time.sleep(0.5)  # let the tree settle before measuring it
+        result["pss_idle_bytes"] = pss_bytes(descendants(pid))
+        result["processes_in_tree"] = len(descendants(pid))
+
+        # enqueue→start latency on the idle server
+        latencies = []
+        for _ in range(samples):
+            before = time.time()
+            job_id = app.schedule("bench.latency")
+            wait_for(lambda: start_log.exists() and start_log.stat().st_size > 0, 10, "start")
+            line = start_log.read_text().split()
+            start_log.unlink()
+            assert int(line[0]) == job_id
+            latencies.append((float(line[1]) - before) * 1000)
+            time.sleep(0.02)
+        result["latency_ms"] = summary(latencies)
+
+        # bulk enqueue, then drain
+        started = time.perf_counter()
+        app.schedule_many("bench.noop", [None] * jobs)
+        enqueued = time.perf_counter()
+        committed_at = datetime.now(UTC)
+        result["enqueue_jobs_per_s"] = jobs / (enqueued - started)
+        wait_for(lambda: _completed(app, "bench.noop") == jobs, 600, "drain")
+        drain = (_last_completion(app, "bench.noop") - committed_at).total_seconds()
+        result["drain_seconds"] = drain
+        result["drain_jobs_per_s"] = jobs / drain
+        result["pss_after_bytes"] = pss_bytes(descendants(pid))
+    app.backend.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    results: dict[str, Any] = {"jobs": args.jobs, "processes": args.processes}
+    for backend in backends:
+        with database(backend, args.postgres) as url:
+            base = baseline(url, args.jobs, args.processes)
+        with database(backend, args.postgres) as url:
+            measured = kojo_run(url, args.jobs, args.processes, args.latency_samples)
+        measured["baseline_jobs_per_s"] = base
+        measured["ratio_to_baseline"] = measured["drain_jobs_per_s"] / base
+        results[backend] = measured
+        lat = measured["latency_ms"]
+        print(
+            f"{backend:8}  drain {measured['drain_jobs_per_s']:8.0f} jobs/s  "
+            f"baseline {base:7.0f} jobs/s  ratio {measured['ratio_to_baseline']:.2f}x  "
+            f"enqueue {measured['enqueue_jobs_per_s']:8.0f} jobs/s  "
+            f"latency p50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms  "
+            f"PSS {measured['pss_idle_bytes'] / 2**20:.1f} MiB "
+            f"({measured['processes_in_tree']} processes)",
+            flush=True,
+        )
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    (out / f"throughput-{stamp}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
