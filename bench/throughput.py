@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from harness import ROOT, database, descendants, pss_bytes, server, summary, wait_for
 
 import kojo
