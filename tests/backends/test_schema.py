@@ -1,0 +1,159 @@
+"""Install, upgrade and uninstall of kojo's schema, on both backends."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+import kojo
+from foundation_helpers import column_names, index_names, make_app, table_names
+from kojo.backends import open_backend
+from kojo.sql import SCHEMA_VERSION
+
+CORE_TABLES = {
+    "kojo_schema_version",
+    "kojo_job_type",
+    "kojo_job",
+    "kojo_process",
+    "kojo_semaphore",
+    "kojo_semaphore_slot",
+    "kojo_semaphore_waiter",
+    "kojo_message",
+}
+# Kōjō's column names (reference §2.1, §3.1) that operators' SQL relies on, plus SPEC's.
+JOB_TYPE_COLUMNS = {
+    "kojo_job_type_id",
+    "type_code",
+    "name",
+    "worker_uri",
+    "cron_expression",
+    "can_work_in_parallel",
+    "default_importance",
+    "schedule_limit",
+    "schedule_limit_allowance",
+    "is_enabled",
+    "auto_complete_success",
+    "auto_delete_interval_duration",
+    "max_retries",
+    "max_crashes",
+    "timeout",
+}
+JOB_COLUMNS = {
+    "kojo_job_id",
+    "type_code",
+    "name",
+    "priority",
+    "importance",
+    "work_at_date_time",
+    "next_state_request",
+    "assigned_state",
+    "previous_state",
+    "worker_uri",
+    "can_work_in_parallel",
+    "last_transition_date_time",
+    "times_worked",
+    "times_retried",
+    "times_held",
+    "times_crashed",
+    "times_panicked",
+    "created_at_date_time",
+    "completed_at_date_time",
+    "delete_after_date_time",
+    "payload",
+}
+
+
+def kojo_tables(app: kojo.App) -> set[str]:
+    return {name for name in table_names(app.backend) if name.startswith("kojo_")}
+
+
+def test_install_creates_the_tables_columns_and_indexes(database_url: str) -> None:
+    app = kojo.App(database=database_url)
+    assert kojo_tables(app) == set()
+    assert app.install() == SCHEMA_VERSION
+    assert kojo_tables(app) >= CORE_TABLES
+    assert column_names(app.backend, "kojo_job_type") >= JOB_TYPE_COLUMNS
+    assert column_names(app.backend, "kojo_job") >= JOB_COLUMNS
+    # The claim path's partial index and the serial-type guard.
+    assert {"kojo_job_ready", "kojo_job_serial_working"} <= index_names(app.backend)
+    assert app.backend.schema_version() == SCHEMA_VERSION
+
+
+def test_install_twice_is_a_no_op(database_url: str) -> None:
+    app = make_app(database_url, q={"default_importance": 4})
+    job_id = app.schedule("q", payload={"keep": True})
+    tables = kojo_tables(app)
+    assert app.install() == SCHEMA_VERSION
+    assert kojo.App(database=database_url).install() == SCHEMA_VERSION
+    assert kojo_tables(app) == tables
+    assert app.job(job_id)["payload"] == {"keep": True}
+    assert app.type_row("q", max_age=0)["default_importance"] == 4
+    versions = app.backend.fetchall("schema_version_get")
+    assert versions == [{"version": SCHEMA_VERSION}]
+
+
+def test_concurrent_installs_all_succeed(database_url: str) -> None:
+    errors: list[BaseException] = []
+    versions: list[int] = []
+    start = threading.Barrier(4)
+
+    def install() -> None:
+        try:
+            app = kojo.App(database=database_url)
+            start.wait()
+            versions.append(app.install())
+            app.backend.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=install) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert versions == [SCHEMA_VERSION] * 4
+    assert kojo_tables(kojo.App(database=database_url)) >= CORE_TABLES
+
+
+def test_uninstall_drops_everything(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    app.schedule("q")
+    app.uninstall()
+    assert kojo_tables(app) == set()
+    assert app.backend.schema_version() == 0
+    app.uninstall()  # uninstalling an empty database is not an error
+    # And it can be installed again from scratch.
+    assert app.install() == SCHEMA_VERSION
+    assert kojo.App(database=database_url).jobs() == []
+
+
+def test_operations_without_the_schema_say_how_to_install(database_url: str) -> None:
+    app = kojo.App(database=database_url)
+    with pytest.raises(kojo.SchemaMissing, match="kojo db install"):
+        app.jobs()
+    with pytest.raises(kojo.SchemaMissing, match="kojo db install"):
+        app.job(1)
+
+
+def test_install_next_to_a_users_enum_column(postgres_url: str) -> None:
+    # UseCase44: a database with types Doctrine did not know. Ours must not care either.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TYPE mood AS ENUM ('happy', 'sad')")
+        conn.execute("CREATE TABLE user_table (id serial PRIMARY KEY, feeling mood)")
+        conn.execute("INSERT INTO user_table (feeling) VALUES ('happy')")
+    app = make_app(postgres_url, q={})
+    app.schedule("q")
+    app.uninstall()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute("SELECT feeling::text FROM user_table").fetchone()
+    assert row == ("happy",)
+
+
+def test_unsupported_urls_are_refused_by_name() -> None:
+    for url in ["mysql://localhost/kojo", "kojo.db", "sqlite:///:memory:", "redis://x"]:
+        with pytest.raises(kojo.DatabaseError) as raised:
+            open_backend(url)
+        assert url in str(raised.value)
