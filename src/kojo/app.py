@@ -29,8 +29,10 @@ from .errors import (
 from .job_types import JobType, Worker, define, import_worker, load_yaml
 
 if TYPE_CHECKING:
+    from .backends import Owner
     from .control import Control
     from .ipc import Subscription
+    from .locks import LockRequest
 
 DEFAULT_DATABASE = "sqlite:///kojo.db"
 TYPE_CACHE_SECONDS = 5.0
@@ -338,3 +340,45 @@ class App:
         from .control import Control
 
         return Control(self)
+
+    # -- locks (docs/locks.md) -------------------------------------------------------------
+
+    def owner(self) -> Owner:
+        """This process's owner (a registration that dies with the process).
+
+        The one given to use_owner(), else a "client" owner registered on first
+        use and kept for the life of the process (re-made after a fork).
+        """
+        from .process_owner import owner_keeper
+
+        with database_errors():
+            return owner_keeper(self).get()
+
+    def use_owner(self, owner: Owner | None) -> None:
+        """Make `owner` this process's owner; the caller registered it and closes it."""
+        from .process_owner import owner_keeper
+
+        owner_keeper(self).use(owner)
+
+    def mutex(
+        self, name: str, timeout: float | None = None, *, job_id: int | None = None
+    ) -> LockRequest:
+        """`with app.mutex(name) as lease:` one holder at a time, cluster-wide.
+
+        timeout None waits forever, 0 tries once; LockTimeout when it expires.
+        """
+        return self.semaphore(name, 1, timeout, job_id=job_id)
+
+    def semaphore(
+        self, name: str, slots: int, timeout: float | None = None, *, job_id: int | None = None
+    ) -> LockRequest:
+        """`with app.semaphore(name, slots) as lease:` at most `slots` holders at a time."""
+        from .locks import locks_of
+
+        return locks_of(self).request(name, slots, timeout, job_id)
+
+    def locks(self) -> list[dict[str, Any]]:
+        """Held slots (state "held") and waiters (state "waiting"), cluster-wide."""
+        from .locks import locks_of
+
+        return locks_of(self).listing()
