@@ -1,0 +1,1 @@
+"""Example kojo applications."""
