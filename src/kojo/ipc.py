@@ -83,6 +83,11 @@ def encode_message(message: Any) -> str:
     return text
 
 
+def _describe(exc: BaseException) -> str:
+    """An error on one line (driver messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -223,12 +228,16 @@ class Subscription:
                 "subscribe again after fork"
             )
         with self._step:
+            polled = False
             while not self._closed:
                 if self._pending:
                     return self._pop()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    return _NO_MESSAGE
+                    if polled:
+                        return _NO_MESSAGE
+                    remaining = 0.0  # timeout=0 still takes what has arrived
+                polled = True
                 try:
                     self._receive(remaining)
                 except RECOVERABLE as exc:
@@ -251,9 +260,8 @@ class Subscription:
         if not self._postgres:
             until_poll = self._last_read + SAFETY_POLL_SECONDS - time.monotonic()
             wait = until_poll if wait is None else min(wait, until_poll)
-        ready: list[int] = []
-        if wait is None or wait > 0:
-            ready, _, _ = select.select([owner.fileno(), self._wake_r], [], [], wait)
+        wait = None if wait is None else max(0.0, wait)
+        ready, _, _ = select.select([owner.fileno(), self._wake_r], [], [], wait)
         if self._closed:
             return
         notes = owner.wait(0.0) if owner.fileno() in ready else []
@@ -261,7 +269,8 @@ class Subscription:
             for note in notes:
                 self._take_notification(note)
         elif (
-            any(self._wakes_us(note) for note in notes)
+            wait == 0.0  # a last look before the deadline, or the safety poll is due
+            or any(self._wakes_us(note) for note in notes)
             or time.monotonic() - self._last_read >= SAFETY_POLL_SECONDS
         ):
             self._read_after(self._last_id)
@@ -342,7 +351,7 @@ class Subscription:
             "subscriber to channel %r lost its database connection (%s); reconnecting: "
             "messages published meanwhile may have been missed",
             self.channel,
-            str(error).strip() or type(error).__name__,
+            _describe(error),
             extra={"context": {"channel": self.channel, "last_id": self._last_id}},
         )
         self._drop_connections()
@@ -364,7 +373,7 @@ class Subscription:
                 log.warning(
                     "subscriber to channel %r cannot reconnect yet: %s",
                     self.channel,
-                    str(exc).strip() or type(exc).__name__,
+                    _describe(exc),
                 )
                 select.select([self._wake_r], [], [], delay)
                 continue
