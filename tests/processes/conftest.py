@@ -1,0 +1,80 @@
+"""Fixtures for the process-tree tests: real forks, real signals, nothing left behind.
+
+``tree``      a `Tree` (workers_harness) on the parametrized ``database_url``:
+              start servers, schedule jobs, read what the workers recorded.
+``pg_tree``   the same on PostgreSQL only.
+
+Every test here runs with the pytest process as a child subreaper, so orphans
+of the test re-parent to it. After the test (and after its servers were
+stopped), no descendant process may be alive: anything left is recorded,
+SIGKILLed, reaped, and fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from workers_harness import Tree, become_subreaper, live_descendants, reap_orphans  # noqa: E402
+
+LEFTOVER_GRACE = 3.0  # seconds children of a stopped server get to die
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subreaper() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the process-tree tests need Linux (/proc, prctl)")
+    become_subreaper()
+
+
+@pytest.fixture(autouse=True)
+def no_process_left(_subreaper: None) -> Iterator[None]:
+    """Fail the test if any process it started is still alive once it is over."""
+    before = {p.pid for p in live_descendants()}
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    left = [p for p in live_descendants() if p.pid not in before]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in live_descendants() if p.pid not in before]
+    if not left:
+        return
+    report = "\n".join(f"  pid {p.pid} ppid {p.ppid} [{p.state}] {p.cmdline}" for p in left)
+    for proc in left:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(p.pid not in before for p in live_descendants()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reap_orphans()
+    pytest.fail(f"processes left behind by the test (now SIGKILLed):\n{report}", pytrace=False)
+
+
+@pytest.fixture
+def tree(database_url: str, tmp_path: Path) -> Iterator[Tree]:
+    harness = Tree(database_url, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def pg_tree(postgres_url: str, tmp_path: Path) -> Iterator[Tree]:
+    harness = Tree(postgres_url, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()

@@ -1,0 +1,390 @@
+"""Harness for the process-tree tests: real `kojo server start` subprocesses, real signals.
+
+- `wait_for(predicate, timeout)` polls every 20 ms; tests never sleep to synchronise.
+- `Tree` is one test's database plus its server subprocesses, the record file
+  the workers of `workers_server` append to, and a test-side App to schedule
+  and inspect jobs.
+- `descendants()` reads /proc: the pytest process is made a child subreaper
+  (conftest), so every process a test started, orphans included, is found
+  under it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import workers_server
+
+import kojo
+
+HERE = Path(__file__).resolve().parent
+APP_REF = "workers_server:app"
+POLL = 0.02
+PR_SET_CHILD_SUBREAPER = 36
+TITLE = re.compile(
+    r"kojo: /server\[(?P<server>\d+)\]"
+    r"(?:/root\[(?P<root>\d+)\](?:/(?P<kind>job|maintainer)\[(?P<child>\d+)\])?)?"
+)
+
+T = TypeVar("T")
+
+# Server subprocesses that a Popen object owns: only Popen may wait() for them.
+MANAGED: set[int] = set()
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float, message: str | Callable[[], str] = ""
+) -> T:
+    """Poll `predicate` every 20 ms until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:g} s waiting for: {text or predicate}")
+        time.sleep(POLL)
+
+
+# -- the process table ------------------------------------------------------------------
+
+
+def become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    state: str
+    cmdline: str
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def _read_proc(pid: int) -> Proc | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm may contain spaces and parentheses: the fields after the last ')' are fixed.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return Proc(pid, int(fields[1]), fields[0], cmdline)
+
+
+def process_table() -> dict[int, Proc]:
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            proc = _read_proc(int(name))
+            if proc is not None:
+                table[proc.pid] = proc
+    return table
+
+
+def descendants(of: int | None = None) -> list[Proc]:
+    """Every process below `of` (default: this one), zombies included."""
+    top = os.getpid() if of is None else of
+    table = process_table()
+    children: dict[int, list[Proc]] = {}
+    for proc in table.values():
+        children.setdefault(proc.ppid, []).append(proc)
+    found: list[Proc] = []
+    todo = [top]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.pid)
+    return found
+
+
+def reap_orphans() -> None:
+    """Reap zombies re-parented to this (subreaper) process; Popen reaps its own."""
+    for proc in descendants():
+        if proc.ppid == os.getpid() and not proc.alive and proc.pid not in MANAGED:
+            try:
+                os.waitpid(proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def live_descendants() -> list[Proc]:
+    reap_orphans()
+    return [p for p in descendants() if p.alive]
+
+
+def kojo_processes() -> list[Proc]:
+    """Live processes of this test whose title is a kojo title."""
+    return [p for p in live_descendants() if p.cmdline.startswith("kojo:")]
+
+
+# -- servers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """One `kojo server start` subprocess."""
+
+    popen: subprocess.Popen[bytes]
+    host_name: str
+    max_processes: int
+    log_path: Path
+    err_path: Path
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def exited(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; fails the test if the server is still running after `timeout`."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"server {self.pid} still running after {timeout:g} s; stderr: {self.stderr()}"
+            ) from None
+
+    def stderr(self) -> str:
+        try:
+            return self.err_path.read_text()[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every stdout line, each of which must be one JSON object."""
+        lines = []
+        for number, text in enumerate(self.log_path.read_text().splitlines(), 1):
+            try:
+                line = json.loads(text)
+            except ValueError:
+                raise AssertionError(f"log line {number} is not JSON: {text!r}") from None
+            assert isinstance(line, dict), f"log line {number} is not an object: {text!r}"
+            lines.append(line)
+        return lines
+
+    def messages(self) -> list[str]:
+        return [str(line["message"]) for line in self.log_lines()]
+
+    def tree(self) -> list[Proc]:
+        """This server's live descendants (itself excluded)."""
+        return [p for p in descendants(self.pid) if p.alive]
+
+    def stop(self) -> None:
+        """Stop now (SIGQUIT), then SIGKILL if that does not work; reap."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGQUIT)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        MANAGED.discard(self.pid)
+
+
+class Tree:
+    """One test's database, its servers, the workers' record file and a test-side App."""
+
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.url = url
+        self.tmp_path = tmp_path
+        self.record_path = tmp_path / "record.jsonl"
+        self.app = workers_server.register(kojo.App(database=url))
+        self.servers: list[Server] = []
+
+    # -- running things ---------------------------------------------------------------
+
+    def env(self, tag: str | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
+        env.update(
+            {
+                "KOJO_DATABASE_URL": self.url,
+                "KOJO_APP": APP_REF,
+                "KOJO_LOG_FORMAT": "json",
+                "KOJO_LOG_LEVEL": "info",
+                workers_server.RECORD_ENV: str(self.record_path),
+                "PYTHONPATH": os.pathsep.join(
+                    [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+                ),
+            }
+        )
+        if tag is not None:
+            env[workers_server.TAG_ENV] = tag
+        return env
+
+    def start(
+        self,
+        *,
+        host_name: str = "test-host",
+        max_processes: int = 2,
+        shutdown_timeout: float = 5.0,
+        tag: str | None = None,
+        ready: bool = True,
+    ) -> Server:
+        """Start a server; with `ready`, wait until its root and job processes are registered."""
+        n = len(self.servers)
+        log_path = self.tmp_path / f"server{n}.log"
+        err_path = self.tmp_path / f"server{n}.err"
+        args = [
+            sys.executable,
+            "-m",
+            "kojo",
+            "server",
+            "start",
+            "--max-processes",
+            str(max_processes),
+            "--shutdown-timeout",
+            str(shutdown_timeout),
+            "--host-name",
+            host_name,
+        ]
+        with open(log_path, "wb") as out, open(err_path, "wb") as err:
+            popen = subprocess.Popen(
+                args,
+                env=self.env(tag),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.tmp_path,
+                start_new_session=True,
+            )
+        MANAGED.add(popen.pid)
+        server = Server(popen, host_name, max_processes, log_path, err_path)
+        self.servers.append(server)
+        if ready:
+            self.wait_ready(server)
+        return server
+
+    def wait_ready(self, server: Server, timeout: float = 15.0) -> None:
+        def ready() -> bool:
+            if server.exited() is not None:
+                raise AssertionError(
+                    f"server exited with {server.exited()} while starting: {server.stderr()}"
+                )
+            try:
+                rows = self.processes(server.host_name)
+            except kojo.KojoError:
+                return False  # the server has not installed the schema yet
+            kinds = Counter(r["kind"] for r in rows)
+            return kinds["root"] == 1 and kinds["job"] == server.max_processes
+
+        wait_for(ready, timeout, f"server {server.pid} to register its root and job processes")
+
+    def kojo(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run a `kojo` command in a subprocess with this tree's environment."""
+        return subprocess.run(
+            [sys.executable, "-m", "kojo", *args],
+            env=self.env(),
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ps(self) -> list[dict[str, Any]]:
+        """`kojo ps --json`."""
+        done = self.kojo("ps", "--json")
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)
+        assert isinstance(rows, list)
+        return rows
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.app.backend.close()
+
+    # -- looking at the database --------------------------------------------------------
+
+    def processes(self, host_name: str | None = None) -> list[dict[str, Any]]:
+        rows = self.app.process_table()
+        return [r for r in rows if host_name is None or r["host_name"] == host_name]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.app.job(job_id)
+
+    def state(self, job_id: int) -> str:
+        return str(self.job(job_id)["assigned_state"])
+
+    def wait_state(
+        self, job_id: int, states: Iterable[str] | str, timeout: float
+    ) -> dict[str, Any]:
+        wanted = {states} if isinstance(states, str) else set(states)
+        last: dict[str, Any] = {}
+
+        def reached() -> bool:
+            nonlocal last
+            last = self.job(job_id)
+            return last["assigned_state"] in wanted
+
+        wait_for(
+            reached,
+            timeout,
+            lambda: (
+                f"job {job_id} to be {sorted(wanted)}; it is "
+                f"{last.get('assigned_state')}/{last.get('next_state_request')}"
+            ),
+        )
+        return last
+
+    # -- what the workers recorded -------------------------------------------------------
+
+    def records(self, event: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
+        try:
+            text = self.record_path.read_text()
+        except FileNotFoundError:
+            return []
+        lines = [json.loads(line) for line in text.splitlines() if line]
+        return [
+            r
+            for r in lines
+            if (event is None or r["event"] == event) and (job_id is None or r["id"] == job_id)
+        ]
+
+    def wait_record(
+        self, event: str, job_id: int, timeout: float, count: int = 1
+    ) -> list[dict[str, Any]]:
+        """Wait until job `job_id` has recorded `event` `count` times; those records."""
+        found: list[dict[str, Any]] = []
+
+        def enough() -> bool:
+            nonlocal found
+            found = self.records(event, job_id)
+            return len(found) >= count
+
+        wait_for(
+            enough,
+            timeout,
+            lambda: (
+                f"job {job_id} to record {event!r} {count} time(s) (has {len(found)}); "
+                f"job is {self.job(job_id)}"
+            ),
+        )
+        return found
