@@ -14,6 +14,7 @@ process down: its job is marked crashed, the root forks a replacement.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import signal
@@ -39,16 +40,25 @@ PREFETCH_HOLD = 0.1  # seconds a claimed job may wait behind a running one
 QUICK_JOB = 0.01  # a batch of jobs each quicker than this may grow the next batch
 POLL = 1.0  # safety poll when no notification comes
 MAX_BATCH = 100
+VOUCH_INTERVAL = 2.0  # seconds between checks that a running job's process is still vouched for
 log = get_logger("job")
 
 
 class BatchKeeper:
     """Claimed jobs not yet started, and completions not yet written, shared with a thread
-    that hands them back to the database when the running job takes too long."""
+    that hands them back to the database when the running job takes too long.
+
+    While a job runs, the thread also checks every VOUCH_INTERVAL that the database
+    still vouches for this process (PostgreSQL: that its anchor session still holds
+    its lock). If not, the process kills itself at once: the cluster already sees it
+    as dead and will re-run its job, which must not also go on running here.
+    """
 
     def __init__(self, backend: Backend, owner_id: int) -> None:
         self.backend = backend
         self.owner_id = owner_id
+        self._vouch = backend.dialect == "postgres"
+        self._next_vouch = 0.0
         self._lock = threading.Condition()
         self._prefetched: list[dict[str, Any]] = []
         self._completed: list[dict[str, Any]] = []
@@ -97,24 +107,49 @@ class BatchKeeper:
     def _watch(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and (
-                    self._running_since is None or not (self._prefetched or self._completed)
-                ):
+                while not self._closed and self._running_since is None:
                     self._lock.wait()
                 if self._closed:
                     return
+                now = time.monotonic()
                 since = self._running_since
                 assert since is not None
-                remaining = since + PREFETCH_HOLD - time.monotonic()
-                if remaining > 0:
-                    self._lock.wait(remaining)
+                pending = bool(self._prefetched or self._completed)
+                hand_back_at = since + PREFETCH_HOLD if pending else math.inf
+                vouch_at = (
+                    max(since + VOUCH_INTERVAL, self._next_vouch) if self._vouch else math.inf
+                )
+                due = min(hand_back_at, vouch_at)
+                if due > now:
+                    self._lock.wait(None if due == math.inf else due - now)
                     continue
-                prefetched, self._prefetched = self._prefetched, []
-                completed, self._completed = self._completed, []
+                prefetched: list[dict[str, Any]] = []
+                completed: list[dict[str, Any]] = []
+                if hand_back_at <= now:
+                    prefetched, self._prefetched = self._prefetched, []
+                    completed, self._completed = self._completed, []
+                else:
+                    self._next_vouch = now + VOUCH_INTERVAL
             try:
-                self._write(prefetched, completed)
+                if prefetched or completed:
+                    self._write(prefetched, completed)
+                else:
+                    self._check_vouched()
             except Exception:
                 log.exception("Could not hand back prefetched jobs.")
+
+    def _check_vouched(self) -> None:
+        try:
+            dead = self.backend.owner_is_dead(self.owner_id)
+        except Exception:
+            log.exception("Could not check that the database still vouches for this process.")
+            return
+        if dead:
+            log.critical(
+                "The database no longer vouches for this process (its session was lost): "
+                "stopping now so that its job is not run twice."
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _write(self, prefetched: list[dict[str, Any]], completed: list[dict[str, Any]]) -> None:
         if not prefetched and not completed:
