@@ -70,13 +70,20 @@ def database_errors() -> Iterator[None]:
     except KojoError:
         raise
     except _driver_errors() as exc:
-        text = str(exc)
+        text = _one_line(str(exc))
         if "no such table" in text or type(exc).__name__ == "UndefinedTable":
             raise SchemaMissing(
-                f"kojo's tables are not installed in this database ({text.strip()}): "
-                "run `kojo db install`"
+                f"kojo's tables are not installed in this database ({text}): run `kojo db install`"
             ) from exc
         raise DatabaseError(f"{type(exc).__name__}: {text}".strip()) from exc
+
+
+def _one_line(text: str) -> str:
+    """A driver message on one line: PostgreSQL's primary message and DETAIL/HINT, not the
+    multi-line excerpt of the failing SQL (error messages must fit one CLI line)."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    kept = lines[:1] + [line for line in lines[1:] if line.startswith(("DETAIL:", "HINT:"))]
+    return " ".join(kept)
 
 
 class App:
