@@ -26,9 +26,7 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
     owner = backend.register_owner(
         ProcessInfo(host_name, os.getpid(), os.getppid(), path, "inline")
     )
-    use_owner = getattr(app, "use_owner", None)
-    if use_owner is not None:
-        use_owner(owner)
+    app.use_owner(owner)
     try:
         with backend.write():
             row = backend.fetchone(

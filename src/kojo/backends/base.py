@@ -372,12 +372,6 @@ class Backend(ABC):
                 reaped.append(owner_id)
         return reaped
 
-    def serialize(self, key: str) -> None:
-        """Inside write(): make concurrent transactions that serialize on `key` run one at a time.
-
-        SQLite writes are serial already (BEGIN IMMEDIATE); PostgreSQL overrides.
-        """
-
     def owner_of_process(self, host_name: str, pid: int) -> int | None:
         row = self.fetchone("process_find", {"host_name": host_name, "process_id": pid})
         return int(row["kojo_process_id"]) if row else None

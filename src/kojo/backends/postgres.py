@@ -84,11 +84,6 @@ class PostgresBackend(Backend):
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
 
-    def serialize(self, key: str) -> None:
-        self.connection().execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE + 1, key)
-        )
-
     def safe_url(self) -> str:
         parts = urlsplit(self.url)
         if parts.password:

@@ -187,9 +187,7 @@ class JobProcess:
         owner = backend.register_owner(
             ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "job")
         )
-        use_owner = getattr(app, "use_owner", None)
-        if use_owner is not None:
-            use_owner(owner)
+        app.use_owner(owner)
         signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
         keeper = BatchKeeper(backend, owner.id)
         code = 0

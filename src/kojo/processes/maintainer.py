@@ -14,8 +14,10 @@ import select
 import signal
 from typing import TYPE_CHECKING
 
+from .. import maintenance
 from ..backends import ProcessInfo
-from ..clock import utcnow
+from ..errors import KojoError, LockTimeout
+from ..locks import Lease
 from ..logs import get_logger
 from .lineage import Lineage
 from .signal_queue import SignalQueue
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 INTERVAL = 1.0
+MUTEX = "kojo.maintainer"
 log = get_logger("maintainer")
 
 
@@ -38,24 +41,36 @@ class Maintainer:
         owner = backend.register_owner(
             ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "maintainer")
         )
-        use_owner = getattr(self.app, "use_owner", None)
-        if use_owner is not None:
-            use_owner(owner)
+        self.app.use_owner(owner)
         signals = SignalQueue([signal.SIGTERM])
+        lease: Lease | None = None
         try:
             while not signals.pop_all():
                 if owner.is_lost():
                     return 1
-                try:
-                    self.run_duties()
-                except Exception:
-                    log.exception("Maintenance pass failed.")
+                if lease is None:
+                    lease = self._try_lock()
+                if lease is not None:
+                    try:
+                        maintenance.run_once(self.app)
+                    except Exception:
+                        log.exception("Maintenance pass failed.")
                 ready, _, _ = select.select([signals.fileno(), owner.fileno()], [], [], INTERVAL)
                 if owner.fileno() in ready:
                     owner.wait(0)
             return 0
         finally:
+            if lease is not None:
+                try:
+                    lease.release()
+                except KojoError:
+                    pass
             owner.close()
 
-    def run_duties(self) -> None:
-        self.app.backend.reap_dead_owners(utcnow())
+    def _try_lock(self) -> Lease | None:
+        try:
+            lease = self.app.mutex(MUTEX, timeout=0).acquire()
+        except LockTimeout:
+            return None
+        log.debug("This process now runs the cluster's maintenance.")
+        return lease

@@ -73,9 +73,7 @@ class Root:
                 self.options.host_name, os.getpid(), os.getppid(), self.lineage.path, "root"
             )
         )
-        use_owner = getattr(self.app, "use_owner", None)
-        if use_owner is not None:
-            use_owner(self.owner)
+        self.app.use_owner(self.owner)
         signals = SignalQueue(
             [
                 signal.SIGTERM,

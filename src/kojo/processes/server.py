@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..backends import Owner, ProcessInfo
+from ..errors import LockTimeout
 from ..logs import get_logger
 from .lineage import Lineage, describe_status, fork_child, server_lineage
 from .root import PoolOptions, Root
@@ -54,12 +55,15 @@ class Server:
                 {"max_processes": self.options.max_processes},
             )
         )
+        app.use_owner(owner)
         try:
-            other = self._other_server(owner)
-            if other is not None:
+            try:
+                # Held for the server's life, by its registration: it dies with the server.
+                app.mutex(f"kojo.server:{self.options.host_name}", timeout=0).acquire()
+            except LockTimeout:
                 log.warning(
                     f"A kojo server is already running for host [{self.options.host_name}] "
-                    f"on this database (pid {other}). Quitting."
+                    "on this database. Quitting."
                 )
                 return 0
             signals = SignalQueue(
@@ -73,22 +77,6 @@ class Server:
             return self._loop(owner, signals)
         finally:
             owner.close()
-
-    def _other_server(self, owner: Owner) -> int | None:
-        """The pid of another live server of this host name, if there is one."""
-        backend = self.app.backend
-        with backend.write():
-            backend.serialize(f"kojo.server:{self.options.host_name}")
-            rows = backend.fetchall(
-                "process_servers_on_host",
-                {"host_name": self.options.host_name, "kojo_process_id": owner.id},
-            )
-            for row in rows:
-                if not backend.owner_is_dead(int(row["kojo_process_id"])):
-                    return int(row["process_id"])
-        for row in rows:
-            backend.reap_owner(int(row["kojo_process_id"]))
-        return None
 
     def _fork_root(self, owner: Owner) -> None:
         def drop_inherited() -> None:

@@ -146,10 +146,6 @@ WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
 SELECT kojo_process_id FROM kojo_process
 WHERE host_name = :host_name AND process_id = :process_id
 
--- name: process_servers_on_host
-SELECT kojo_process_id, process_id FROM kojo_process
-WHERE host_name = :host_name AND kind = 'server' AND kojo_process_id <> :kojo_process_id
-
 -- name: job_owner_process
 SELECT p.kojo_process_id, p.host_name, p.process_id FROM kojo_job j
 JOIN kojo_process p ON p.kojo_process_id = j.kojo_process_id
