@@ -21,6 +21,7 @@ import logging
 import os
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +46,17 @@ LOG_LEVEL_ENV = "KOJO_DISABLED_TYPE_LOG_LEVEL"
 DEFAULT_LOG_LEVEL = logging.WARNING
 
 log = get_logger("cron")
-# Per App: the minute each disabled type was last logged, so one pass per minute logs once.
-_disabled_logged: weakref.WeakKeyDictionary[App, dict[str, datetime]] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _Memory:
+    """What one process remembers between passes (per App); never needed for correctness."""
+
+    disabled_logged: dict[str, datetime] = field(default_factory=dict)  # type -> minute logged
+    bad_level_reported: bool = False
+
+
+_memory: weakref.WeakKeyDictionary[App, _Memory] = weakref.WeakKeyDictionary()
 
 
 def disabled_type_log_level(value: str | int | None = None) -> int:
@@ -133,7 +143,8 @@ def schedule_due(
     (an expression edited by hand into nonsense) is logged and skipped; the
     other types are still scheduled.
     """
-    level = disabled_type_log_level(disabled_log_level)
+    memory = _memory.setdefault(app, _Memory())
+    level = _pass_log_level(memory, disabled_log_level)
     now = as_utc(now or utcnow())
     backend = app.backend
     made = 0
@@ -141,7 +152,7 @@ def schedule_due(
         code = str(row["type_code"])
         try:
             if not row["is_enabled"]:
-                _skip_disabled(app, row, now, level)
+                _skip_disabled(app, memory, row, now, level)
             elif not _up_to_date(row, now):
                 made += _schedule_type(backend, code, now)
         except Exception:
@@ -193,11 +204,27 @@ def _schedule_type(backend: Backend, code: str, now: datetime) -> int:
     return made
 
 
-def _skip_disabled(app: App, row: Mapping[str, Any], now: datetime, level: int) -> None:
+def _pass_log_level(memory: _Memory, value: str | int | None) -> int:
+    """The disabled-type log level for a pass. A bad environment value must not stop cron:
+    report it once and use warning (the server refuses it at startup)."""
+    if value is not None:
+        return disabled_type_log_level(value)
+    try:
+        return disabled_type_log_level()
+    except InvalidArgument as exc:
+        if not memory.bad_level_reported:
+            memory.bad_level_reported = True
+            log.error(f"{exc}; using warning", extra={"context": {"variable": LOG_LEVEL_ENV}})
+        return DEFAULT_LOG_LEVEL
+
+
+def _skip_disabled(
+    app: App, memory: _Memory, row: Mapping[str, Any], now: datetime, level: int
+) -> None:
     """Log the skip once per minute (per process) and move the horizon past this minute."""
     code = str(row["type_code"])
     minute = cron.floor_minute(now)
-    logged = _disabled_logged.setdefault(app, {})
+    logged = memory.disabled_logged
     if logged.get(code) != minute:
         logged[code] = minute
         log.log(

@@ -248,6 +248,26 @@ def test_an_invalid_env_log_level_names_the_variable(monkeypatch: pytest.MonkeyP
     assert disabled_type_log_level(" Info ") == logging.INFO
 
 
+def test_a_bad_env_log_level_does_not_stop_cron(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(
+        database_url,
+        tick=EVERY_MINUTE,
+        off={"cron_expression": "* * * * *", "is_enabled": False},
+    )
+    monkeypatch.setenv("KOJO_DISABLED_TYPE_LOG_LEVEL", "loud")
+    with captured("cron") as records:
+        assert schedule_due(app, T0) == 6
+        assert schedule_due(app, T0 + MIN) == 1
+    errors = [r for r in records if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # reported once per process, not every pass
+    assert "KOJO_DISABLED_TYPE_LOG_LEVEL" in errors[0].getMessage()
+    assert "'loud'" in errors[0].getMessage()
+    skips = [r for r in records if r.getMessage().startswith("Scheduler skipping")]
+    assert [r.levelno for r in skips] == [logging.WARNING, logging.WARNING]
+
+
 def test_disabling_stops_new_jobs_and_enabling_resumes_without_back_fill(
     database_url: str,
 ) -> None:
