@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 
 from .app import database_errors
-from .backends.base import Backend, Notification, Owner, ProcessInfo
+from .backends.base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
 from .clock import utcnow
 from .errors import DatabaseError, InvalidArgument, InvalidPayload, KojoError
 from .logs import get_logger, metadata
@@ -93,35 +93,31 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def wake_data(message_id: int, channel: str, payload: str | None) -> str:
-    """The data of a "message" notification; `payload` (JSON text) rides along if given."""
-    head = f'{{"id":{message_id},"channel":{json.dumps(channel)}'
-    return head + (f',"message":{payload}}}' if payload is not None else "}")
+def wake_data(message_id: int, channel: str) -> str:
+    """The data of a "message" notification (PostgreSQL builds it in SQL, with the message)."""
+    return json.dumps({"id": message_id, "channel": channel}, separators=(",", ":"))
 
 
 def publish(backend: Backend, channel: str, message: Any, publisher: int | None = None) -> int:
     """Store a message and wake its subscribers (at commit, inside a caller's write()); its id."""
     check_channel(channel)
-    payload = encode_message(message)
+    params = {
+        "channel": channel,
+        "payload": encode_message(message),
+        "kojo_process_id": publisher,
+        "now": utcnow(),
+    }
     with backend.write():
-        row = backend.fetchone(
-            "message_insert",
-            {
-                "channel": channel,
-                "payload": payload,
-                "kojo_process_id": publisher,
-                "now": utcnow(),
-            },
-        )
+        if backend.dialect == "postgres":
+            # One statement inserts and sends the NOTIFY (inline when it fits).
+            params.update(notify_channel=NOTIFY_CHANNEL, inline_limit=INLINE_LIMIT)
+            row = backend.fetchone("message_publish", params)
+            assert row is not None
+            return int(row["kojo_message_id"])
+        row = backend.fetchone("message_insert", params)
         assert row is not None
         message_id = int(row["kojo_message_id"])
-        data = wake_data(message_id, channel, None)
-        if backend.dialect == "postgres":
-            inline = wake_data(message_id, channel, payload)
-            size = len(backend.encode_notification(Notification(TOPIC, inline)).encode())
-            if size < INLINE_LIMIT:
-                data = inline
-        backend.notify(TOPIC, data)
+        backend.notify(TOPIC, wake_data(message_id, channel))
     return message_id
 
 
