@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import kojo
 from kojo import InvalidArgument, InvalidPayload
 from kojo.cli import main
+from kojo.clock import utcnow
 from kojo.ipc import MAX_MESSAGE_BYTES, Subscription
 
 WAIT = 20.0  # generous upper bound for anything that should happen "at once"
@@ -217,6 +219,35 @@ def test_a_subscriber_is_a_registered_process_until_closed(app: kojo.App) -> Non
         rows = [p for p in app.backend.processes() if p["kind"] == "subscriber"]
         assert [r["info"] for r in rows] == [{"channel": "registered"}]
     assert [p for p in app.backend.processes() if p["kind"] == "subscriber"] == []
+
+
+def test_a_lost_wake_up_costs_latency_not_the_message(sqlite_url: str) -> None:
+    # A row committed without its doorbell datagram (as when a doorbell queue is full)
+    # is found by the subscriber's safety poll.
+    app = kojo.App(database=sqlite_url)
+    app.install()
+    with app.subscribe("quiet bell") as sub:
+        row = {"channel": "quiet bell", "payload": '"unrung"', "kojo_process_id": None}
+        with app.backend.write():
+            app.backend.execute("message_insert", {**row, "now": utcnow()})
+        assert take(sub, 1) == ["unrung"]
+
+
+def test_a_forked_child_cannot_use_its_parents_subscription(app: kojo.App) -> None:
+    with app.subscribe("family") as sub:
+        pid = os.fork()
+        if pid == 0:  # the child: refuses, and must leave the parent's registration alone
+            try:
+                sub.messages(timeout=0).__next__()
+            except kojo.KojoError as exc:
+                os._exit(0 if "subscribe again after fork" in str(exc) else 1)
+            except BaseException:
+                os._exit(2)
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        app.publish("family", "still here")
+        assert take(sub, 1) == ["still here"]
 
 
 # -- refused input --------------------------------------------------------------------------
