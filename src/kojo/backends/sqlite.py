@@ -58,7 +58,11 @@ def _to_text(value: datetime) -> str:
 
 
 def _time(value: Any) -> Any:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    if len(value) == 26:  # _to_text's fixed width: parsing an offset is far cheaper than replace()
+        return datetime.fromisoformat(value + "+00:00")
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def _converter(name: str) -> Callable[[Any], Any] | None:
@@ -82,10 +86,26 @@ def _plan(names: tuple[str, ...]) -> tuple[tuple[int, Callable[[Any], Any]], ...
     return tuple(plan)
 
 
+# The last result shape seen: (cursor.description, names, plan). A statement's rows share one
+# description object, so batches skip rebuilding the names; the strong reference keeps
+# `is` sound. One tuple, swapped whole, so threads never see a torn entry.
+_last_shape: tuple[Any, tuple[str, ...], tuple[tuple[int, Callable[[Any], Any]], ...]] = (
+    None,
+    (),
+    (),
+)
+
+
 def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    names = tuple(col[0] for col in cursor.description)
+    global _last_shape
+    description, names, plan = _last_shape
+    if cursor.description is not description:
+        description = cursor.description
+        names = tuple(col[0] for col in description)
+        plan = _plan(names)
+        _last_shape = (description, names, plan)
     values = list(row)
-    for index, convert in _plan(names):
+    for index, convert in plan:
         if values[index] is not None:
             values[index] = convert(values[index])
     return dict(zip(names, values, strict=True))
