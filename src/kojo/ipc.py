@@ -155,8 +155,10 @@ class Subscription:
         try:
             with database_errors():
                 self._owner = backend.register_owner(subscriber_info(channel))
-                # Listening already: anything committed after this read is ours.
-                row = self._read_one("message_last_id", {"channel": channel})
+                # Listening already: anything committed after this read is ours. (The
+                # backend's connection: a PostgreSQL subscriber opens its own for reads
+                # only once it needs one, for a large message or to catch up.)
+                row = backend.fetchone("message_last_id", {"channel": channel})
         except BaseException:
             self._release()
             raise
