@@ -122,7 +122,7 @@ def publish(backend: Backend, channel: str, message: Any, publisher: int | None 
 
 
 def subscriber_info(channel: str) -> ProcessInfo:
-    parent = metadata.process.get("path") or f"/python[{os.getpid()}]"
+    parent = metadata.process.get("path") or f"/client[{os.getpid()}]"
     return ProcessInfo(
         host_name=os.environ.get("KOJO_HOST_NAME") or metadata.host_name,
         process_id=os.getpid(),
