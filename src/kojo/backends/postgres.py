@@ -190,7 +190,13 @@ class PostgresOwner(Owner):
         if self._pid != os.getpid() or self.anchor.closed:
             return
         try:
-            self.anchor.close()  # ends the session: our advisory lock is gone
+            # The server ends a closed session (and drops its locks) asynchronously: unlock
+            # first, so the reap below already sees this owner dead.
+            self.anchor.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.id))
+        except psycopg.Error:
+            pass  # a broken anchor: its session, and the lock with it, is gone or going
+        try:
+            self.anchor.close()
         finally:
             self.backend.reap_owner(self.id)
 
