@@ -474,6 +474,8 @@ def server_start(
     if not host_name.strip():
         raise click.BadParameter("must not be empty", param_hint="--host-name")
     logs.configure()
+    logs.metadata.host_name = host_name.strip()
+    os.environ["KOJO_HOST_NAME"] = host_name.strip()  # for lock and subscriber clients in jobs
     app = ctx.app()
     if path:
         app.load_job_types(path)

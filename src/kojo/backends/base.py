@@ -160,9 +160,20 @@ class Backend(ABC):
         return dict(row)
 
     def connection(self) -> Any:
-        """This thread's connection, opened on first use (and again after a fork)."""
+        """This thread's connection, opened on first use (and again after a fork, or once
+        the old one broke: a lost connection costs the operation that met it, not all
+        later ones)."""
         self._check_fork()
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.depth == 0 and self._is_broken(conn):
+            with self._connections_lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            try:
+                conn.close()
+            except Exception:
+                pass
+            conn = None
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
@@ -171,6 +182,10 @@ class Backend(ABC):
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
+
+    def _is_broken(self, conn: Any) -> bool:
+        """Whether a connection can no longer be used (dialects that can tell override)."""
+        return False
 
     def new_connection(self) -> Any:
         """A connection for the caller to own and close (e.g. a user's own transaction)."""

@@ -66,6 +66,9 @@ class PostgresBackend(Backend):
     def _abandon_connection(self, conn: Any) -> None:
         abandon_socket(conn)
 
+    def _is_broken(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
     def _id_list(self, ids: list[int]) -> Any:
         return ids
 
