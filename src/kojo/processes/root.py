@@ -14,7 +14,6 @@ killed and their jobs left crashed, to be re-run. SIGQUIT stops now.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..backends import Owner, ProcessInfo
+from ..control import parse_command
 from ..logs import get_logger
 from .job_process import JobProcess
 from .lineage import Lineage, describe_status, fork_child
@@ -256,23 +256,16 @@ class Root:
     # -- control commands ----------------------------------------------------------------
 
     def _control(self, data: str) -> None:
-        try:
-            command = json.loads(data)
-        except ValueError:
-            log.warning(f'The message is not a JSON: "{data}".')
-            return
-        if not isinstance(command, dict):
-            return
-        if "cancel" in command:
-            self._cancel(command["cancel"])
-        elif command.get("command") == "scale" and command.get("host") == self.options.host_name:
-            processes = command.get("processes")
-            if isinstance(processes, int) and processes >= 0:
-                self._scale(processes)
+        command = parse_command(data)
+        if command is None:
+            log.warning(f'Ignoring a control message that is not a command: "{data}".')
+        elif command.command == "cancel" and command.job_id is not None:
+            self._cancel(command.job_id)
+        elif command.command == "scale" and command.is_for(self.options.host_name):
+            assert command.processes is not None
+            self._scale(command.processes)
 
-    def _cancel(self, job_id: object) -> None:
-        if not isinstance(job_id, int):
-            return
+    def _cancel(self, job_id: int) -> None:
         row = self.app.backend.fetchone("job_owner_process", {"kojo_job_id": job_id})
         if row is None or row["host_name"] != self.options.host_name:
             return

@@ -8,7 +8,6 @@ SIGQUIT stops now, SIGTTIN / SIGTTOU add or remove a job process.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -16,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..backends import Owner, ProcessInfo
+from ..control import parse_command
 from ..errors import LockTimeout
 from ..logs import get_logger
 from .lineage import Lineage, describe_status, fork_child, server_lineage
@@ -120,14 +120,11 @@ class Server:
                         self._stop(1)
 
     def _is_drain_for_me(self, data: str) -> bool:
-        try:
-            command = json.loads(data)
-        except ValueError:
-            return False
+        command = parse_command(data)
         return (
-            isinstance(command, dict)
-            and command.get("command") == "drain"
-            and command.get("host") == self.options.host_name
+            command is not None
+            and command.command == "drain"
+            and command.is_for(self.options.host_name)
         )
 
     def _stop(self, level: int) -> None:
