@@ -655,5 +655,23 @@ def ctl_drain(ctx: Context, host: str) -> None:
     click.echo(f"asked {host} to drain")
 
 
+# -- locks (docs/locks.md) -----------------------------------------------------------------
+
+LOCK_COLUMNS = ("state", "name", "slot", "token", "host_name", "process_id", "kojo_job_id", "since")
+
+
+@cli.command("locks")
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def locks(ctx: Context, as_json: bool) -> None:
+    """Held mutex and semaphore slots (name, slot, token, holder, since), then waiters."""
+    rows = ctx.app().locks()
+    if not as_json:
+        rows = [{**r, "since": r["acquired_at_date_time"] or r["since_date_time"]} for r in rows]
+    emit(rows, as_json, LOCK_COLUMNS)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,8 +1,9 @@
 """How a blocked lock waiter sleeps without polling, and how a releaser wakes it.
 
-Every wait has its own *bell*, whose address is stored in its waiter row, so
-threads of one process never take each other's wake-ups and a release wakes
-one chosen waiter rather than all of them:
+Every waiting thread has its own *bell*, whose address is stored in its
+waiter row, so threads of one process never take each other's wake-ups and a
+release wakes one chosen waiter rather than all of them. A thread keeps its
+bell for its next waits (a stale ring costs one extra look, nothing more):
 
 - SQLite: an abstract unix datagram socket (gone with the process); the
   releaser sends one datagram after its commit. While waiting, the holders'
@@ -30,15 +31,34 @@ from typing import Any
 
 from .backends import Backend
 
-# How often a waiter re-checks a lock it was not woken for: frees of dead
-# holders and lost wake-ups are noticed within this (plus jitter).
+# How often a waiter near the head of the queue (fewer than slots + 1 waiters
+# ahead of it) re-checks a lock it was not woken for: frees of dead holders
+# and lost wake-ups are noticed within this (plus jitter). Waiters further
+# back only check every SAFETY_INTERVAL: a release or a grant wakes them in
+# turn, so 100 blocked waiters cost about what 2 do.
 PROBE_INTERVAL = 0.5
+SAFETY_INTERVAL = 10.0
+NEAR_HEAD = 1
 
 
 class Bell(ABC):
-    """One waiter's wake-up: `address` goes into its waiter row."""
+    """One thread's wake-up: `address` goes into its waiter rows."""
 
     address: str
+
+    def usable(self, backend: Backend) -> bool:
+        """Still good for waiting on `backend` from this thread."""
+        return True
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """In the transaction registering a waiter row: drop stale rings, start listening."""
+
+    def committed(self) -> None:
+        """That transaction committed."""
+
+    def rolled_back(self) -> None:
+        """That transaction rolled back."""
 
     @abstractmethod
     def wait(self, timeout: float) -> bool:
@@ -46,6 +66,9 @@ class Bell(ABC):
 
     def watch(self, pids: Iterable[int]) -> None:
         """Also wake when one of these (holder) processes exits, where the OS can tell."""
+
+    def done(self) -> None:
+        """A wait is over (the bell is kept for the next one)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -66,7 +89,7 @@ class Ringer(ABC):
 
     @abstractmethod
     def bell(self, backend: Backend) -> Bell:
-        """A new bell for a waiter of this process (call inside the registering transaction)."""
+        """A new bell for the calling thread."""
 
 
 # -- SQLite: datagram sockets and pidfds ----------------------------------------------------
@@ -112,6 +135,19 @@ class SocketBell(Bell):
         self._pidfds: dict[int, int] = {}
         self._fired: set[int] = set()  # exited already; do not wake on them again
 
+    def usable(self, backend: Backend) -> bool:
+        return self._sock.fileno() >= 0
+
+    def prepare(self) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+
     def watch(self, pids: Iterable[int]) -> None:
         wanted = set(pids) - self._fired
         for pid in set(self._pidfds) - wanted:
@@ -131,17 +167,18 @@ class SocketBell(Bell):
             if pid is not None:
                 self._fired.add(pid)
                 os.close(self._pidfds.pop(pid))
-        while True:
-            try:
-                self._sock.recv(64)
-            except (BlockingIOError, InterruptedError):
-                return True
+        self._drain()
+        return True
 
-    def close(self) -> None:
-        self._sock.close()
+    def done(self) -> None:
         for fd in self._pidfds.values():
             os.close(fd)
         self._pidfds.clear()
+        self._fired.clear()
+
+    def close(self) -> None:
+        self.done()
+        self._sock.close()
 
 
 def _pidfd(pid: int) -> int | None:
@@ -172,33 +209,52 @@ class ChannelRinger(Ringer):
 
 
 class ChannelBell(Bell):
-    """LISTEN on the waiting thread's own connection (idle while it waits)."""
+    """A LISTEN channel on the thread's own connection (idle while it waits)."""
 
     def __init__(self, conn: Any, channel: str) -> None:
         from psycopg import sql
 
         self.address = channel
         self._conn = conn
-        self._sql = sql
-        # Inside the registering transaction: takes effect at its commit, with the waiter row.
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        self._listening = False  # confirmed by a commit
+
+    def usable(self, backend: Backend) -> bool:
+        return (
+            backend.connection() is self._conn and not self._conn.closed and not self._conn.broken
+        )
+
+    def prepare(self) -> None:
+        self._take_pending()  # stale rings of earlier waits
+        if not self._listening:
+            # Inside the registering transaction: takes effect with the waiter row.
+            self._conn.execute(self._listen)
+
+    def committed(self) -> None:
+        self._listening = True
+
+    def _take_pending(self) -> bool:
+        rung = False
+        for note in self._conn.notifies(timeout=0.0):  # received already, or readable now
+            rung = rung or note.channel == self.address
+        return rung
 
     def wait(self, timeout: float) -> bool:
+        # select() on the socket ourselves: psycopg's notifies(timeout) wakes every
+        # 0.1 s (to notice Ctrl-C), which 100 idle waiters would pay for.
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            remaining = max(0.0, deadline - time.monotonic())
-            for note in self._conn.notifies(timeout=remaining, stop_after=1):
-                if note.channel == self.address:
-                    return True
-            if remaining <= 0.0 or time.monotonic() >= deadline:
+            if self._take_pending():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([self._conn.fileno()], [], [], remaining)
+            if not ready:
                 return False
 
     def close(self) -> None:
-        # Late notifications of this channel may still come: each wait has its
-        # own channel, so a later wait ignores them.
-        if self._conn.closed or self._conn.broken:
-            return
-        self._conn.execute(self._sql.SQL("UNLISTEN {}").format(self._sql.Identifier(self.address)))
+        pass  # the channel goes with the connection
 
 
 def ringer_for(backend: Backend) -> Ringer:

@@ -28,10 +28,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .backends import Backend, Owner
+from .backends import Owner
 from .clock import utcnow
 from .errors import InvalidArgument, LeaseLost, LockTimeout, SlotsMismatch
-from .lock_waiting import PROBE_INTERVAL, Bell, Ringer, ringer_for
+from .lock_store import SPARE_WAITERS, LockStore, Queue, Waiter
+from .lock_waiting import NEAR_HEAD, PROBE_INTERVAL, SAFETY_INTERVAL, Bell, Ringer, ringer_for
 from .process_owner import ProcessOwner, owner_keeper
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 MAX_NAME_LENGTH = 255
 MAX_SLOTS = 10000
-# Waiters a release looks at beyond those it wakes, in case some have gone.
-SPARE_WAITERS = 2
 # `kojo locks --json` keys: the tables' column names (waiters have no slot or token).
 LISTING_KEYS = (
     "state",
@@ -242,6 +241,7 @@ class Locks:
         self._app = app
         self._owners = owners
         self._local = threading.local()
+        self._store: LockStore | None = None
         self._ringer: Ringer | None = None
 
     def request(
@@ -249,10 +249,27 @@ class Locks:
     ) -> LockRequest:
         return LockRequest(self, name, slots, timeout, job_id)
 
-    def ringer(self, backend: Backend) -> Ringer:
+    @property
+    def store(self) -> LockStore:
+        if self._store is None:
+            self._store = LockStore(self._app.backend)
+        return self._store
+
+    @property
+    def ringer(self) -> Ringer:
         if self._ringer is None:
-            self._ringer = ringer_for(backend)
+            self._ringer = ringer_for(self._app.backend)
         return self._ringer
+
+    def _thread_bell(self) -> Bell:
+        """This thread's bell, kept from one wait to the next."""
+        pid, bell = getattr(self._local, "bell", (0, None))
+        backend = self._app.backend
+        if bell is None or pid != os.getpid() or not bell.usable(backend):
+            bell = self.ringer.bell(backend)
+            self._local.bell = (os.getpid(), bell)
+        kept: Bell = bell
+        return kept
 
     def _held(self) -> dict[str, Lease]:
         """This thread's leases by name (empty in a forked child: those were the parent's)."""
@@ -278,36 +295,28 @@ class Locks:
                 )
             lease._depth += 1
             return lease
-        backend = self._app.backend
-        if backend.in_transaction():
+        if self._app.backend.in_transaction():
             raise InvalidArgument(
                 f"cannot take {describe(name, slots)} inside a transaction: "
                 "take the lock first, then open the transaction"
             )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = _Wait() if timeout != 0 else None
         with database_errors():
-            lease = self._acquire(backend, name, slots, timeout, job_id)
+            try:
+                lease = self._contend(name, slots, timeout, job_id, wait, deadline)
+            except BaseException:
+                if wait is not None:
+                    self._end_wait(name, wait, quiet=True)
+                raise
+            if wait is not None:
+                self._end_wait(name, wait, quiet=False)
         lease._registry = held
         held[name] = lease
         return lease
 
-    def _acquire(
-        self, backend: Backend, name: str, slots: int, timeout: float | None, job_id: int | None
-    ) -> Lease:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        wait = _Wait() if timeout != 0 else None
-        try:
-            lease = self._contend(backend, name, slots, timeout, job_id, wait, deadline)
-        except BaseException:
-            if wait is not None:
-                self._end_wait(backend, name, wait, quiet=True)
-            raise
-        if wait is not None:
-            self._end_wait(backend, name, wait, quiet=False)
-        return lease
-
     def _contend(
         self,
-        backend: Backend,
         name: str,
         slots: int,
         timeout: float | None,
@@ -318,7 +327,7 @@ class Locks:
         while True:
             owner = self._owners.get()
             try:
-                outcome = self._attempt(backend, owner, name, slots, job_id, wait)
+                outcome = self._attempt(owner, name, slots, job_id, wait)
             except _OwnerLost:
                 if wait is not None:
                     wait.waiter_id = None  # that row goes with the dead owner
@@ -334,202 +343,115 @@ class Locks:
                 raise LockTimeout(f"{describe(name, slots)} is taken (timeout=0)")
             if deadline is not None and time.monotonic() >= deadline:
                 raise LockTimeout(f"{describe(name, slots)}: not acquired within {timeout} s")
-            self._sleep(backend, owner.id, name, slots, wait, outcome, deadline)
+            self._sleep(owner.id, name, slots, wait, outcome, deadline)
 
     def _attempt(
-        self,
-        backend: Backend,
-        owner: Owner,
-        name: str,
-        slots: int,
-        job_id: int | None,
-        wait: _Wait | None,
-    ) -> Lease | list[int]:
-        """One transaction: a Lease, or the pids of the holders to watch while waiting."""
-        me = owner.id
-        ringer = self.ringer(backend)
-        new_bell: Bell | None = None
+        self, owner: Owner, name: str, slots: int, job_id: int | None, wait: _Wait | None
+    ) -> Lease | Queue:
+        """Try once: a Lease, or where this contender stands (registered as a waiter)."""
+        me, store = owner.id, self.store
         waiter_id = wait.waiter_id if wait is not None else None
+        now = utcnow()
+        # A woken waiter of a semaphore takes the full path, which also wakes
+        # others for any further free slots.
+        if store.postgres and (waiter_id is None or slots == 1):
+            taken = store.take_fast(me, name, slots, job_id, now, waiter_id)
+            if taken is not None:
+                if wait is not None:
+                    wait.waiter_id = None
+                return Lease(self, owner, name, slots, *taken, job_id, now)
+        registering: Bell | None = None
         rings: list[str] = []
         wanted = 0
         try:
-            with backend.write():
-                if backend.owner_is_dead(me):
+            with store.backend.write():
+                if not store.ensure(me, name, slots):
                     raise _OwnerLost()
-                self._ensure(backend, me, name, slots)
-                now = utcnow()
-                take = {"name": name, "slots": slots, "owner": me, "job_id": job_id, "now": now}
-                row = backend.fetchone("lock_slot_take", take)
+                taken = store.take(me, name, slots, job_id, now, waiter_id)
                 reaped = False
-                pids: list[int] = []
-                if row is None:
-                    slot_rows = backend.fetchall("lock_slots", {"name": name, "slots": slots})
-                    holders = {r["kojo_process_id"] for r in slot_rows} - {None, me}
-                    for holder in sorted(holders):
-                        reaped = backend.reap_owner(int(holder), now) or reaped
+                queue = Queue()
+                if taken is None:
+                    queue = store.look(me, name, slots, waiter_id)
+                    for holder in queue.dead:
+                        reaped = store.backend.reap_owner(holder, now) or reaped
                     if reaped:
-                        row = backend.fetchone("lock_slot_take", take)
-                    pids = [int(r["process_id"]) for r in slot_rows if r["process_id"]]
-                if row is not None:
-                    if waiter_id is not None:
-                        backend.execute("lock_waiter_remove", {"waiter_id": waiter_id})
-                    if reaped or waiter_id is not None:
-                        # Slots may be free beyond ours: wake as many others.
-                        rings, wanted = self._wake(backend, me, name, free_slots=True)
+                        taken = store.take(me, name, slots, job_id, now, waiter_id)
+                if taken is not None:
+                    if slots > 1 and (reaped or waiter_id is not None):
+                        # More slots may be free than ours: wake as many others.
+                        wanted = store.free_slots(name)
+                        if wanted:
+                            waiters = store.waiters(name, wanted + SPARE_WAITERS)
+                            rings = self._ring(me, waiters, wanted)
                     waiter_id = None
-                    result: Lease | list[int] = Lease(
-                        self, owner, name, slots, int(row["slot"]), int(row["token"]), job_id, now
-                    )
+                    result: Lease | Queue = Lease(self, owner, name, slots, *taken, job_id, now)
                 else:
                     if wait is not None and waiter_id is None:
-                        if wait.bell is None:
-                            new_bell = wait.bell = ringer.bell(backend)
-                        added = backend.fetchone(
-                            "lock_waiter_add",
-                            {
-                                "name": name,
-                                "owner": me,
-                                "job_id": job_id,
-                                "bell": wait.bell.address,
-                                "now": now,
-                            },
-                        )
-                        assert added is not None
-                        waiter_id = int(added["kojo_semaphore_waiter_id"])
-                    result = pids
+                        registering = wait.bell = self._thread_bell()
+                        registering.prepare()
+                        waiter_id = store.add_waiter(me, name, job_id, registering.address, now)
+                    store.commit_async()
+                    result = queue
         except BaseException:
-            if new_bell is not None and wait is not None:
-                # Its LISTEN was rolled back with the transaction: start afresh next time.
-                wait.bell = None
-                new_bell.close()
+            if registering is not None:
+                registering.rolled_back()
             raise
+        if registering is not None:
+            registering.committed()
         if wait is not None:
             wait.waiter_id = waiter_id
-        if rings:
-            ringer.ring_after_commit(rings, wanted)
+        self.ringer.ring_after_commit(rings, wanted)
         return result
 
-    def _ensure(self, backend: Backend, me: int, name: str, slots: int) -> None:
-        """The semaphore and its slot rows exist with `slots` slots, or SlotsMismatch."""
-        row = backend.fetchone("lock_semaphore_get", {"name": name})
-        if row is None:
-            backend.execute("lock_semaphore_create", {"name": name, "slots": slots})
-            row = backend.fetchone("lock_semaphore_get", {"name": name})
-            assert row is not None
-            if int(row["slots"]) == slots:
-                backend.execute("lock_slots_create", {"name": name, "slots": slots})
-                return
-        current = int(row["slots"])
-        if current == slots:
-            return
-        # Contenders must agree; but an idle semaphore (no live holder, no waiter)
-        # takes the new count, so that changing it in code needs no manual cleanup.
-        contenders = {
-            r["kojo_process_id"] for r in backend.fetchall("lock_name_holders", {"name": name})
-        }
-        contenders |= {
-            r["kojo_process_id"]
-            for r in backend.fetchall("lock_waiters_next", {"name": name, "limit": 100000})
-        }
-        for contender in sorted(contenders):
-            if contender == me or not backend.reap_owner(int(contender)):
-                raise SlotsMismatch(
-                    f"semaphore {name!r} has {current} slots, but {slots} were asked for "
-                    "(all users of one name must agree on its slots)"
-                )
-        backend.execute("lock_semaphore_resize", {"name": name, "slots": slots})
-        backend.execute("lock_slots_create", {"name": name, "slots": slots})
-
-    def _wake(
-        self, backend: Backend, me: int, name: str, free_slots: bool = False, count: int = 1
-    ) -> tuple[list[str], int]:
-        """Inside a transaction: wake the oldest waiters, one per free slot.
-
-        Returns the bells still to ring after commit and how many must answer.
-        """
-        if free_slots:
-            row = backend.fetchone("lock_free_slots", {"name": name})
-            count = int(row["free"]) if row else 0
-        if count <= 0:
-            return [], 0
-        rows = backend.fetchall("lock_waiters_next", {"name": name, "limit": count + SPARE_WAITERS})
-        if not rows:
-            return [], 0
-        ringer = self.ringer(backend)
-        if not ringer.rings_in_transaction:
-            return [str(r["bell"]) for r in rows], count
-        # A NOTIFY cannot tell whether anyone heard it: skip waiters that died.
-        chosen: list[str] = []
-        for r in rows:
-            if len(chosen) == count:
-                break
-            waiter_owner = int(r["kojo_process_id"])
-            if waiter_owner != me and backend.reap_owner(waiter_owner):
-                continue
-            chosen.append(str(r["bell"]))
-        ringer.ring_in_transaction(backend, chosen)
-        return [], 0
+    def _ring(self, me: int, waiters: list[Waiter], count: int) -> list[str]:
+        """In a transaction: wake `count` of these waiters; the bells to ring after commit."""
+        bells = self.store.live_bells(me, waiters, count)
+        if self.ringer.rings_in_transaction:
+            self.ringer.ring_in_transaction(self.store.backend, bells)
+            return []
+        return bells
 
     def _sleep(
-        self,
-        backend: Backend,
-        me: int,
-        name: str,
-        slots: int,
-        wait: _Wait,
-        pids: list[int],
-        deadline: float | None,
+        self, me: int, name: str, slots: int, wait: _Wait, queue: Queue, deadline: float | None
     ) -> None:
-        """Until rung, a watched holder exits, a probe finds a reason to try, or the deadline."""
+        """Until rung, a watched holder exits, a look finds a reason to try, or the deadline."""
         bell = wait.bell
         assert bell is not None
-        bell.watch(pids)
-        next_probe = time.monotonic() + _jitter(PROBE_INTERVAL)
         while True:
-            until = next_probe if deadline is None else min(next_probe, deadline)
+            bell.watch(queue.pids)
+            interval = PROBE_INTERVAL if queue.ahead < slots + NEAR_HEAD else SAFETY_INTERVAL
+            look_at = time.monotonic() + _jitter(interval)
+            until = look_at if deadline is None else min(look_at, deadline)
             if bell.wait(until - time.monotonic()):
                 return
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 return
-            if now >= next_probe:
-                if self._worth_trying(backend, me, name, slots, bell):
-                    return
-                next_probe = time.monotonic() + _jitter(PROBE_INTERVAL)
+            queue = self.store.look(me, name, slots, wait.waiter_id)
+            if queue.free or queue.dead:
+                return
 
-    def _worth_trying(self, backend: Backend, me: int, name: str, slots: int, bell: Bell) -> bool:
-        """A cheap look (no write transaction): a free slot, or a holder that died?"""
-        rows = backend.fetchall("lock_slots", {"name": name, "slots": slots})
-        if len(rows) < slots or any(r["kojo_process_id"] is None for r in rows):
-            return True
-        holders = {int(r["kojo_process_id"]) for r in rows} - {me}
-        if any(backend.owner_is_dead(h) for h in sorted(holders)):
-            return True
-        bell.watch(int(r["process_id"]) for r in rows if r["process_id"])
-        return False
-
-    def _end_wait(self, backend: Backend, name: str, wait: _Wait, quiet: bool) -> None:
+    def _end_wait(self, name: str, wait: _Wait, quiet: bool) -> None:
         """Remove a waiter row left behind (timeout, error) and pass on a wake-up it took."""
+        store = self.store
         try:
             if wait.waiter_id is not None:
                 me = self._owners.get().id
-                with backend.write():
-                    backend.execute("lock_waiter_remove", {"waiter_id": wait.waiter_id})
+                rings: list[str] = []
+                with store.backend.write():
+                    store.remove_waiter(name, wait.waiter_id)
                     wait.waiter_id = None
-                    rings, wanted = self._wake(backend, me, name, free_slots=True)
-                if rings:
-                    self.ringer(backend).ring_after_commit(rings, wanted)
+                    free = store.free_slots(name)
+                    if free:
+                        rings = self._ring(me, store.waiters(name, free + SPARE_WAITERS), free)
+                    store.commit_async()
+                self.ringer.ring_after_commit(rings, free)
         except Exception:
             if not quiet:
                 raise
         finally:
             if wait.bell is not None:
-                bell, wait.bell = wait.bell, None
-                try:
-                    bell.close()
-                except Exception:
-                    if not quiet:
-                        raise
+                wait.bell.done()
+                wait.bell = None
 
     # -- release and checks ---------------------------------------------------------------
 
@@ -545,23 +467,16 @@ class Locks:
         lease._depth = 0
         if lease._registry is not None and lease._registry.get(lease.name) is lease:
             del lease._registry[lease.name]
-        backend = self._app.backend
-        key = {
-            "name": lease.name,
-            "slot": lease.slot,
-            "token": lease.token,
-            "owner": lease.owner_id,
-        }
+        store = self.store
         with database_errors():
             rings: list[str] = []
-            wanted = 0
-            with backend.write():
-                freed = backend.execute("lock_release", key) == 1
-                dead = backend.owner_is_dead(lease.owner_id)
-                if freed:
-                    rings, wanted = self._wake(backend, lease.owner_id, lease.name)
-            if rings:
-                self.ringer(backend).ring_after_commit(rings, wanted)
+            with store.backend.write():
+                freed, dead, rung, heads = store.release(
+                    lease.owner_id, lease.name, lease.slot, lease.token
+                )
+                if freed and heads and not rung:
+                    rings = self._ring(lease.owner_id, heads, 1)
+            self.ringer.ring_after_commit(rings, 1)
         what = f"{describe(lease.name, lease.slots)} slot {lease.slot} token {lease.token}"
         if not freed:
             raise LeaseLost(
@@ -577,17 +492,9 @@ class Locks:
     def is_held(self, lease: Lease) -> bool:
         from .app import database_errors
 
-        backend = self._app.backend
-        key = {
-            "name": lease.name,
-            "slot": lease.slot,
-            "token": lease.token,
-            "owner": lease.owner_id,
-        }
-        with database_errors(), backend.write():
-            return bool(backend.fetchone("lock_is_held", key)) and not backend.owner_is_dead(
-                lease.owner_id
-            )
+        store = self.store
+        with database_errors(), store.backend.write():
+            return store.is_held(lease.owner_id, lease.name, lease.slot, lease.token)
 
     # -- listing --------------------------------------------------------------------------
 
@@ -595,13 +502,12 @@ class Locks:
         """Held slots then waiters, after reaping holders and waiters that died."""
         from .app import database_errors
 
-        backend = self._app.backend
+        store = self.store
         with database_errors():
             for _ in range(2):
-                holders = backend.fetchall("lock_list_holders")
-                waiters = backend.fetchall("lock_list_waiters")
+                holders, waiters = store.holders_and_waiters()
                 owners = {int(r["kojo_process_id"]) for r in holders + waiters}
-                if not [o for o in sorted(owners) if backend.reap_owner(o)]:
+                if not [o for o in sorted(owners) if store.backend.reap_owner(o)]:
                     break
         rows = [{"state": "held", **h} for h in holders]
         rows += [{"state": "waiting", **w} for w in waiters]

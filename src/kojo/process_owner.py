@@ -94,7 +94,9 @@ class ProcessOwner:
         # Another thread may have held the lock at fork(): never wait for it here.
         self._lock = threading.Lock()
         owner, self._owner = self._owner, None
-        if owner is not None and self._own:
+        # An owner closed already has no descriptors left: abandoning it would
+        # close numbers that now belong to other files.
+        if owner is not None and self._own and not owner.is_lost():
             _quietly(owner.abandon)  # the parent's flock or session must not live on in us
         self._own = False
         self._pid = os.getpid()

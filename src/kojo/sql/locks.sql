@@ -4,6 +4,10 @@
 -- name: lock_semaphore_get
 SELECT slots FROM kojo_semaphore WHERE name = :name
 
+-- Orders a waiter's removal after a release in flight (PostgreSQL: a row lock).
+-- name: lock_semaphore_lock
+SELECT slots FROM kojo_semaphore WHERE name = :name
+
 -- name: lock_semaphore_create
 INSERT INTO kojo_semaphore (name, slots) VALUES (:name, :slots)
 ON CONFLICT (name) DO NOTHING
@@ -23,13 +27,18 @@ ON CONFLICT (name, slot) DO NOTHING
 UPDATE kojo_semaphore_slot
 SET last_token = last_token + 1, token = last_token + 1, kojo_process_id = :owner,
     kojo_job_id = :job_id, acquired_at_date_time = :now
-WHERE name = :name AND slot = (
+WHERE name = :name AND kojo_process_id IS NULL AND slot = (
     SELECT min(slot) FROM kojo_semaphore_slot
     WHERE name = :name AND slot < :slots AND kojo_process_id IS NULL)
 RETURNING slot, token
 
+-- Holders of each slot, and how many waiters are ahead of waiter :waiter_id
+-- (of all of them when it is NULL).
 -- name: lock_slots
-SELECT s.slot, s.kojo_process_id, p.process_id
+SELECT s.slot, s.kojo_process_id, p.process_id,
+    (SELECT count(*) FROM kojo_semaphore_waiter w
+     WHERE w.name = :name AND w.kojo_semaphore_waiter_id
+         < COALESCE(CAST(:waiter_id AS bigint), 9223372036854775807)) AS ahead
 FROM kojo_semaphore_slot s
 LEFT JOIN kojo_process p ON p.kojo_process_id = s.kojo_process_id
 WHERE s.name = :name AND s.slot < :slots
@@ -49,6 +58,8 @@ WHERE s.name = :name AND s.slot < m.slots AND s.kojo_process_id IS NULL
 UPDATE kojo_semaphore_slot
 SET kojo_process_id = NULL, kojo_job_id = NULL, token = NULL, acquired_at_date_time = NULL
 WHERE name = :name AND slot = :slot AND token = :token AND kojo_process_id = :owner
+RETURNING 1 AS freed,
+    (SELECT count(*) FROM kojo_semaphore_waiter WHERE name = :name) AS waiters
 
 -- name: lock_is_held
 SELECT 1 AS held FROM kojo_semaphore_slot

@@ -1,0 +1,318 @@
+"""Mutex speed, hand-off latency and the cost of idle waiters, beside the raw primitive.
+
+    python bench/locks.py [--backend sqlite|postgres|both] [--cycles 2000]
+                          [--handoffs 400] [--processes 4] [--idle-waiters 100]
+                          [--idle-seconds 10] [--postgres URL]
+
+Each backend runs on a fresh database, kojo and its baseline in the same run:
+
+- uncontended: acquire+release of one mutex in a loop, in this process.
+  kojo: `with app.mutex(name): pass`. Baseline, PostgreSQL: `SELECT
+  pg_advisory_lock(k)` / `pg_advisory_unlock(k)` on one connection; SQLite:
+  `flock(LOCK_EX)` / `flock(LOCK_UN)` on a file (what kojo's liveness rests on).
+- hand-off: `--processes` forked processes take one mutex in turn; each holds
+  it 2 ms, then sleeps 5 ms after releasing, so the others are blocked waiting
+  when it lets go. Hand-off latency = the next holder's "got it" time minus the
+  previous holder's time just before it called release (CLOCK_MONOTONIC is
+  system-wide). The baseline is the same loop over a blocking
+  `pg_advisory_lock` / `flock`, which the kernel or server hands over directly.
+- idle waiters: this process holds a mutex while `--idle-waiters` forked
+  processes block on it; the CPU they use (user + system, from /proc) over
+  `--idle-seconds`, plus on PostgreSQL that of their server backends, as a
+  percentage of one core. Then the mutex is released and every waiter must get
+  it in turn and exit.
+
+Results are printed and written to bench/results/locks-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import platform
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from harness import ROOT, database, summary, wait_for
+
+import kojo
+
+HOLD = 0.002
+GAP = 0.005
+RAW_KEY = (0x6B6F6A6F + 7, 1)  # an advisory key of its own, apart from kojo's owners
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def fork(body: Callable[[], None]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            body()
+        except BaseException as exc:  # the child reports and leaves, whatever happened
+            print(f"bench child {os.getpid()}: {exc!r}", file=sys.stderr)
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def join(pids: list[int]) -> None:
+    failed = [pid for pid in pids if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    if failed:
+        raise SystemExit(f"bench children failed: {failed}")
+
+
+# -- uncontended ----------------------------------------------------------------------------
+
+
+def uncontended_kojo(url: str, cycles: int) -> float:
+    app = kojo.App(database=url)
+    for _ in range(50):  # connect, register the owner, create the rows
+        with app.mutex("uncontended"):
+            pass
+    started = time.perf_counter()
+    for _ in range(cycles):
+        with app.mutex("uncontended"):
+            pass
+    elapsed = time.perf_counter() - started
+    app.owner().close()
+    return cycles / elapsed
+
+
+def uncontended_raw(url: str, lock_file: Path, cycles: int) -> float:
+    with raw_lock(url, lock_file) as (lock, unlock):
+        for _ in range(50):
+            lock()
+            unlock()
+        started = time.perf_counter()
+        for _ in range(cycles):
+            lock()
+            unlock()
+        return cycles / (time.perf_counter() - started)
+
+
+@contextmanager
+def raw_lock(url: str, lock_file: Path) -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
+    """(lock, unlock) of the raw primitive: a blocking advisory lock or flock."""
+    if url.startswith("sqlite"):
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            yield (lambda: fcntl.flock(fd, fcntl.LOCK_EX), lambda: fcntl.flock(fd, fcntl.LOCK_UN))
+        finally:
+            os.close(fd)
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        yield (
+            lambda: conn.execute("SELECT pg_advisory_lock(%s, %s)", RAW_KEY).fetchone(),
+            lambda: conn.execute("SELECT pg_advisory_unlock(%s, %s)", RAW_KEY).fetchone(),
+        )
+
+
+# -- hand-off ------------------------------------------------------------------------------
+
+
+def handoff_worker(url: str, log: Path, turns: int, method: str, lock_file: Path) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    pid = os.getpid()
+
+    def note(kind: str) -> None:
+        os.write(fd, f"{kind} {pid} {time.monotonic_ns()}\n".encode())
+
+    if method == "kojo":
+        app = kojo.App(database=url)
+        for _ in range(turns):
+            with app.mutex("handoff"):
+                note("got")
+                time.sleep(HOLD)
+                note("release")
+            time.sleep(GAP * random.uniform(0.5, 1.5))
+        app.owner().close()
+        return
+    with raw_lock(url, lock_file) as (lock, unlock):
+        for _ in range(turns):
+            lock()
+            note("got")
+            time.sleep(HOLD)
+            note("release")
+            unlock()
+            time.sleep(GAP * random.uniform(0.5, 1.5))
+
+
+def handoffs(url: str, method: str, processes: int, handoffs: int, folder: Path) -> list[float]:
+    """Milliseconds from a holder starting to release to the next holder having it."""
+    log = folder / f"handoff-{method}.log"
+    log.write_text("")
+    turns = max(1, handoffs // processes)
+    lock_file = folder / "raw.lock"
+    pids = [
+        fork(lambda: handoff_worker(url, log, turns, method, lock_file)) for _ in range(processes)
+    ]
+    join(pids)
+    delays = []
+    last: tuple[int, int] | None = None  # (pid, ns) of the last "release"
+    for line in log.read_text().splitlines():
+        kind, pid, ns = line.split()
+        if kind == "release":
+            last = (int(pid), int(ns))
+        elif last is not None and last[0] != int(pid):
+            delays.append((int(ns) - last[1]) / 1e6)
+            last = None
+    return delays
+
+
+# -- idle waiters ----------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / TICKS
+
+
+def server_backends(url: str) -> list[int]:
+    """Pids of the PostgreSQL backends serving `url`'s database (same machine only)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def idle_waiter(url: str) -> None:
+    app = kojo.App(database=url)
+    with app.mutex("idle"):
+        pass
+    app.owner().close()
+
+
+def idle_waiters(url: str, waiters: int, seconds: float) -> dict[str, Any]:
+    app = kojo.App(database=url)
+    held = app.mutex("idle").acquire()
+    pids = [fork(lambda: idle_waiter(url)) for _ in range(waiters)]
+    try:
+
+        def all_waiting() -> bool:
+            return sum(r["state"] == "waiting" for r in app.locks()) == waiters
+
+        wait_for(all_waiting, 120, f"{waiters} waiters")
+        time.sleep(1.0)  # let start-up settle
+        backends = server_backends(url) if url.startswith("postgres") else []
+        clients_before, server_before = cpu_seconds(pids), cpu_seconds(backends)
+        started = time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - started
+        clients = (cpu_seconds(pids) - clients_before) / elapsed * 100
+        server = (cpu_seconds(backends) - server_before) / elapsed * 100
+        drain_started = time.monotonic()
+        held.release()
+        join(pids)
+        drained = time.monotonic() - drain_started
+    except BaseException:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        raise
+    app.owner().close()
+    return {
+        "waiters": waiters,
+        "seconds": seconds,
+        "clients_cpu_percent_of_one_core": clients,
+        "server_cpu_percent_of_one_core": server,
+        "drain_seconds": drained,
+    }
+
+
+# -- driver --------------------------------------------------------------------------------
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="kojo-bench-locks-") as tmp:
+        folder = Path(tmp)
+        with database(backend, args.postgres) as url:
+            kojo.App(database=url).install()
+            raw = uncontended_raw(url, folder / "raw.lock", args.cycles)
+            ours = uncontended_kojo(url, args.cycles)
+            entry["uncontended_per_second"] = {"kojo": ours, "baseline": raw, "ratio": raw / ours}
+            print(
+                f"{backend}: uncontended acquire+release/s: kojo {ours:,.0f}, "
+                f"baseline {raw:,.0f} ({raw / ours:.1f}x)"
+            )
+            for method in ("baseline", "kojo"):
+                delays = handoffs(url, method, args.processes, args.handoffs, folder)
+                entry[f"handoff_ms_{method}"] = {"count": len(delays), **summary(delays)}
+            ours_h, raw_h = entry["handoff_ms_kojo"], entry["handoff_ms_baseline"]
+            print(
+                f"{backend}: hand-off ms p50/p99: kojo {ours_h['p50']:.2f}/{ours_h['p99']:.2f}, "
+                f"baseline {raw_h['p50']:.2f}/{raw_h['p99']:.2f} "
+                f"({ours_h['p99'] / raw_h['p99']:.1f}x at p99; {ours_h['count']} hand-offs)"
+            )
+            if args.idle_waiters:
+                idle = idle_waiters(url, args.idle_waiters, args.idle_seconds)
+                entry["idle_waiters"] = idle
+                print(
+                    f"{backend}: {idle['waiters']} idle waiters over {idle['seconds']:.0f} s: "
+                    f"clients {idle['clients_cpu_percent_of_one_core']:.2f}% of a core, "
+                    f"server {idle['server_cpu_percent_of_one_core']:.2f}%; all served in "
+                    f"{idle['drain_seconds']:.2f} s after the release"
+                )
+            if backend == "postgres":
+                with psycopg.connect(url) as conn:
+                    entry["settings"] = {
+                        name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+                        for name in ("fsync", "synchronous_commit", "server_version")
+                    }
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--cycles", type=int, default=2000)
+    parser.add_argument("--handoffs", type=int, default=400)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--idle-waiters", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.backend == "both" and not args.postgres:
+        backends = ["sqlite"]
+        print("postgres: skipped (no --postgres and no KOJO_TEST_POSTGRES_URL)")
+    results: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "args": vars(args) | {"postgres": bool(args.postgres)},
+        "backends": {},
+    }
+    for backend in backends:
+        results["backends"][backend] = run_backend(backend, args)
+    out = ROOT / "bench" / "results" / f"locks-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
