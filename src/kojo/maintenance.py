@@ -102,6 +102,8 @@ def delete_completed(app: App, now: datetime | None = None, *, batch: int = 500)
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch!r}")
     now = as_utc(now or utcnow())
+    if app.backend.fetchone("maintenance_any_expired", {"now": now}) is None:
+        return 0
     return _delete_in_batches(app, "maintenance_delete_completed", {"now": now}, batch)
 
 

@@ -301,6 +301,29 @@ def test_run_once_runs_every_duty(database_url: str) -> None:
     assert app.backend.processes() == []
 
 
+def test_an_idle_pass_opens_no_write_transaction(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(
+        database_url, tick={"cron_expression": "* * * * *"}, limited={"schedule_limit": 1}
+    )
+    pending(app, "limited", T0 + timedelta(hours=1))
+    _completed(app, "limited", 1, T0 + timedelta(days=1))
+    _message(app, T0)
+    run_once(app, T0)
+    writes = []
+    real_write = app.backend.write
+
+    def counting_write() -> Any:
+        writes.append(1)
+        return real_write()
+
+    monkeypatch.setattr(app.backend, "write", counting_write)
+    report = run_once(app, T0 + timedelta(seconds=30))
+    assert report["errors"] == [] and report["scheduled"] == 0 and report["deleted"] == 0
+    assert writes == []  # run every second: reads only, no SQLite write lock taken
+
+
 def test_a_failing_duty_is_logged_and_the_others_still_run(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

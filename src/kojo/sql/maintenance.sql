@@ -23,6 +23,14 @@ LIMIT :limit
 SELECT count(*) AS active FROM kojo_job
 WHERE type_code = :type_code AND (assigned_state = 'working' OR next_state_request = 'working')
 
+-- Is there anything to delete? (No write transaction, hence no SQLite write lock, when not.)
+-- name: maintenance_any_expired
+SELECT kojo_job_id FROM kojo_job
+WHERE delete_after_date_time <= :now
+  AND assigned_state IN ('complete_success', 'complete_failed',
+      'complete_failed_schedule_limit_check', 'complete_terminated')
+LIMIT 1
+
 -- name: maintenance_delete_completed
 DELETE FROM kojo_job WHERE kojo_job_id IN (
     SELECT kojo_job_id FROM kojo_job
