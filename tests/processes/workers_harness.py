@@ -73,6 +73,7 @@ class Proc:
     pid: int
     ppid: int
     state: str
+    comm: str
     cmdline: str
 
     @property
@@ -87,9 +88,10 @@ def _read_proc(pid: int) -> Proc | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # comm may contain spaces and parentheses: the fields after the last ')' are fixed.
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     fields = stat[stat.rindex(")") + 2 :].split()
     cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-    return Proc(pid, int(fields[1]), fields[0], cmdline)
+    return Proc(pid, int(fields[1]), fields[0], comm, cmdline)
 
 
 def process_table() -> dict[int, Proc]:
@@ -119,9 +121,19 @@ def descendants(of: int | None = None) -> list[Proc]:
 
 
 def reap_orphans() -> None:
-    """Reap zombies re-parented to this (subreaper) process; Popen reaps its own."""
+    """Reap kojo zombies re-parented to this (subreaper) process.
+
+    Only processes titled `kojo:` (the title sets the kernel's comm too), and not
+    the servers that a Popen object reaps itself: other children of pytest
+    belong to whoever started them.
+    """
     for proc in descendants():
-        if proc.ppid == os.getpid() and not proc.alive and proc.pid not in MANAGED:
+        if (
+            proc.ppid == os.getpid()
+            and not proc.alive
+            and proc.comm.startswith("kojo:")
+            and proc.pid not in MANAGED
+        ):
             try:
                 os.waitpid(proc.pid, os.WNOHANG)
             except ChildProcessError:
@@ -292,9 +304,13 @@ class Tree:
             except kojo.KojoError:
                 return False  # the server has not installed the schema yet
             kinds = Counter(r["kind"] for r in rows)
-            return kinds["root"] == 1 and kinds["job"] == server.max_processes
+            return (
+                kinds["root"] == 1
+                and kinds["maintainer"] == 1
+                and kinds["job"] == server.max_processes
+            )
 
-        wait_for(ready, timeout, f"server {server.pid} to register its root and job processes")
+        wait_for(ready, timeout, f"server {server.pid} to register its root, maintainer and jobs")
 
     def kojo(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run a `kojo` command in a subprocess with this tree's environment."""
