@@ -177,8 +177,13 @@ class JobProcess:
         self.host_name = host_name
         self.stopping = False
         self.batch = 1
+        self.signals: SignalQueue | None = None
 
     def stop_requested(self) -> bool:
+        """True once SIGTERM/SIGUSR1 arrived: signals are only queued by their handler, so
+        look at the queue here too (a running job asks while the main loop is not looking)."""
+        if not self.stopping and self.signals is not None:
+            self._handle_signals(self.signals)
         return self.stopping
 
     def run(self) -> int:
@@ -188,7 +193,7 @@ class JobProcess:
             ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "job")
         )
         app.use_owner(owner)
-        signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
+        signals = self.signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
         keeper = BatchKeeper(backend, owner.id)
         code = 0
         try:
@@ -262,7 +267,7 @@ class JobProcess:
             keeper.finished(current if outcome == runner.AUTO_COMPLETE else None)
             if time.monotonic() - started > QUICK_JOB:
                 quick = False
-            if self.stopping:
+            if self.stop_requested():
                 break
             current = keeper.next()
         self.batch = min(MAX_BATCH, self.batch * 2) if quick and len(rows) == self.batch else 1
