@@ -15,6 +15,7 @@ from typing import Any
 
 from .backends import Backend
 from .errors import SlotsMismatch
+from .lock_waiting import NEAR_HEAD
 
 # Waiters a release looks at beyond those it wakes, in case some have gone.
 SPARE_WAITERS = 2
@@ -70,7 +71,13 @@ class LockStore:
         row = self.backend.fetchone(
             "lock_take_fast",
             self._params(
-                name=name, slots=slots, owner=me, job_id=job_id, now=now, waiter_id=waiter_id
+                name=name,
+                slots=slots,
+                owner=me,
+                job_id=job_id,
+                now=now,
+                waiter_id=waiter_id,
+                near=slots + NEAR_HEAD - 1,
             ),
         )
         return (int(row["slot"]), int(row["token"])) if row else None
@@ -168,6 +175,13 @@ class LockStore:
         self.backend.fetchone("lock_semaphore_lock", {"name": name})
         self.backend.execute("lock_waiter_remove", {"waiter_id": waiter_id})
 
+    def newly_near(self, name: str, slots: int) -> str | None:
+        """In a transaction, after a waiter left: the bell of the one now near the head."""
+        row = self.backend.fetchone(
+            "lock_waiter_at", {"name": name, "offset": slots + NEAR_HEAD - 1}
+        )
+        return str(row["bell"]) if row else None
+
     def free_slots(self, name: str) -> int:
         row = self.backend.fetchone("lock_free_slots", {"name": name})
         return int(row["free"]) if row else 0
@@ -224,6 +238,9 @@ class LockStore:
                 if r["kojo_process_id"] is not None
             ]
             rung = any(r["rung"] for r in rows)
+            for waiter in heads:
+                if waiter.dead:  # died waiting: its row would be looked at again and again
+                    backend.reap_owner(waiter.owner_id)
             return bool(first["freed"]), bool(first["dead"]), rung, heads
         row = backend.fetchone("lock_release", params)
         dead = backend.owner_is_dead(me)

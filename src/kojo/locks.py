@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Owner
 from .clock import utcnow
-from .errors import InvalidArgument, LeaseLost, LockTimeout, SlotsMismatch
+from .errors import InvalidArgument, KojoError, LeaseLost, LockTimeout, SlotsMismatch
 from .lock_store import SPARE_WAITERS, LockStore, Queue, Waiter
 from .lock_waiting import NEAR_HEAD, PROBE_INTERVAL, SAFETY_INTERVAL, Bell, Ringer, ringer_for
 from .process_owner import ProcessOwner, owner_keeper
@@ -179,8 +179,8 @@ def release_quietly_on_error(lease: Lease, exc: BaseException | None) -> None:
         return
     try:
         lease.release()
-    except LeaseLost as lost:
-        exc.add_note(f"also: {lost}")
+    except KojoError as failed:  # LeaseLost, DatabaseError: secondary to the block's error
+        exc.add_note(f"also, releasing {lease!r}: {failed}")
 
 
 class LockRequest:
@@ -307,10 +307,10 @@ class Locks:
                 lease = self._contend(name, slots, timeout, job_id, wait, deadline)
             except BaseException:
                 if wait is not None:
-                    self._end_wait(name, wait, quiet=True)
+                    self._end_wait(name, slots, wait, quiet=True)
                 raise
             if wait is not None:
-                self._end_wait(name, wait, quiet=False)
+                self._end_wait(name, slots, wait, quiet=False)
         lease._registry = held
         held[name] = lease
         return lease
@@ -362,6 +362,7 @@ class Locks:
                 return Lease(self, owner, name, slots, *taken, job_id, now)
         registering: Bell | None = None
         rings: list[str] = []
+        nudges: list[str] = []
         wanted = 0
         try:
             with store.backend.write():
@@ -377,6 +378,8 @@ class Locks:
                     if reaped:
                         taken = store.take(me, name, slots, job_id, now, waiter_id)
                 if taken is not None:
+                    if waiter_id is not None:
+                        nudges = self._nudge(name, slots)
                     if slots > 1 and (reaped or waiter_id is not None):
                         # More slots may be free than ours: wake as many others.
                         wanted = store.free_slots(name)
@@ -401,7 +404,19 @@ class Locks:
         if wait is not None:
             wait.waiter_id = waiter_id
         self.ringer.ring_after_commit(rings, wanted)
+        self.ringer.ring_after_commit(nudges, len(nudges))
         return result
+
+    def _nudge(self, name: str, slots: int) -> list[str]:
+        """In a transaction where a waiter left: wake the one now near the head, which
+        watches the holders closely from then on; the bells to ring after commit."""
+        bell = self.store.newly_near(name, slots)
+        if bell is None:
+            return []
+        if self.ringer.rings_in_transaction:
+            self.ringer.ring_in_transaction(self.store.backend, [bell])
+            return []
+        return [bell]
 
     def _ring(self, me: int, waiters: list[Waiter], count: int) -> list[str]:
         """In a transaction: wake `count` of these waiters; the bells to ring after commit."""
@@ -430,7 +445,7 @@ class Locks:
             if queue.free or queue.dead:
                 return
 
-    def _end_wait(self, name: str, wait: _Wait, quiet: bool) -> None:
+    def _end_wait(self, name: str, slots: int, wait: _Wait, quiet: bool) -> None:
         """Remove a waiter row left behind (timeout, error) and pass on a wake-up it took."""
         store = self.store
         try:
@@ -440,11 +455,13 @@ class Locks:
                 with store.backend.write():
                     store.remove_waiter(name, wait.waiter_id)
                     wait.waiter_id = None
+                    nudges = self._nudge(name, slots)
                     free = store.free_slots(name)
                     if free:
                         rings = self._ring(me, store.waiters(name, free + SPARE_WAITERS), free)
                     store.commit_async()
                 self.ringer.ring_after_commit(rings, free)
+                self.ringer.ring_after_commit(nudges, len(nudges))
         except Exception:
             if not quiet:
                 raise

@@ -237,3 +237,44 @@ def test_kill_9_of_holders_frees_their_slots_within_a_second(
     assert max(delays) < FREED_WITHIN, f"delays from kill to re-grant: {delays}"
     # Every slot and waiter of the dead is freed: the listing reaps them all.
     assert app.locks() == []
+
+
+def hold_and_wait(url: str, log: Path) -> None:
+    """Take the mutex, say so, and keep it until killed."""
+    app = kojo.App(database=url)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    with app.mutex("lone") as lease:
+        log_line(fd, "enter", lease)
+        while True:
+            time.sleep(60)
+
+
+def test_a_waiter_notices_a_killed_mutex_holder_within_a_second(
+    app: kojo.App, database_url: str, workers: Workers, tmp_path: Path
+) -> None:
+    """No other activity wakes the waiters here: only their own watch on the holder."""
+    log = tmp_path / "lone.log"
+    log.touch()
+    deadline = time.monotonic() + WAIT
+
+    def entries() -> list[Entry]:
+        assert time.monotonic() < deadline, "timed out"
+        return read_log(log)
+
+    workers.start(lambda: hold_and_wait(database_url, log))
+    while not entries():
+        time.sleep(0.01)
+    for _ in range(3):
+        workers.start(lambda: hold_and_wait(database_url, log))
+    while len(app.backend.fetchall("lock_list_waiters")) < 3:
+        assert time.monotonic() < deadline, "waiters did not queue"
+        time.sleep(0.01)
+    for round_ in range(1, 4):
+        holder = entries()[-1]
+        killed_at = time.monotonic_ns()
+        workers.kill(holder.pid)
+        while len(entries()) == round_:
+            time.sleep(0.005)
+        regrant = entries()[round_]
+        assert regrant.token == holder.token + 1
+        assert (regrant.ns - killed_at) / 1e9 < FREED_WITHIN

@@ -80,6 +80,14 @@ WHERE name = :name
 ORDER BY kojo_semaphore_waiter_id
 LIMIT :limit
 
+-- The waiter `offset` places from the head: when one ahead of it leaves, it
+-- has moved near the head, where waiters watch the holders closely.
+-- name: lock_waiter_at
+SELECT kojo_process_id, bell FROM kojo_semaphore_waiter
+WHERE name = :name
+ORDER BY kojo_semaphore_waiter_id
+LIMIT 1 OFFSET :offset
+
 -- name: lock_list_holders
 SELECT s.name, s.slot, m.slots, s.token, s.kojo_process_id, p.host_name, p.process_id, p.path,
     s.kojo_job_id, s.acquired_at_date_time

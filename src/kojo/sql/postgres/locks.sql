@@ -43,8 +43,18 @@ WITH pick AS (
 ), gone AS (
     DELETE FROM kojo_semaphore_waiter
     WHERE kojo_semaphore_waiter_id = :waiter_id AND EXISTS (SELECT 1 FROM taken)
+), nudge AS (
+    -- A waiter's grant moves the one behind it near the head: tell it (lock_waiter_at).
+    SELECT pg_notify(bell, '') FROM (
+        SELECT bell FROM kojo_semaphore_waiter
+        WHERE name = :name AND kojo_semaphore_waiter_id <> CAST(:waiter_id AS bigint)
+          AND EXISTS (SELECT 1 FROM taken)
+        ORDER BY kojo_semaphore_waiter_id
+        OFFSET :near
+        LIMIT 1
+    ) newly_near
 )
-SELECT slot, token FROM taken
+SELECT slot, token, (SELECT count(*) FROM nudge) AS nudged FROM taken
 
 -- Row locks, not the semaphore's: the one-statement path above may take a slot
 -- at the same time. A slot taken meanwhile fails the re-check of FOR UPDATE,
