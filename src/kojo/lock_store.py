@@ -162,7 +162,7 @@ class LockStore:
         )
 
     def add_waiter(self, me: int, name: str, job_id: int | None, bell: str, now: datetime) -> int:
-        """In a transaction: a waiter row; its id."""
+        """In a transaction: a waiter row; its id (the commit may skip the WAL flush)."""
         row = self.backend.fetchone(
             "lock_waiter_add",
             {"name": name, "owner": me, "job_id": job_id, "bell": bell, "now": now},
@@ -220,17 +220,16 @@ class LockStore:
     def release(
         self, me: int, name: str, slot: int, token: int
     ) -> tuple[bool, bool, bool, list[Waiter]]:
-        """In a transaction: (freed, owner found dead, a waiter rung, oldest waiters).
+        """(freed, owner found dead, a waiter rung, oldest waiters looked at).
 
-        PostgreSQL rings the first live waiter in the releasing statement itself;
-        SQLite leaves the ringing (after commit) to the caller.
+        In a transaction, unless runs_own_release(). PostgreSQL rings the first
+        live waiter in the releasing statement itself (and reaps dead ones it
+        saw); SQLite leaves the ringing (after commit) to the caller.
         """
         backend = self.backend
         params = self._params(name=name, slot=slot, token=token, owner=me, limit=1 + SPARE_WAITERS)
         if self.postgres:
-            # Ordered after a waiter's registration in flight (sql/postgres/locks.sql).
-            backend.fetchone("lock_semaphore_share", params)
-            rows = backend.fetchall("lock_release", params)
+            rows = self._release_rows(params)
             first = rows[0]
             heads = [
                 Waiter(int(r["kojo_process_id"]), str(r["bell"]), bool(r["waiter_dead"]))
@@ -248,6 +247,34 @@ class LockStore:
             return False, dead, False, []
         heads = self.waiters(name, 1 + SPARE_WAITERS) if row["waiters"] else []
         return True, dead, False, heads
+
+    def runs_own_release(self) -> bool:
+        """True when release() is to be called outside a transaction (it opens its own)."""
+        return self.postgres and not self.backend.in_transaction()
+
+    def _release_rows(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """PostgreSQL: the lock that orders us after a waiter's registration in flight,
+        then the release (sql/postgres/locks.sql); pipelined into one round trip,
+        with its own BEGIN and COMMIT, unless the caller's transaction is open."""
+        backend = self.backend
+        if backend.in_transaction():
+            backend.fetchone("lock_semaphore_share", params)
+            return backend.fetchall("lock_release", params)
+        from psycopg.pq import TransactionStatus
+
+        idle = TransactionStatus.IDLE
+        conn = backend.connection()
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                conn.execute(backend.query("lock_semaphore_share"), params)
+                cursor = conn.execute(backend.query("lock_release"), params)
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != idle:
+                conn.execute("ROLLBACK")
+            raise
+        return [dict(row) for row in cursor.fetchall()]
 
     def is_held(self, me: int, name: str, slot: int, token: int) -> bool:
         row = self.backend.fetchone(

@@ -5,12 +5,14 @@ state is rows: `kojo_semaphore(name, slots)` and one `kojo_semaphore_slot` per
 slot, naming the holder (an *owner*: a process registration that dies with the
 process) and keeping the slot's fencing counter, which only grows.
 
-Acquiring is one short write transaction: create the rows if missing, check
-the slot count, take the lowest free slot with `token = last_token + 1`; when
-none is free, reap holders whose owners are dead (their jobs crash, their
-slots are freed) and try again, else register a waiter row with a bell of its
-own (lock_waiting.py) and sleep on it. Releasing is a compare-and-set on
-(name, slot, token, owner) that rings the oldest waiter's bell.
+Acquiring is one short write transaction (on PostgreSQL, first a single
+statement for the common case): create the rows if missing, check the slot
+count, take the lowest free slot with `token = last_token + 1`; when none is
+free, reap holders whose owners are dead (their jobs crash, their slots are
+freed) and try again, else register a waiter row naming the thread's bell
+(lock_waiting.py) and sleep on it. Releasing is a compare-and-set on (name,
+slot, token, owner) that rings the oldest live waiter's bell. The queries are
+in lock_store.py and sql/locks.sql; the user's guide is docs/locks.md.
 
 Re-entrancy is per thread: a thread that takes a lock it already holds gets
 its lease back, counted, and the slot is freed at the outermost release.
@@ -393,7 +395,8 @@ class Locks:
                         registering = wait.bell = self._thread_bell()
                         registering.prepare()
                         waiter_id = store.add_waiter(me, name, job_id, registering.address, now)
-                    store.commit_async()
+                    else:
+                        store.commit_async()  # (add_waiter did it too)
                     result = queue
         except BaseException:
             if registering is not None:
@@ -487,12 +490,21 @@ class Locks:
         store = self.store
         with database_errors():
             rings: list[str] = []
-            with store.backend.write():
+            if store.runs_own_release():
                 freed, dead, rung, heads = store.release(
                     lease.owner_id, lease.name, lease.slot, lease.token
                 )
-                if freed and heads and not rung:
-                    rings = self._ring(lease.owner_id, heads, 1)
+                if freed and heads and not rung:  # those looked at had died: try the next
+                    with store.backend.write():
+                        waiters = store.waiters(lease.name, 1 + SPARE_WAITERS)
+                        rings = self._ring(lease.owner_id, waiters, 1)
+            else:
+                with store.backend.write():
+                    freed, dead, rung, heads = store.release(
+                        lease.owner_id, lease.name, lease.slot, lease.token
+                    )
+                    if freed and heads and not rung:
+                        rings = self._ring(lease.owner_id, heads, 1)
             self.ringer.ring_after_commit(rings, 1)
         what = f"{describe(lease.name, lease.slots)} slot {lease.slot} token {lease.token}"
         if not freed:

@@ -151,3 +151,9 @@ FROM kojo_semaphore_slot s
 LEFT JOIN kojo_process p ON p.kojo_process_id = s.kojo_process_id
 WHERE s.name = :name AND s.slot < :slots
 ORDER BY s.slot
+
+-- A transaction that registers a waiter hands out no token: no WAL flush.
+-- name: lock_waiter_add
+INSERT INTO kojo_semaphore_waiter (name, kojo_process_id, kojo_job_id, bell, since_date_time)
+VALUES (:name, :owner, :job_id, :bell, :now)
+RETURNING kojo_semaphore_waiter_id, set_config('synchronous_commit', 'off', true) AS async
