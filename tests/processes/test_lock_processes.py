@@ -278,3 +278,47 @@ def test_a_waiter_notices_a_killed_mutex_holder_within_a_second(
         regrant = entries()[round_]
         assert regrant.token == holder.token + 1
         assert (regrant.ns - killed_at) / 1e9 < FREED_WITHIN
+
+
+def parent_with_child(url: str, log: Path) -> None:
+    """Take the mutex, fork a child that wants it too, and keep it until killed."""
+    app = kojo.App(database=url)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    with app.mutex("inherited") as lease:
+        log_line(fd, "enter", lease)
+        if os.fork() == 0:  # the child: same App object, its own owner
+            code = 1
+            try:
+                with pytest.raises(kojo.LockTimeout):
+                    app.mutex("inherited", timeout=0).acquire()
+                os.write(fd, f"child {os.getpid()} 0 0 {time.monotonic_ns()}\n".encode())
+                with app.mutex("inherited", timeout=WAIT) as mine:
+                    assert mine.owner_id != lease.owner_id
+                    log_line(fd, "enter", mine)
+                code = 0
+            finally:
+                os._exit(code)
+        while True:
+            time.sleep(60)
+
+
+def test_a_forked_child_does_not_keep_its_parents_locks_alive(
+    app: kojo.App, database_url: str, workers: Workers, tmp_path: Path
+) -> None:
+    """The child inherits the parent's flock / anchor socket; it must let go of them."""
+    log = tmp_path / "fork.log"
+    log.touch()
+    parent = workers.start(lambda: parent_with_child(database_url, log))
+    deadline = time.monotonic() + WAIT
+    while not any(e.kind == "child" for e in read_log(log)):
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.01)
+    workers.kill(parent)
+    while len([e for e in read_log(log) if e.kind == "enter"]) < 2:
+        assert time.monotonic() < deadline, "the child never got the lock of its dead parent"
+        time.sleep(0.01)
+    first, second = (e for e in read_log(log) if e.kind == "enter")
+    assert second.token == first.token + 1
+    child = next(e.pid for e in read_log(log) if e.kind == "child")
+    _, status = os.waitpid(child, 0)  # re-parented to us, the subreaper, when its parent died
+    assert os.waitstatus_to_exitcode(status) == 0
