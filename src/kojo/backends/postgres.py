@@ -145,6 +145,7 @@ class PostgresOwner(Owner):
         self.backend = backend
         self._pid = os.getpid()
         self._lost = False
+        self._abandoned = False
         try:
             self.anchor: psycopg.Connection[Any] = psycopg.connect(
                 conninfo=make_conninfo(backend.url, options="-c TimeZone=UTC", connect_timeout=10)
@@ -204,6 +205,9 @@ class PostgresOwner(Owner):
             self.backend.reap_owner(self.id)
 
     def abandon(self) -> None:
+        if self._abandoned or self.anchor.closed:
+            return  # abandoned or closed already: its descriptor may be another file's now
+        self._abandoned = True
         abandon_socket(self.anchor)
         self._lost = True
         self.backend._graveyard.append(self.anchor)

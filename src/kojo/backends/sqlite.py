@@ -304,7 +304,10 @@ class SqliteOwner(Owner):
 
     def abandon(self) -> None:
         # The child shares the parent's open file description: closing our copy
-        # leaves the parent's flock in place.
+        # leaves the parent's flock in place. Only once: afterwards these
+        # descriptor numbers may belong to other files.
+        if self._closed:
+            return
         self._closed = True
         self._bell.close()
         os.close(self._fd)
