@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
 
 import pytest
-from workers_harness import Tree, wait_for
+from workers_harness import Server, Tree, kojo_processes, wait_for
 
 
 def test_drain_finishes_the_short_job_and_kills_the_long_one_after_the_timeout(
@@ -114,3 +115,40 @@ def test_sigttin_and_sigttou_add_and_remove_a_job_process(tree: Tree) -> None:
         tree.wait_state(job_id, "complete_success", 10.0)
     workers = Counter(r["pid"] for r in tree.records("start"))
     assert set(workers) == set(two)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["SIGHUP", "SIGUSR1", "SIGINT-to-group", "SIGABRT"],
+)
+def test_every_stop_signal_stops_the_whole_tree(tree: Tree, how: str) -> None:
+    """SIGHUP and SIGUSR1 (logrotate) drain like SIGTERM; Ctrl-C (SIGINT to the whole
+    process group) drains too, the children ignoring it; SIGABRT kills the server, and
+    its children die with it."""
+    server = tree.start(max_processes=1, shutdown_timeout=1)
+    job_id = tree.app.schedule("sleeper", payload={"seconds": 10})
+    tree.wait_record("start", job_id, 10.0)
+    sent = time.monotonic()
+    if how == "SIGINT-to-group":
+        os.killpg(server.pid, signal.SIGINT)
+    else:
+        server.signal(signal.Signals[how])
+    if how == "SIGABRT":
+        assert server.wait(2.0) == -signal.SIGABRT
+        wait_for(lambda: not kojo_processes(), 2.0, kojo_processes)
+        return
+    tree.wait_record("stop_requested", job_id, 2.0)
+    assert server.wait(1 + 2.5) == 0
+    assert time.monotonic() - sent < 1 + 2.5
+    assert not kojo_processes()
+    row = tree.job(job_id)
+    assert (row["assigned_state"], row["times_crashed"]) == ("crashed", 1), _warnings(server)
+
+
+def _warnings(server: Server) -> list[str]:
+    """The server's log lines at warning level and above, for failure messages."""
+    return [
+        f"{ln['level']}: {ln['message']} {ln['context']}"
+        for ln in server.log_lines()
+        if ln["level"] not in ("debug", "info")
+    ]

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 log = get_logger("root")
 CANCEL_GRACE = 10.0  # seconds a cancelled job's process has to stop before SIGKILL
 RESPAWN_BACKOFF_MAX = 10.0
+# PostgreSQL ends a killed client's session, and drops its advisory lock, a moment after
+# the process is reaped: a dead child's owner is probed again until then (up to this long).
+REAP_PATIENCE = 5.0
+REAP_POLL = 0.02
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Root:
     respawn_delay: float = 0.0
     next_respawn: float = 0.0
     owner: Owner | None = None
+    unreaped: dict[int, float] = field(default_factory=dict)  # owner id -> give up at
 
     def run(self) -> int:
         backend = self.app.backend
@@ -112,9 +117,11 @@ class Root:
                     self._drain()
             self._reap_children()
             now = time.monotonic()
+            self._retry_reaps(now)
             self._enforce_kill_deadlines(now)
             if self.draining:
                 if not self.children:
+                    self._finish_reaps()
                     log.info("Root drained.")
                     return 0
                 if now >= self.drain_deadline:
@@ -136,6 +143,8 @@ class Root:
             deadlines.append(self.drain_deadline)
         if self.next_respawn > now:
             deadlines.append(self.next_respawn)
+        if self.unreaped:
+            deadlines.append(now + REAP_POLL)
         soonest = min(deadlines, default=now + 1.0)
         return max(0.01, min(1.0, soonest - now))
 
@@ -230,8 +239,20 @@ class Root:
             )
             self.next_respawn = time.monotonic() + self.respawn_delay
         owner_id = self.app.backend.owner_of_process(self.options.host_name, pid)
-        if owner_id is not None:
-            self.app.backend.reap_owner(owner_id)
+        if owner_id is not None and not self.app.backend.reap_owner(owner_id):
+            self.unreaped[owner_id] = time.monotonic() + REAP_PATIENCE
+
+    def _retry_reaps(self, now: float) -> None:
+        """Crash the jobs of dead children whose database session outlived them."""
+        for owner_id, give_up_at in list(self.unreaped.items()):
+            if self.app.backend.reap_owner(owner_id) or now >= give_up_at:
+                del self.unreaped[owner_id]
+
+    def _finish_reaps(self) -> None:
+        while self.unreaped:
+            self._retry_reaps(time.monotonic())
+            if self.unreaped:
+                time.sleep(REAP_POLL)
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -251,6 +272,7 @@ class Root:
             self._signal(pid, signal.SIGKILL)
         self.draining = True
         self._reap_children(block=True)
+        self._finish_reaps()
         return 0
 
     # -- control commands ----------------------------------------------------------------
