@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import workers_server
 
@@ -45,16 +45,21 @@ MANAGED: set[int] = set()
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout: float, message: str | Callable[[], str] = ""
+    predicate: Callable[[], T | Literal[False] | None],
+    timeout: float,
+    message: str | Callable[[], object] = "",
 ) -> T:
-    """Poll `predicate` every 20 ms until it returns something truthy; that value."""
+    """Poll `predicate` every 20 ms until it returns something truthy; that value.
+
+    `message` (or what it returns) says what was awaited when the time runs out.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
+            text = str(message()) if callable(message) else message
             raise AssertionError(f"timed out after {timeout:g} s waiting for: {text or predicate}")
         time.sleep(POLL)
 
