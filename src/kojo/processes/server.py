@@ -103,8 +103,11 @@ class Server:
             exited = self._reap_root()
             if exited is not None:
                 if self.stopping:
-                    log.info("Server stopped.")
-                    return 0
+                    if os.waitstatus_to_exitcode(exited) == 0:
+                        log.info("Server stopped.")
+                        return 0
+                    log.error(f"Root process failed while stopping ({describe_status(exited)}).")
+                    return 1
                 log.error(f"Root process died ({describe_status(exited)}); forking a new one.")
                 respawn_at = time.monotonic() + ROOT_RESPAWN_DELAY
             if respawn_at is not None and time.monotonic() >= respawn_at and not self.stopping:
