@@ -40,15 +40,7 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
                     f"job {job_id} is {current['assigned_state']}/"
                     f"{current['next_state_request']}: only a waiting or crashed job can be worked"
                 )
-        type_row = app.type_row(row["type_code"], max_age=0)
-        for column in (
-            "auto_delete_interval_duration",
-            "auto_complete_success",
-            "max_retries",
-            "max_crashes",
-            "timeout",
-        ):
-            row[column] = type_row[column]
+        row = runner.with_type(app, row, max_age=0)
         metadata.job = row
         outcome = runner.run(app, row, owner.id)
         if outcome == runner.AUTO_COMPLETE:

@@ -25,7 +25,28 @@ if TYPE_CHECKING:
     from .app import App
 
 AUTO_COMPLETE = "auto_complete"
+# What running a job needs from its type, beside the job's own columns.
+TYPE_COLUMNS = (
+    "auto_delete_interval_duration",
+    "auto_complete_success",
+    "max_retries",
+    "max_crashes",
+    "timeout",
+)
 log = get_logger("runner")
+
+
+def with_type(app: App, row: Mapping[str, Any], max_age: float | None = None) -> dict[str, Any]:
+    """The claimed job `row` plus the columns of its type that `run` reads."""
+    type_row = (
+        app.type_row(row["type_code"])
+        if max_age is None
+        else app.type_row(row["type_code"], max_age=max_age)
+    )
+    merged = dict(row)
+    for column in TYPE_COLUMNS:
+        merged[column] = type_row[column]
+    return merged
 
 
 def run(

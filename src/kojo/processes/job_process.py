@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from ..app import App
     from ..backends import Backend
 
-TYPE_COLUMNS = ("auto_delete_interval_duration", "auto_complete_success", "max_retries", "timeout")
 PREFETCH_HOLD = 0.1  # seconds a claimed job may wait behind a running one
 QUICK_JOB = 0.01  # a batch of jobs each quicker than this may grow the next batch
 POLL = 1.0  # safety poll when no notification comes
@@ -231,7 +230,7 @@ class JobProcess:
             if not rows:
                 wake = self._idle(owner, signals)
                 continue
-            self._work_batch(owner, keeper, [self._with_type(r) for r in rows])
+            self._work_batch(owner, keeper, [runner.with_type(self.app, r) for r in rows])
             wake = True
 
     def _idle(self, owner: Owner, signals: SignalQueue) -> bool:
@@ -248,14 +247,6 @@ class JobProcess:
             notes = owner.wait(0)
             return any(n.topic == "jobs" for n in notes)
         return False
-
-    def _with_type(self, row: dict[str, Any]) -> dict[str, Any]:
-        type_row = self.app.type_row(row["type_code"])
-        merged = dict(row)
-        for column in TYPE_COLUMNS:
-            merged[column] = type_row[column]
-        merged["max_crashes"] = type_row["max_crashes"]
-        return merged
 
     def _work_batch(self, owner: Owner, keeper: BatchKeeper, rows: list[dict[str, Any]]) -> None:
         keeper.hand(rows[1:])
