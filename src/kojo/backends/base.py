@@ -380,12 +380,20 @@ class Backend(ABC):
 
     def reap_dead_owners(self, now: datetime | None = None) -> list[int]:
         """Reap every registered process that has died; their ids."""
-        reaped = []
+        return [int(row["kojo_process_id"]) for row in self._reap_dead(now)[1]]
+
+    def _reap_dead(self, now: datetime | None = None) -> tuple[list[Row], list[Row]]:
+        """(live, reaped) process rows. Each owner is probed outside any transaction
+        first, so a pass over live processes writes nothing (and, on SQLite, takes no
+        write lock); only the dead are reaped, re-probed inside the reaping transaction."""
+        alive, reaped = [], []
         for row in self.fetchall("process_list"):
             owner_id = int(row["kojo_process_id"])
-            if self.reap_owner(owner_id, now):
-                reaped.append(owner_id)
-        return reaped
+            if self.owner_is_dead(owner_id) and self.reap_owner(owner_id, now):
+                reaped.append(row)
+            else:
+                alive.append(row)
+        return alive, reaped
 
     def owner_of_process(self, host_name: str, pid: int) -> int | None:
         row = self.fetchone("process_find", {"host_name": host_name, "process_id": pid})
@@ -393,13 +401,7 @@ class Backend(ABC):
 
     def processes(self) -> list[Row]:
         """Registered processes that are alive (dead ones are reaped on the way)."""
-        rows = self.fetchall("process_list")
-        alive = []
-        for row in rows:
-            if self.reap_owner(int(row["kojo_process_id"])):
-                continue
-            alive.append(row)
-        return alive
+        return self._reap_dead()[0]
 
     # -- schema ---------------------------------------------------------------------
 
