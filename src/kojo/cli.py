@@ -469,13 +469,14 @@ def server_start(
     """Run this host's server → root → job process tree in the foreground (JSON logs)."""
     from . import logs
     from .cron_scheduler import disabled_type_log_level
-    from .processes.root import PoolOptions
+    from .processes.root import PoolOptions, idle_retire_seconds
     from .processes.server import Server
 
     if not host_name.strip():
         raise click.BadParameter("must not be empty", param_hint="--host-name")
     logs.configure()
-    disabled_type_log_level()  # a bad KOJO_DISABLED_TYPE_LOG_LEVEL stops the start, in one line
+    disabled_type_log_level()  # bad KOJO_DISABLED_TYPE_LOG_LEVEL / KOJO_IDLE_RETIRE_SECONDS
+    idle_retire_seconds()  # stop the start in one line instead of failing in every root
     logs.metadata.host_name = host_name.strip()
     os.environ["KOJO_HOST_NAME"] = host_name.strip()  # for lock and subscriber clients in jobs
     app = ctx.app()

@@ -237,7 +237,7 @@ class Tree:
 
     # -- running things ---------------------------------------------------------------
 
-    def env(self, tag: str | None = None) -> dict[str, str]:
+    def env(self, tag: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
         env.update(
             {
@@ -253,6 +253,7 @@ class Tree:
         )
         if tag is not None:
             env[workers_server.TAG_ENV] = tag
+        env.update(extra or {})
         return env
 
     def start(
@@ -263,6 +264,7 @@ class Tree:
         shutdown_timeout: float = 5.0,
         tag: str | None = None,
         ready: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> Server:
         """Start a server; with `ready`, wait until its root and job processes are registered."""
         n = len(self.servers)
@@ -284,7 +286,7 @@ class Tree:
         with open(log_path, "wb") as out, open(err_path, "wb") as err:
             popen = subprocess.Popen(
                 args,
-                env=self.env(tag),
+                env=self.env(tag, extra_env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,

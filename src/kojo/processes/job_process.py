@@ -28,6 +28,7 @@ from ..backends import Owner, ProcessInfo
 from ..clock import utcnow
 from ..errors import InvalidTransition, JobNotFound, KojoError
 from ..logs import get_logger, metadata
+from .idle_board import IdleBoard
 from .lineage import Lineage
 from .signal_queue import SignalQueue
 
@@ -170,10 +171,19 @@ class BatchKeeper:
 class JobProcess:
     """The main loop of one job process."""
 
-    def __init__(self, app: App, lineage: Lineage, host_name: str) -> None:
+    def __init__(
+        self,
+        app: App,
+        lineage: Lineage,
+        host_name: str,
+        board: IdleBoard | None = None,
+        slot: int = 0,
+    ) -> None:
         self.app = app
         self.lineage = lineage
         self.host_name = host_name
+        self.board = board
+        self.slot = slot
         self.stopping = False
         self.batch = 1
         self.signals: SignalQueue | None = None
@@ -228,8 +238,12 @@ class JobProcess:
                         backend.job_complete_many(completed, owner.id, now)
                     rows = backend.job_claim(owner.id, self.batch, now)
             if not rows:
+                if self.board is not None and self.board.idle_since(self.slot) is None:
+                    self.board.mark_idle(self.slot)
                 wake = self._idle(owner, signals)
                 continue
+            if self.board is not None:
+                self.board.mark_busy(self.slot)
             self._work_batch(owner, keeper, [runner.with_type(self.app, r) for r in rows])
             wake = True
 

@@ -1,10 +1,14 @@
 """The root: keeps this host's pool of job processes, and one maintainer.
 
-Pool size: `--max-processes` job processes are kept alive; SIGTTIN / SIGTTOU
-and `kojo ctl scale HOST N` change that number. Each job process sleeps on a
-wake-up and claims work the moment it is scheduled, so the pool is
-pre-forked rather than grown per job (Kōjō's addProcess messages are not
-needed: a notification wakes the idle processes of every host at once).
+How the pool follows the work (instead of Kōjō's addProcess messages): the
+target is `--max-processes` (SIGTTIN / SIGTTOU and `kojo ctl scale HOST N`
+change it), and the root forks that many job processes at start and on a
+scale-up. Idle processes sleep on a wake-up and claim work the moment it is
+scheduled, on every host at once. A job process that has been idle for
+IDLE_RETIRE seconds (`KOJO_IDLE_RETIRE_SECONDS`, default 300) is retired while
+another one is idle too, so a quiet host keeps one; when every job process is
+busy and due work is waiting, the root forks more, up to the target. Each job
+process tells the root whether it is idle through a board in shared memory.
 
 A job process that dies is replaced; its jobs are marked crashed at once (the
 root reaps the dead process's registration). SIGTERM drains: job processes
@@ -22,8 +26,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..backends import Owner, ProcessInfo
+from ..clock import utcnow
 from ..control import parse_command
+from ..errors import InvalidArgument
 from ..logs import get_logger
+from .idle_board import IdleBoard
 from .job_process import JobProcess
 from .lineage import Lineage, describe_status, fork_child
 from .maintainer import Maintainer
@@ -35,6 +42,24 @@ if TYPE_CHECKING:
 log = get_logger("root")
 CANCEL_GRACE = 10.0  # seconds a cancelled job's process has to stop before SIGKILL
 RESPAWN_BACKOFF_MAX = 10.0
+IDLE_RETIRE = 300.0  # seconds a surplus job process may stay idle
+DEMAND_CHECK_INTERVAL = 0.1  # at most this often the root counts due work
+
+
+def idle_retire_seconds() -> float:
+    """KOJO_IDLE_RETIRE_SECONDS, else IDLE_RETIRE; a bad value is a clear error."""
+    text = os.environ.get("KOJO_IDLE_RETIRE_SECONDS")
+    if text is None:
+        return IDLE_RETIRE
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InvalidArgument(f"KOJO_IDLE_RETIRE_SECONDS must be a positive number, not {text!r}")
+    return value
+
+
 # PostgreSQL ends a killed client's session, and drops its advisory lock, a moment after
 # the process is reaped: a dead child's owner is probed again until then (up to this long).
 REAP_PATIENCE = 5.0
@@ -54,6 +79,7 @@ class Child:
     started: float
     kill_at: float | None = None  # SIGKILL after this monotonic time
     retiring: bool = False
+    slot: int | None = None  # its place on the idle board (job processes)
 
 
 @dataclass
@@ -63,6 +89,10 @@ class Root:
     options: PoolOptions
     children: dict[int, Child] = field(default_factory=dict)
     target: int = 0
+    fill: bool = True  # fork up to the target without waiting for demand
+    next_demand_check: float = 0.0
+    idle_retire: float = field(default_factory=lambda: idle_retire_seconds())
+    board: IdleBoard = field(default_factory=IdleBoard)
     draining: bool = False
     drain_deadline: float = 0.0
     respawn_delay: float = 0.0
@@ -163,13 +193,39 @@ class Root:
         if not any(c.kind == "maintainer" for c in self.children.values()):
             self._spawn("maintainer")
         jobs = self._job_pids()
-        for _ in range(self.target - len(jobs)):
-            self._spawn("job")
+        missing = self.target - len(jobs)
+        if missing > 0:
+            grow = missing if self.fill else max(0 if jobs else 1, self._demand(jobs, missing, now))
+            for _ in range(grow):
+                self._spawn("job")
+            self.fill = self.fill and grow < missing
         for pid in sorted(jobs, reverse=True)[: max(0, len(jobs) - self.target)]:
             self._retire(pid, grace=self.options.shutdown_timeout)
+        self._retire_idle(jobs, now)
+
+    def _idle_since(self, pid: int) -> float | None:
+        slot = self.children[pid].slot
+        return None if slot is None else self.board.idle_since(slot)
+
+    def _demand(self, jobs: list[int], limit: int, now: float) -> int:
+        """How many more job processes the due work calls for: none while one is idle."""
+        if now < self.next_demand_check or any(self._idle_since(pid) is not None for pid in jobs):
+            return 0
+        self.next_demand_check = now + DEMAND_CHECK_INTERVAL
+        row = self.app.backend.fetchone("job_due_count", {"now": utcnow(), "limit": limit})
+        return int(row["due"]) if row else 0
+
+    def _retire_idle(self, jobs: list[int], now: float) -> None:
+        """Retire the longest-idle job process once it has idled IDLE_RETIRE seconds,
+        as long as another one stays idle."""
+        idle = sorted((since, pid) for pid in jobs if (since := self._idle_since(pid)) is not None)
+        if len(idle) > 1 and now - idle[0][0] >= self.idle_retire:
+            log.debug(f"Retiring process[{idle[0][1]}][job]: idle for {self.idle_retire:g} s.")
+            self._retire(idle[0][1], grace=self.options.shutdown_timeout)
 
     def _scale(self, target: int) -> None:
         log.info(f"Scaling job processes to {target}.")
+        self.fill = self.fill or target > self.target
         self.target = target
 
     def _spawn(self, kind: str) -> None:
@@ -180,13 +236,15 @@ class Root:
             owner.abandon()
             self.app.backend.after_fork()
 
+        slot = self.board.take() if kind == "job" else None
+
         def run(lineage: Lineage) -> int:
-            if kind == "job":
-                return JobProcess(self.app, lineage, self.options.host_name).run()
+            if slot is not None:
+                return JobProcess(self.app, lineage, self.options.host_name, self.board, slot).run()
             return Maintainer(self.app, lineage, self.options.host_name).run()
 
         pid = fork_child(self.lineage, kind, run, drop_inherited)
-        self.children[pid] = Child(kind, time.monotonic())
+        self.children[pid] = Child(kind, time.monotonic(), slot=slot)
         log.debug(f"Forked process[{pid}][{kind}].")
 
     def _retire(self, pid: int, grace: float) -> None:
@@ -225,8 +283,12 @@ class Root:
             self._child_exited(pid, child, status)
 
     def _child_exited(self, pid: int, child: Child, status: int) -> None:
+        if child.slot is not None:
+            self.board.give_back(child.slot)
         clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         text = describe_status(status)
+        if child.kind == "job" and not (child.retiring or self.draining):
+            self.fill = True  # a lost job process is replaced at once
         if clean or child.retiring or self.draining:
             log.debug(f"Child with process ID [{pid}] exited with status [{text}].")
         else:

@@ -167,3 +167,16 @@ ORDER BY kojo_job_id
 -- name: job_last_completion
 SELECT max(completed_at_date_time) AS completed_at_date_time FROM kojo_job
 WHERE type_code = :type_code
+
+-- name: job_due_count
+-- Due jobs a job process could claim now (at most :limit), for growing a pool.
+SELECT count(*) AS due FROM (
+    SELECT 1 FROM kojo_job c
+    WHERE c.next_state_request = 'working' AND c.assigned_state IN ('waiting', 'crashed')
+      AND c.work_at_date_time <= :now
+      AND c.type_code NOT IN (SELECT type_code FROM kojo_job_type WHERE is_paused)
+      AND (c.can_work_in_parallel OR NOT EXISTS (
+          SELECT 1 FROM kojo_job w WHERE w.type_code = c.type_code
+            AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
+    LIMIT :limit
+) AS due_jobs
