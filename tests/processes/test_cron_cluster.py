@@ -27,8 +27,8 @@ LATE = 5.0  # seconds: far above the idle p99 (bench/cron.py), far below a misse
 
 
 class CronTree(Tree):
-    def env(self, tag: str | None = None) -> dict[str, str]:
-        env = super().env(tag)
+    def env(self, tag: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = super().env(tag, extra)
         env["KOJO_APP"] = "cron_workers:app"
         return env
 
