@@ -340,7 +340,8 @@ def test_four_processes_claim_each_job_exactly_once(database_url: str) -> None:
     claimed_ids = [job_id for job_id, _, _, _ in claims]
     assert len(claimed_ids) == len(set(claimed_ids)), "a job was claimed twice"
     assert sorted(claimed_ids) == sorted(ids)
-    assert all(len(claimed) > 0 for _, claimed, _ in outcomes), "a process claimed nothing"
+    # Contention really happened (one starved process is the scheduler's business, not a bug).
+    assert sum(1 for _, claimed, _ in outcomes if claimed) >= 2, "only one process claimed"
 
     # Exclusivity as the claimers saw it: the spans in which each serial job was certainly
     # working (from its claim's commit to the start of its completion) never overlap.
