@@ -373,7 +373,7 @@ def test_a_claim_losing_the_race_for_a_serial_type_retries_instead_of_failing(
         try:
             with owner_of(b) as owner_b, b.write():
                 # Work done earlier in the same transaction must survive the retry.
-                b.job_insert("other", work_at=T0, payload=None, importance=None, now=T0)
+                b.job_insert_batch("other", [None], work_at=T0, importance=None, now=T0)
                 outcome["rows"] = b.job_claim(owner_b.id, 10, T0)
         except BaseException as exc:
             outcome["error"] = exc

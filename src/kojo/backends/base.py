@@ -336,12 +336,6 @@ class Backend(ABC):
             "info": json.dumps(dict(info.extra or {})),
         }
 
-    def update_owner(self, owner_id: int, info: ProcessInfo) -> None:
-        params = self.process_info_params(info, utcnow())
-        params["kojo_process_id"] = owner_id
-        with self.write():
-            self.execute("process_update", params)
-
     def reap_owner(self, owner_id: int, now: datetime | None = None) -> bool:
         """If `owner_id` is dead: crash its working jobs, free its locks, forget it.
 
@@ -473,30 +467,6 @@ class Backend(ABC):
         return bool(rows)
 
     # -- jobs ---------------------------------------------------------------------------
-
-    def job_insert(
-        self,
-        type_code: str,
-        *,
-        work_at: datetime,
-        payload: str | None,
-        importance: int | None,
-        now: datetime,
-        cron_fire: datetime | None = None,
-    ) -> int | None:
-        """Insert one job (inside the caller's write()); None if the type is missing or disabled."""
-        row = self.fetchone(
-            "job_insert",
-            {
-                "type_code": type_code,
-                "work_at": as_utc(work_at),
-                "payload": payload,
-                "importance": importance,
-                "now": now,
-                "cron_fire": cron_fire,
-            },
-        )
-        return int(row["kojo_job_id"]) if row else None
 
     def job_insert_batch(
         self,

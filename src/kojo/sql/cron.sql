@@ -10,6 +10,7 @@ WHERE cron_expression IS NOT NULL
 ORDER BY type_code
 
 -- The type row again, inside the write transaction (PostgreSQL locks it: postgres/cron.sql).
+
 -- name: cron_type_lock
 SELECT type_code, cron_expression, is_enabled, catch_up, catch_up_window,
     cron_scheduled_until_date_time, cron_scheduled_expression
@@ -37,6 +38,7 @@ WHERE type_code = :type_code
 
 -- A disabled type's due minutes are skipped, not owed: move its horizon past them. At most
 -- one process succeeds per minute, and that one logs the skip.
+
 -- name: cron_skip_disabled
 UPDATE kojo_job_type
 SET cron_scheduled_until_date_time = :until, cron_scheduled_expression = :expression

@@ -57,20 +57,6 @@ WHERE type_code = :type_code RETURNING type_code
 UPDATE kojo_job_type SET is_paused = :flag, updated_at_date_time = :now
 WHERE type_code = :type_code RETURNING type_code
 
--- name: job_insert
-INSERT INTO kojo_job (
-    type_code, name, priority, importance, work_at_date_time, next_state_request,
-    assigned_state, previous_state, worker_uri, can_work_in_parallel,
-    last_transition_date_time, created_at_date_time, payload, cron_fire_date_time
-)
-SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
-    coalesce(:importance, t.default_importance), :work_at,
-    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
-    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, :payload, :cron_fire
-FROM kojo_job_type t
-WHERE t.type_code = :type_code AND t.is_enabled
-RETURNING kojo_job_id
-
 -- name: job_get
 SELECT * FROM kojo_job WHERE kojo_job_id = :kojo_job_id
 
@@ -102,11 +88,6 @@ INSERT INTO kojo_process (host_name, process_id, parent_process_id, path, kind,
 VALUES (:host_name, :process_id, :parent_process_id, :path, :kind, :now, :info)
 RETURNING kojo_process_id
 
--- name: process_update
-UPDATE kojo_process SET path = :path, kind = :kind, process_id = :process_id,
-    parent_process_id = :parent_process_id, info = :info
-WHERE kojo_process_id = :kojo_process_id
-
 -- name: process_list
 SELECT * FROM kojo_process ORDER BY host_name, kojo_process_id
 
@@ -122,9 +103,6 @@ SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.pre
     j.times_panicked, j.kojo_process_id, t.max_crashes, t.auto_delete_interval_duration
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
-
--- name: process_owned_slots
-SELECT name, slot FROM kojo_semaphore_slot WHERE kojo_process_id = :kojo_process_id
 
 -- name: process_release_slots
 UPDATE kojo_semaphore_slot SET kojo_process_id = NULL, kojo_job_id = NULL, token = NULL,

@@ -5,6 +5,7 @@
 SELECT slots FROM kojo_semaphore WHERE name = :name
 
 -- Orders a waiter's removal after a release in flight (PostgreSQL: a row lock).
+
 -- name: lock_semaphore_lock
 SELECT slots FROM kojo_semaphore WHERE name = :name
 
@@ -23,6 +24,7 @@ INSERT INTO kojo_semaphore_slot (name, slot) SELECT :name, n FROM numbers WHERE 
 ON CONFLICT (name, slot) DO NOTHING
 
 -- Takes the lowest free slot; the new token is last_token + 1 (SET sees the old row).
+
 -- name: lock_slot_take
 UPDATE kojo_semaphore_slot
 SET last_token = last_token + 1, token = last_token + 1, kojo_process_id = :owner,
@@ -34,6 +36,7 @@ RETURNING slot, token
 
 -- Holders of each slot, and how many waiters are ahead of waiter :waiter_id
 -- (of all of them when it is NULL).
+
 -- name: lock_slots
 SELECT s.slot, s.kojo_process_id, p.process_id,
     (SELECT count(*) FROM kojo_semaphore_waiter w
@@ -54,6 +57,7 @@ JOIN kojo_semaphore m ON m.name = s.name
 WHERE s.name = :name AND s.slot < m.slots AND s.kojo_process_id IS NULL
 
 -- Compare-and-set on the whole grant: only the holder of this very token frees it.
+
 -- name: lock_release
 UPDATE kojo_semaphore_slot
 SET kojo_process_id = NULL, kojo_job_id = NULL, token = NULL, acquired_at_date_time = NULL
@@ -74,6 +78,7 @@ RETURNING kojo_semaphore_waiter_id
 DELETE FROM kojo_semaphore_waiter WHERE kojo_semaphore_waiter_id = :waiter_id
 
 -- Oldest first: a release wakes the waiter that has waited longest.
+
 -- name: lock_waiters_next
 SELECT kojo_semaphore_waiter_id, kojo_process_id, bell FROM kojo_semaphore_waiter
 WHERE name = :name
@@ -82,6 +87,7 @@ LIMIT :limit
 
 -- The waiter `offset` places from the head: when one ahead of it leaves, it
 -- has moved near the head, where waiters watch the holders closely.
+
 -- name: lock_waiter_at
 SELECT kojo_process_id, bell FROM kojo_semaphore_waiter
 WHERE name = :name

@@ -6,6 +6,7 @@ WHERE next_state_request = 'schedule_limit_check' AND assigned_state = 'waiting'
   AND work_at_date_time <= :now
 
 -- The type row inside the gate's transaction (PostgreSQL locks it: postgres/maintenance.sql).
+
 -- name: maintenance_gate_type
 SELECT type_code, schedule_limit, schedule_limit_allowance, auto_delete_interval_duration
 FROM kojo_job_type
@@ -19,11 +20,13 @@ ORDER BY work_at_date_time, kojo_job_id
 LIMIT :limit
 
 -- Running jobs plus runnable ones (waiting or crashed): Kōjō's count for the limit.
+
 -- name: maintenance_active_jobs
 SELECT count(*) AS active FROM kojo_job
 WHERE type_code = :type_code AND (assigned_state = 'working' OR next_state_request = 'working')
 
 -- Is there anything to delete? (No write transaction, hence no SQLite write lock, when not.)
+
 -- name: maintenance_any_expired
 SELECT kojo_job_id FROM kojo_job
 WHERE delete_after_date_time <= :now

@@ -18,10 +18,12 @@ LIMIT :limit
 SELECT kojo_message_id, payload FROM kojo_message WHERE kojo_message_id = :kojo_message_id
 
 -- For maintenance: messages older than `before` are gone for late readers.
+
 -- name: message_delete_before
 DELETE FROM kojo_message WHERE created_at_date_time < :before
 
 -- Cluster control: every working job with the process that claimed it.
+
 -- name: control_running_jobs
 SELECT j.kojo_job_id, j.type_code, j.kojo_process_id, j.last_transition_date_time,
     j.times_worked, p.host_name, p.process_id, p.kind

@@ -29,20 +29,6 @@ RETURNING kojo_job.*
 -- name: owner_probe
 SELECT pg_try_advisory_xact_lock(:namespace, CAST(:kojo_process_id AS integer)) AS dead
 
--- name: job_insert
-INSERT INTO kojo_job (
-    type_code, name, priority, importance, work_at_date_time, next_state_request,
-    assigned_state, previous_state, worker_uri, can_work_in_parallel,
-    last_transition_date_time, created_at_date_time, payload, cron_fire_date_time
-)
-SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
-    coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
-    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
-    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, CAST(:payload AS jsonb), CAST(:cron_fire AS timestamptz)
-FROM kojo_job_type t
-WHERE t.type_code = :type_code AND t.is_enabled
-RETURNING kojo_job_id
-
 -- name: job_insert_batch
 INSERT INTO kojo_job (
     type_code, name, priority, importance, work_at_date_time, next_state_request,

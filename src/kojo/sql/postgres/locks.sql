@@ -2,6 +2,7 @@
 
 -- The row lock serialises every acquirer of one name until commit; the caller's
 -- own liveness comes in the same round trip.
+
 -- name: lock_semaphore_get
 SELECT slots, pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)) AS me_dead
 FROM kojo_semaphore WHERE name = :name
@@ -11,11 +12,13 @@ FOR UPDATE
 SELECT slots FROM kojo_semaphore WHERE name = :name FOR UPDATE
 
 -- A waiter's bell is its own LISTEN channel; the notification leaves at commit.
+
 -- name: lock_ring
 SELECT pg_notify(:bell, '')
 
 -- Conflicts with the FOR UPDATE of an acquirer registering as a waiter: a
 -- release either sees its waiter row or is seen by its attempt, never neither.
+
 -- name: lock_semaphore_share
 SELECT slots FROM kojo_semaphore WHERE name = :name FOR KEY SHARE
 
@@ -24,6 +27,7 @@ SELECT slots FROM kojo_semaphore WHERE name = :name FOR KEY SHARE
 -- row when the slot count differs, the semaphore is new, all slots are taken,
 -- or this owner is dead: the caller then takes the full path. Only a free
 -- slot is locked, so a failed try writes nothing (and costs no WAL flush).
+
 -- name: lock_take_fast
 WITH pick AS (
     SELECT slot FROM kojo_semaphore_slot
@@ -59,6 +63,7 @@ SELECT slot, token, (SELECT count(*) FROM nudge) AS nudged FROM taken
 -- Row locks, not the semaphore's: the one-statement path above may take a slot
 -- at the same time. A slot taken meanwhile fails the re-check of FOR UPDATE,
 -- and the next free one is locked instead. A waiter's row goes with its grant.
+
 -- name: lock_slot_take
 WITH pick AS (
     SELECT slot FROM kojo_semaphore_slot
@@ -81,6 +86,7 @@ SELECT slot, token FROM taken
 
 -- A transaction that handed out no token need not wait for the disk: losing
 -- it in a crash loses a waiter row or a row lock, which the crash ends anyway.
+
 -- name: lock_commit_async
 SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit
 
@@ -90,6 +96,7 @@ SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit
 -- columns. A lost release is harmless (a crash of the database ends every
 -- holder's session, so its slot is reaped), so its commit need not wait for
 -- the disk.
+
 -- name: lock_release
 WITH freed AS (
     UPDATE kojo_semaphore_slot
@@ -126,6 +133,7 @@ ORDER BY r.kojo_semaphore_waiter_id
 
 -- Oldest first, with each waiter's liveness (a NOTIFY cannot tell whether
 -- anyone heard it, so a release skips waiters that died).
+
 -- name: lock_waiters_next
 SELECT kojo_semaphore_waiter_id, kojo_process_id, bell,
     pg_try_advisory_xact_lock(:namespace, CAST(kojo_process_id AS integer)) AS dead
@@ -139,6 +147,7 @@ ORDER BY kojo_semaphore_waiter_id
 
 -- As the shared one, with the liveness of each other holder (`dead`), probed
 -- in the same round trip.
+
 -- name: lock_slots
 SELECT s.slot, s.kojo_process_id, p.process_id,
     (SELECT count(*) FROM kojo_semaphore_waiter w
@@ -153,6 +162,7 @@ WHERE s.name = :name AND s.slot < :slots
 ORDER BY s.slot
 
 -- A transaction that registers a waiter hands out no token: no WAL flush.
+
 -- name: lock_waiter_add
 INSERT INTO kojo_semaphore_waiter (name, kojo_process_id, kojo_job_id, bell, since_date_time)
 VALUES (:name, :owner, :job_id, :bell, :now)

@@ -7,6 +7,7 @@ WHERE type_code = :type_code
 FOR NO KEY UPDATE
 
 -- SKIP LOCKED: rows another deleter (or an operator) holds are left for the next batch.
+
 -- name: maintenance_delete_completed
 DELETE FROM kojo_job WHERE kojo_job_id IN (
     SELECT kojo_job_id FROM kojo_job

@@ -8,6 +8,7 @@ RETURNING kojo_message_id
 -- Insert and wake in one statement (one round trip): the NOTIFY is sent at
 -- commit, in the same format as Backend.notify ('["message", data]'). The
 -- message rides inside when the notification stays under :inline_limit bytes.
+
 -- name: message_publish
 WITH input AS (
     SELECT CAST(:channel AS text) AS channel, CAST(:payload AS json) AS payload
