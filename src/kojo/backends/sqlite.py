@@ -16,6 +16,7 @@ import os
 import select
 import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -33,6 +34,8 @@ from .base import (
     Owner,
     ProcessInfo,
 )
+
+WAL_SWITCH_TIMEOUT = 60.0
 
 
 def path_from_url(url: str) -> Path:
@@ -111,6 +114,11 @@ def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]
     return dict(zip(names, values, strict=True))
 
 
+def _journal_mode(conn: sqlite3.Connection, pragma: str) -> str:
+    row = conn.execute(pragma).fetchone()
+    return str(next(iter(row.values()))).lower() if row else ""
+
+
 class SqliteBackend(Backend):
     dialect = "sqlite"
 
@@ -135,14 +143,32 @@ class SqliteBackend(Backend):
             )
             conn.row_factory = _row_factory
             conn.execute("PRAGMA busy_timeout = 60000")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None or str(next(iter(mode.values()))).lower() != "wal":
-                raise DatabaseError(f"cannot put {self.path} in WAL mode")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open sqlite database {self.path}: {exc}") from exc
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the database in WAL mode (once per file; it is persistent).
+
+        Switching needs an exclusive lock and SQLite reports "database is locked" at
+        once, without its busy handler, while another connection is opening the same
+        new file: so retry until the mode is WAL or the busy timeout has passed.
+        """
+        deadline = time.monotonic() + WAL_SWITCH_TIMEOUT
+        while True:
+            try:
+                if _journal_mode(conn, "PRAGMA journal_mode") == "wal":
+                    return
+                if _journal_mode(conn, "PRAGMA journal_mode = WAL") == "wal":
+                    return
+                raise DatabaseError(f"cannot put {self.path} in WAL mode")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _prepare(self, text: str) -> str:
         return text
