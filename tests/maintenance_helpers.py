@@ -6,32 +6,18 @@ import logging
 import multiprocessing
 import os
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import kojo
+from foundation_helpers import make_app, noop  # noqa: F401  (shared with these tests)
 from kojo.backends import Backend
 from kojo.logs import get_logger
 
 # A Friday, far from the real clock: tests inject `now`, never sleep.
 T0 = datetime(2030, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def noop(job: Any) -> None:
-    """The worker of every test type (never run here)."""
-
-
-def make_app(url: str, **types: Mapping[str, Any]) -> kojo.App:
-    """An installed App with job types {code: fields}, registered in the database."""
-    app = kojo.App(database=url)
-    app.install()
-    for code, fields in types.items():
-        app.job_type(code, **fields)(noop)
-    if types:
-        app.register_job_types()
-    return app
 
 
 def run_sql(backend: Backend, sql: str, **params: Any) -> int:
