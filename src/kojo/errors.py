@@ -43,6 +43,11 @@ class LeaseLost(KojoError):
     """The backend can no longer vouch for a lease (its holder's anchor was lost)."""
 
 
+class OwnerLost(KojoError):
+    """This process's registration is gone (reaped, or its anchor session ended): the
+    cluster treats the process as dead, so it must not claim or run anything more."""
+
+
 class SlotsMismatch(KojoError):
     """Contenders for one semaphore disagree on its number of slots."""
 

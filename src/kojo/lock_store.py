@@ -80,7 +80,9 @@ class LockStore:
                 near=slots + NEAR_HEAD - 1,
             ),
         )
-        return (int(row["slot"]), int(row["token"])) if row else None
+        if row is None or row["slot"] is None:
+            return None
+        return (int(row["slot"]), int(row["token"]))
 
     def ensure(self, me: int, name: str, slots: int) -> bool:
         """In a transaction: the semaphore exists with `slots` slots (or SlotsMismatch).
@@ -96,7 +98,8 @@ class LockStore:
             assert row is not None
             if int(row["slots"]) == slots:
                 self.backend.execute("lock_slots_create", {"name": name, "slots": slots})
-        elif int(row["slots"]) != slots:
+        if int(row["slots"]) != slots:
+            # Also when another process created it first, with another count.
             self._resize(me, name, int(row["slots"]), slots)
         if "me_dead" in row:
             return not row["me_dead"]

@@ -14,23 +14,30 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
+import time
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import states
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
-from ..errors import InvalidTransition, JobNotFound, SchemaMissing
+from ..errors import InvalidTransition, JobNotFound, OwnerLost, SchemaMissing
 from ..job_types import JobType
 from ..sql import SCHEMA_VERSION, queries, schema
 
 NOTIFY_CHANNEL = "kojo"
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
+# deadlock_detected, serialization_failure: the database rolled the transaction back, so
+# running it again is safe (kojo's claims never wait, but a user's transaction may).
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSIENT_ATTEMPTS = 5
 # Each failed attempt means another claimer committed a serial job meanwhile.
 CLAIM_ATTEMPTS = 20
 BOOL_COLUMNS = frozenset(
@@ -69,6 +76,29 @@ TABLES = (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
+
+# Every backend and owner of this process, so that a forked child drops them at once:
+# a child (multiprocessing, a worker's own fork) must neither keep its parent's
+# registration alive (the flock, the anchor session) nor hold its open transactions.
+_BACKENDS: weakref.WeakSet[Backend] = weakref.WeakSet()
+_OWNERS: weakref.WeakSet[Owner] = weakref.WeakSet()
+
+
+def _drop_inherited() -> None:
+    for owner in list(_OWNERS):
+        try:
+            owner.abandon()
+        except Exception:
+            pass
+    for backend in list(_BACKENDS):
+        try:
+            backend.after_fork()
+        except Exception:
+            pass
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,9 @@ class Owner(ABC):
 
     id: int
     backend: Backend
+    # Whether the registration can end while the process lives (a database session can;
+    # a flock cannot), so that a busy process must watch it.
+    can_be_lost = False
 
     @abstractmethod
     def fileno(self) -> int:
@@ -115,7 +148,13 @@ class Owner(ABC):
 
     @abstractmethod
     def abandon(self) -> None:
-        """In a forked child: drop the inherited registration without touching the parent's."""
+        """In a forked child: drop the inherited registration without touching the parent's.
+
+        Called for every owner at each os.fork(); must be idempotent."""
+
+    def _watch_forks(self) -> None:
+        """Have a forked child abandon this registration (subclasses call it when set up)."""
+        _OWNERS.add(self)
 
 
 class Backend(ABC):
@@ -135,6 +174,7 @@ class Backend(ABC):
         self._graveyard: list[Any] = []
         self._connections: list[Any] = []
         self._connections_lock = threading.Lock()
+        _BACKENDS.add(self)
 
     # -- connections -------------------------------------------------------------
 
@@ -197,6 +237,7 @@ class Backend(ABC):
 
     def after_fork(self) -> None:
         """Forget the parent's connections in a child; they belong to the parent."""
+        self._connections_lock = threading.Lock()  # another thread may have held it at fork()
         with self._connections_lock:
             for conn in self._connections:
                 self._abandon_connection(conn)
@@ -254,6 +295,25 @@ class Backend(ABC):
         pending, self._local.pending = self._local.pending, []
         conn.execute("COMMIT")
         self._deliver(pending)
+
+    def retrying(self, action: Callable[[], T]) -> T:
+        """`action()` in a write transaction, run again (a few times, after a short random
+        pause) when the database aborted it as a deadlock victim or a serialization failure.
+        Inside an outer transaction it runs once: only the outermost one can be retried."""
+        if self.in_transaction():
+            with self.write():
+                return action()
+        for attempt in range(TRANSIENT_ATTEMPTS):
+            try:
+                with self.write():
+                    return action()
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) not in TRANSIENT_SQLSTATES:
+                    raise
+                if attempt == TRANSIENT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.001, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a named statement; the number of rows it changed."""
@@ -337,44 +397,76 @@ class Backend(ABC):
         }
 
     def reap_owner(self, owner_id: int, now: datetime | None = None) -> bool:
-        """If `owner_id` is dead: crash its working jobs, free its locks, forget it.
+        """If `owner_id` is dead: forget it, crash its working jobs, free its locks.
 
-        Returns True when the owner was dead and has been reaped.
+        Returns True when the owner was dead and has been reaped. The process row is
+        deleted first, in a transaction that excludes this owner's claims
+        (`_guard_reap`): a claim checks that row under the same guard, so once it is
+        gone no claim of this owner can commit, and the working jobs read next are
+        all it will ever have.
         """
         now = now or utcnow()
-        with self.write():
-            if not self.owner_is_dead(owner_id):
-                return False
-            for job in self.fetchall("process_working_jobs", {"kojo_process_id": owner_id}):
-                crashes_after = int(job["times_crashed"]) + 1
-                transition = states.CRASH
-                if crashes_after >= int(job["max_crashes"]):
-                    transition = states.PANIC
-                changes = states.plan(
-                    transition,
-                    job,
-                    now=now,
-                    auto_delete_interval=parse_duration(job["auto_delete_interval_duration"]),
-                )
-                if transition is states.PANIC:
-                    # The process died: that is a crash too, even when it ends the job.
-                    changes["times_crashed"] = crashes_after
-                    changes["last_error"] = (
-                        f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
-                    )
-                self._apply(job, changes, owner=owner_id)
-            freed_slots = self.execute("process_release_slots", {"kojo_process_id": owner_id})
-            self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
-            self.execute("process_delete", {"kojo_process_id": owner_id})
-            self.notify("jobs")
-            if freed_slots:
-                self.notify("locks")
+        if not self.retrying(lambda: self._reap(owner_id, now)):
+            return False
         self._owner_forgotten(owner_id)
         return True
 
+    def _reap(self, owner_id: int, now: datetime) -> bool:
+        if not self._guard_reap(owner_id) or not self.owner_is_dead(owner_id):
+            return False
+        self.execute("process_delete", {"kojo_process_id": owner_id})
+        for job in self.fetchall("process_working_jobs", {"kojo_process_id": owner_id}):
+            crashes_after = int(job["times_crashed"]) + 1
+            transition = states.CRASH
+            if crashes_after >= int(job["max_crashes"]):
+                transition = states.PANIC
+            changes = states.plan(
+                transition,
+                job,
+                now=now,
+                auto_delete_interval=parse_duration(job["auto_delete_interval_duration"]),
+            )
+            if transition is states.PANIC:
+                # The process died: that is a crash too, even when it ends the job.
+                changes["times_crashed"] = crashes_after
+                changes["last_error"] = (
+                    f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
+                )
+            self._apply(job, changes, owner=owner_id)
+        freed_slots = self.execute("process_release_slots", {"kojo_process_id": owner_id})
+        self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
+        self.notify("jobs")
+        if freed_slots:
+            self.notify("locks")
+        return True
+
+    def _guard_reap(self, owner_id: int) -> bool:
+        """In the reaping transaction: exclude this owner's claims until commit (False: a
+        claim is in flight, try again later). SQLite's writes are serial already."""
+        return True
+
+    def _guard_claims(self, owner_id: int) -> None:
+        """First in a claim's transaction: wait out any reaping of this owner."""
+
+    def _vouch(self, owner_id: int) -> bool:
+        """In a claim's transaction, after _guard_claims: may `owner_id` still claim?"""
+        row = self.fetchone("owner_vouch", {"owner": owner_id})
+        return bool(row and row["vouched"])
+
+    def lock_serial_types(self, codes: Iterable[str]) -> None:
+        """Before a job of these serial types leaves `working` (inside write()): see the
+        PostgreSQL job_claim. SQLite's writes are serial, so there is nothing to order."""
+
     def reap_dead_owners(self, now: datetime | None = None) -> list[int]:
-        """Reap every registered process that has died; their ids."""
-        return [int(row["kojo_process_id"]) for row in self._reap_dead(now)[1]]
+        """Reap every registered process that has died, and every owner that working jobs
+        or lock slots still name without a process row; their ids."""
+        reaped = [int(row["kojo_process_id"]) for row in self._reap_dead(now)[1]]
+        return reaped + self.reap_orphans(now)
+
+    def reap_orphans(self, now: datetime | None = None) -> list[int]:
+        """Reap the dead owners that jobs or slots name but kojo_process no longer lists."""
+        orphans = [int(row["kojo_process_id"]) for row in self.fetchall("orphan_owners")]
+        return [owner for owner in orphans if self.reap_owner(owner, now)]
 
     def _reap_dead(self, now: datetime | None = None) -> tuple[list[Row], list[Row]]:
         """(live, reaped) process rows. Each owner is probed outside any transaction
@@ -513,17 +605,36 @@ class Backend(ABC):
     def _parse_time(self, value: str) -> datetime:
         return as_utc(datetime.fromisoformat(value))
 
-    def job_claim(self, owner_id: int, limit: int, now: datetime) -> list[Row]:
-        """Claim up to `limit` runnable jobs for `owner_id`, in selection order.
+    def job_claim(
+        self,
+        owner_id: int,
+        limit: int,
+        now: datetime,
+        completed: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Row]:
+        """Complete `completed` (auto-completions, as job_complete_many) and claim up to
+        `limit` runnable jobs for `owner_id`, in one transaction; the claimed rows in
+        selection order.
 
-        Must run inside write(). A non-parallel type contributes at most one job,
-        and none while one of its jobs is working anywhere.
+        A non-parallel type contributes at most one job, and none while one of its jobs
+        is working anywhere. Raises OwnerLost, having changed nothing, when `owner_id` was
+        reaped or (PostgreSQL) its anchor session is gone: the process must stop, since
+        the cluster already treats it as dead.
         """
-        params = {"owner": owner_id, "limit": limit, "now": now}
-        if not self.claim_races:
-            rows = self.fetchall("job_claim", params)
-        else:
-            rows = self._claim_retrying(params)
+        with self.write():
+            self._guard_claims(owner_id)
+            if not self._vouch(owner_id):
+                raise OwnerLost(
+                    f"owner {owner_id} is no longer registered: its process was reaped "
+                    "or its database session ended"
+                )
+            if completed:
+                self.job_complete_many(completed, owner_id, now)
+            params = {"owner": owner_id, "limit": limit, "now": now}
+            if not self.claim_races:
+                rows = self.fetchall("job_claim", params)
+            else:
+                rows = self._claim_retrying(params)
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 
@@ -562,6 +673,10 @@ class Backend(ABC):
             f"UPDATE kojo_job SET {assignments} WHERE kojo_job_id = :kojo_job_id "
             "AND assigned_state = :expect_assigned AND next_state_request = :expect_request"
         )
+        if row["assigned_state"] == states.State.WORKING.value and not row.get(
+            "can_work_in_parallel", False
+        ):
+            self.lock_serial_types([row["type_code"]])
         params = dict(changes)
         params["kojo_job_id"] = row["kojo_job_id"]
         params["expect_assigned"] = row["assigned_state"]
@@ -592,33 +707,46 @@ class Backend(ABC):
         if another process changed it first; JobNotFound if it does not exist.
         """
         now = now or utcnow()
-        with self.write():
+        return self.retrying(
+            lambda: self._transition(job_id, transition, now, owner, work_at, row, extra)
+        )
+
+    def _transition(
+        self,
+        job_id: int,
+        transition: states.Transition,
+        now: datetime,
+        owner: int | None,
+        work_at: datetime | None,
+        row: Mapping[str, Any] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> Row:
+        if row is None:
+            row = self.job_get_with_type(job_id)
             if row is None:
-                row = self.job_get_with_type(job_id)
-                if row is None:
-                    raise JobNotFound(f"no job with id {job_id}")
-            changes = states.plan(
-                transition,
-                row,
-                now=now,
-                auto_delete_interval=parse_duration(row["auto_delete_interval_duration"]),
-                work_at=work_at,
+                raise JobNotFound(f"no job with id {job_id}")
+        changes = states.plan(
+            transition,
+            row,
+            now=now,
+            auto_delete_interval=parse_duration(row["auto_delete_interval_duration"]),
+            work_at=work_at,
+        )
+        changes.update(extra or {})
+        if not self._apply(row, changes, owner):
+            current = self.job_get(job_id)
+            if current is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            raise InvalidTransition(
+                f"job {job_id}: cannot {transition.name}: it is now "
+                f"{current['assigned_state']}/{current['next_state_request']}"
+                + (" (claimed by another process)" if owner is not None else "")
             )
-            changes.update(extra or {})
-            if not self._apply(row, changes, owner):
-                current = self.job_get(job_id)
-                if current is None:
-                    raise JobNotFound(f"no job with id {job_id}")
-                raise InvalidTransition(
-                    f"job {job_id}: cannot {transition.name}: it is now "
-                    f"{current['assigned_state']}/{current['next_state_request']}"
-                    + (" (claimed by another process)" if owner is not None else "")
-                )
-            if transition.assigned_state is states.State.WAITING or (
-                row["assigned_state"] == states.State.WORKING.value
-                and not row.get("can_work_in_parallel", True)
-            ):
-                self.notify("jobs")  # runnable again, or a serial type is free again
+        if transition.assigned_state is states.State.WAITING or (
+            row["assigned_state"] == states.State.WORKING.value
+            and not row.get("can_work_in_parallel", True)
+        ):
+            self.notify("jobs")  # runnable again, or a serial type is free again
         result = dict(row)
         result.update(changes)
         return result
@@ -636,7 +764,9 @@ class Backend(ABC):
             by_interval.setdefault(job["auto_delete_interval_duration"], []).append(
                 int(job["kojo_job_id"])
             )
-        if any(not job.get("can_work_in_parallel", True) for job in jobs):
+        serial = {job["type_code"] for job in jobs if not job.get("can_work_in_parallel", True)}
+        if serial:
+            self.lock_serial_types(sorted(serial))
             self.notify("jobs")  # a serial type is free again
         completed = 0
         for interval, ids in by_interval.items():

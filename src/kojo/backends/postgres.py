@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -29,6 +29,8 @@ from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
 LOCK_NAMESPACE = 0x6B6F6A6F
+# Key space of the guard between reaping an owner (exclusive) and its claims (shared): 'kojp'.
+REAP_NAMESPACE = 0x6B6F6A70
 INSTALL_LOCK_KEY = 0
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 # Detect a dead peer within about 25 s even when the network goes silent.
@@ -105,6 +107,27 @@ class PostgresBackend(Backend):
         )
         return bool(row and row["dead"])
 
+    # A claim commits on the work connection, not the anchor: it can reach the server after
+    # the anchor's session ended. The guard orders each claim against the reaping of its
+    # owner, and the claim's first check (owner_vouch, after the guard) then sees the
+    # reaping's outcome and its own anchor's liveness.
+
+    def _guard_reap(self, owner_id: int) -> bool:
+        row = self.fetchone(
+            "owner_reap_guard", {"reap_namespace": REAP_NAMESPACE, "kojo_process_id": owner_id}
+        )
+        return bool(row and row["guarded"])
+
+    def _guard_claims(self, owner_id: int) -> None:
+        self.fetchone("owner_claim_guard", {"reap_namespace": REAP_NAMESPACE, "owner": owner_id})
+
+    def _vouch(self, owner_id: int) -> bool:
+        row = self.fetchone("owner_vouch", {"namespace": LOCK_NAMESPACE, "owner": owner_id})
+        return bool(row and row["vouched"])
+
+    def lock_serial_types(self, codes: Iterable[str]) -> None:
+        self.fetchall("job_type_lock", {"codes": sorted(set(codes))})
+
     # -- notifications -----------------------------------------------------------------
 
     def _notify_in_transaction(self, note: Notification) -> None:
@@ -141,6 +164,8 @@ def abandon_socket(conn: Any) -> None:
 class PostgresOwner(Owner):
     """The anchor connection: a session advisory lock on our id, and LISTEN."""
 
+    can_be_lost = True
+
     def __init__(self, backend: PostgresBackend, info: ProcessInfo, now: datetime) -> None:
         self.backend = backend
         self._pid = os.getpid()
@@ -163,6 +188,7 @@ class PostgresOwner(Owner):
             self.id = int(row["kojo_process_id"])
             self.anchor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.id))
         self.anchor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self._watch_forks()
 
     def fileno(self) -> int:
         return int(self.anchor.pgconn.socket)

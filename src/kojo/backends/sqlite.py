@@ -296,6 +296,7 @@ class SqliteOwner(Owner):
         self._bell.bind(backend.bell_address(owner_id))
         self._bell.setblocking(False)
         self._pid = os.getpid()
+        self._watch_forks()
 
     def fileno(self) -> int:
         return self._bell.fileno()

@@ -14,6 +14,7 @@ process down: its job is marked crashed, the root forks a replacement.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import select
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import runner, states
 from ..backends import Owner, ProcessInfo
 from ..clock import utcnow
-from ..errors import InvalidTransition, JobNotFound, KojoError
+from ..errors import InvalidTransition, JobNotFound, KojoError, OwnerLost
 from ..logs import get_logger, metadata
 from .idle_board import IdleBoard
 from .lineage import Lineage
@@ -40,7 +41,8 @@ PREFETCH_HOLD = 0.1  # seconds a claimed job may wait behind a running one
 QUICK_JOB = 0.01  # a batch of jobs each quicker than this may grow the next batch
 POLL = 1.0  # safety poll when no notification comes
 MAX_BATCH = 100
-VOUCH_INTERVAL = 2.0  # seconds between checks that a running job's process is still vouched for
+WATCH_INTERVAL = 0.05  # seconds between looks at the anchor while a job runs
+VOUCH_INTERVAL = 1.0  # seconds between asking the database whether it still vouches for us
 log = get_logger("job")
 
 
@@ -48,17 +50,23 @@ class BatchKeeper:
     """Claimed jobs not yet started, and completions not yet written, shared with a thread
     that hands them back to the database when the running job takes too long.
 
-    While a job runs, the thread also checks every VOUCH_INTERVAL that the database
-    still vouches for this process (PostgreSQL: that its anchor session still holds
-    its lock). If not, the process kills itself at once: the cluster already sees it
-    as dead and will re-run its job, which must not also go on running here.
+    While a job runs on a registration that can be lost (PostgreSQL's anchor session),
+    the thread also reads the anchor every WATCH_INTERVAL (a session ended by the
+    server, or by pg_terminate_backend, shows there at once) and asks the database
+    every VOUCH_INTERVAL whether the anchor still holds its lock. If not, the process
+    kills itself at once: the cluster sees it as dead and will re-run its job, which
+    must not also go on running here. Wake-ups the thread reads meanwhile are kept
+    for the main loop (`take_woken`).
     """
 
-    def __init__(self, backend: Backend, owner_id: int) -> None:
+    def __init__(self, backend: Backend, owner: Owner) -> None:
         self.backend = backend
-        self.owner_id = owner_id
-        self._vouch = backend.dialect == "postgres"
+        self.owner = owner
+        self.owner_id = owner.id
+        self._watch_anchor = owner.can_be_lost
+        self._next_look = 0.0
         self._next_vouch = 0.0
+        self._woken = False
         self._lock = threading.Condition()
         self._prefetched: list[dict[str, Any]] = []
         self._completed: list[dict[str, Any]] = []
@@ -79,6 +87,12 @@ class BatchKeeper:
         with self._lock:
             self._running_since = time.monotonic()
             self._lock.notify()
+
+    def take_woken(self) -> bool:
+        """Whether a wake-up for jobs came while a job ran (read by this thread)."""
+        with self._lock:
+            woken, self._woken = self._woken, False
+            return woken
 
     def finished(self, completed: Mapping[str, Any] | None) -> None:
         with self._lock:
@@ -116,10 +130,9 @@ class BatchKeeper:
                 assert since is not None
                 pending = bool(self._prefetched or self._completed)
                 hand_back_at = since + PREFETCH_HOLD if pending else math.inf
-                vouch_at = (
-                    max(since + VOUCH_INTERVAL, self._next_vouch) if self._vouch else math.inf
-                )
-                due = min(hand_back_at, vouch_at)
+                look_at = max(since, self._next_look) if self._watch_anchor else math.inf
+                vouch_at = max(since, self._next_vouch) if self._watch_anchor else math.inf
+                due = min(hand_back_at, look_at, vouch_at)
                 if due > now:
                     self._lock.wait(None if due == math.inf else due - now)
                     continue
@@ -128,15 +141,30 @@ class BatchKeeper:
                 if hand_back_at <= now:
                     prefetched, self._prefetched = self._prefetched, []
                     completed, self._completed = self._completed, []
-                else:
+                if look_at <= now:
+                    self._next_look = now + WATCH_INTERVAL
+                    # Under the lock: the main loop reads the anchor only once no job
+                    # runs (finished() waits for this look to end).
+                    self._look_at_anchor()
+                vouch = vouch_at <= now
+                if vouch:
                     self._next_vouch = now + VOUCH_INTERVAL
             try:
-                if prefetched or completed:
-                    self._write(prefetched, completed)
-                else:
+                self._write(prefetched, completed)
+                if vouch:
                     self._check_vouched()
             except Exception:
                 log.exception("Could not hand back prefetched jobs.")
+
+    def _look_at_anchor(self) -> None:
+        try:
+            notes = self.owner.wait(0)
+        except Exception:
+            notes = []
+        if any(note.topic == "jobs" for note in notes):
+            self._woken = True
+        if self.owner.is_lost():
+            self._die("its database session ended")
 
     def _check_vouched(self) -> None:
         try:
@@ -145,18 +173,22 @@ class BatchKeeper:
             log.exception("Could not check that the database still vouches for this process.")
             return
         if dead:
-            log.critical(
-                "The database no longer vouches for this process (its session was lost): "
-                "stopping now so that its job is not run twice."
-            )
-            os.kill(os.getpid(), signal.SIGKILL)
+            self._die("its database session was lost")
+
+    def _die(self, why: str) -> None:
+        log.critical(
+            f"The database no longer vouches for this process ({why}): "
+            "stopping now so that its job is not run twice."
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def _write(self, prefetched: list[dict[str, Any]], completed: list[dict[str, Any]]) -> None:
         if not prefetched and not completed:
             return
         now = utcnow()
         backend = self.backend
-        with backend.write():
+
+        def write() -> None:
             if completed:
                 backend.job_complete_many(completed, self.owner_id, now)
             for row in prefetched:
@@ -166,6 +198,8 @@ class BatchKeeper:
                     )
                 except (InvalidTransition, JobNotFound):
                     pass  # cancelled or held meanwhile: nothing to give back
+
+        backend.retrying(write)
 
 
 class JobProcess:
@@ -203,7 +237,7 @@ class JobProcess:
         )
         app.use_owner(owner)
         signals = self.signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
-        keeper = BatchKeeper(backend, owner.id)
+        keeper = BatchKeeper(backend, owner)
         code = 0
         try:
             code = self._loop(owner, signals, keeper)
@@ -232,15 +266,18 @@ class JobProcess:
             rows: list[dict[str, Any]] = []
             if wake:
                 now = utcnow()
-                with backend.write():
-                    completed = keeper.take_completed()
-                    if completed:
-                        backend.job_complete_many(completed, owner.id, now)
-                    rows = backend.job_claim(owner.id, self.batch, now)
+                completed = keeper.take_completed()
+                try:
+                    rows = backend.retrying(
+                        functools.partial(backend.job_claim, owner.id, self.batch, now, completed)
+                    )
+                except OwnerLost as exc:
+                    log.critical(f"Stopping: {exc}.")
+                    return 1
             if not rows:
                 if self.board is not None and self.board.idle_since(self.slot) is None:
                     self.board.mark_idle(self.slot)
-                wake = self._idle(owner, signals)
+                wake = keeper.take_woken() or self._idle(owner, signals)
                 continue
             if self.board is not None:
                 self.board.mark_busy(self.slot)

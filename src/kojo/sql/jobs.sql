@@ -97,10 +97,29 @@ SELECT * FROM kojo_process WHERE kojo_process_id = :kojo_process_id
 -- name: process_delete
 DELETE FROM kojo_process WHERE kojo_process_id = :kojo_process_id
 
+-- First statement of a claim's transaction: is this owner still registered? (A reaped
+-- owner's row is gone, and its claims must not go on.) PostgreSQL also asks its anchor.
+
+-- name: owner_vouch
+SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
+
+-- Owners that working jobs or held lock slots still name but that have no process row
+-- (whatever removed it): the sweep probes and reaps them.
+
+-- name: orphan_owners
+SELECT kojo_process_id FROM kojo_job j
+WHERE j.assigned_state = 'working' AND j.kojo_process_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM kojo_process p WHERE p.kojo_process_id = j.kojo_process_id)
+UNION
+SELECT kojo_process_id FROM kojo_semaphore_slot s
+WHERE s.kojo_process_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM kojo_process p WHERE p.kojo_process_id = s.kojo_process_id)
+
 -- name: process_working_jobs
 SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
     j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
-    j.times_panicked, j.kojo_process_id, t.max_crashes, t.auto_delete_interval_duration
+    j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, t.max_crashes,
+    t.auto_delete_interval_duration
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
 

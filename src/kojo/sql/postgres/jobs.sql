@@ -1,6 +1,13 @@
 -- PostgreSQL versions of queries whose text differs from queries.sql.
 
 -- name: job_claim
+-- Never waits, so it can never be part of a deadlock: candidate jobs are taken with
+-- SKIP LOCKED, and so is the type row of each serial type among them. Whoever moves a
+-- job of a serial type into or out of `working` holds that row (job_type_lock), so a
+-- claim never picks a serial type whose working job is being changed, and its insert
+-- into kojo_job_serial_working never waits on another transaction. (A candidate that
+-- fails SKIP LOCKED's re-check stays locked until commit: harmless, as nothing here
+-- waits afterwards.)
 WITH candidate AS (
     SELECT kojo_job_id, type_code, can_work_in_parallel, priority, work_at_date_time
     FROM kojo_job c
@@ -13,10 +20,15 @@ WITH candidate AS (
     ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
+), serial_type AS (
+    SELECT type_code FROM kojo_job_type
+    WHERE type_code IN (SELECT type_code FROM candidate WHERE NOT can_work_in_parallel)
+    FOR NO KEY UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT kojo_job_id, can_work_in_parallel, row_number() OVER (
         PARTITION BY type_code ORDER BY priority DESC, work_at_date_time, kojo_job_id) AS rank
     FROM candidate
+    WHERE can_work_in_parallel OR type_code IN (SELECT type_code FROM serial_type)
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
@@ -25,6 +37,29 @@ FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
   AND (chosen.can_work_in_parallel OR chosen.rank = 1)
 RETURNING kojo_job.*
+
+-- Before a job of a serial type leaves `working` (see job_claim): wait for its type row.
+
+-- name: job_type_lock
+SELECT type_code FROM kojo_job_type WHERE type_code = ANY(CAST(:codes AS text[]))
+ORDER BY type_code
+FOR NO KEY UPDATE
+
+-- A claim's transaction starts here: reaping this owner (owner_reap_guard) waits for
+-- it, or it for the reaping; the check that follows then sees the outcome.
+
+-- name: owner_claim_guard
+SELECT pg_advisory_xact_lock_shared(:reap_namespace, CAST(:owner AS integer))
+
+-- name: owner_vouch
+SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
+    AND NOT pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)) AS vouched
+
+-- Reaping excludes every claim of that owner until commit; an owner with a claim in
+-- flight is left for the next pass (never wait on a process that may be stuck).
+
+-- name: owner_reap_guard
+SELECT pg_try_advisory_xact_lock(:reap_namespace, CAST(:kojo_process_id AS integer)) AS guarded
 
 -- name: owner_probe
 SELECT pg_try_advisory_xact_lock(:namespace, CAST(:kojo_process_id AS integer)) AS dead

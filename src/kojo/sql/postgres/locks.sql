@@ -23,16 +23,21 @@ SELECT pg_notify(:bell, '')
 SELECT slots FROM kojo_semaphore WHERE name = :name FOR KEY SHARE
 
 -- One round trip for the common case: a free slot taken at once (by a newcomer,
--- or by a waiter that was woken, whose row goes with the grant). Returns no
--- row when the slot count differs, the semaphore is new, all slots are taken,
--- or this owner is dead: the caller then takes the full path. Only a free
--- slot is locked, so a failed try writes nothing (and costs no WAL flush).
+-- or by a waiter that was woken, whose row goes with the grant). Returns NULL
+-- slot and token when the slot count differs, the semaphore is new, all slots
+-- are taken, or this owner is dead: the caller then takes the full path. The
+-- slot count is read under a key-share lock of the semaphore's row, which a
+-- resize (lock_semaphore_get's FOR UPDATE) excludes: a count changed meanwhile
+-- is seen, and a take in flight is seen by the resize. A failed try commits
+-- without waiting for the disk (it handed out no token).
 
 -- name: lock_take_fast
-WITH pick AS (
+WITH semaphore AS MATERIALIZED (
+    SELECT slots FROM kojo_semaphore WHERE name = :name FOR KEY SHARE
+), pick AS (
     SELECT slot FROM kojo_semaphore_slot
     WHERE name = :name AND slot < :slots AND kojo_process_id IS NULL
-      AND (SELECT slots FROM kojo_semaphore WHERE name = :name) = :slots
+      AND (SELECT slots FROM semaphore) = :slots
       AND (SELECT NOT pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)))
     ORDER BY slot
     LIMIT 1
@@ -57,8 +62,12 @@ WITH pick AS (
         OFFSET :near
         LIMIT 1
     ) newly_near
+), durability AS (
+    SELECT set_config('synchronous_commit', CASE WHEN EXISTS (SELECT 1 FROM taken)
+        THEN current_setting('synchronous_commit') ELSE 'off' END, true) AS synchronous_commit
 )
-SELECT slot, token, (SELECT count(*) FROM nudge) AS nudged FROM taken
+SELECT t.slot, t.token, (SELECT count(*) FROM nudge) AS nudged
+FROM durability LEFT JOIN taken t ON true
 
 -- Row locks, not the semaphore's: the one-statement path above may take a slot
 -- at the same time. A slot taken meanwhile fails the re-check of FOR UPDATE,
