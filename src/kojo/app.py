@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import states
+from . import bounds, states
 from .backends import Backend, open_backend
-from .clock import as_utc, utcnow
+from .clock import utcnow
 from .errors import (
     DatabaseError,
     InvalidArgument,
@@ -226,11 +226,9 @@ class App:
     ) -> list[int]:
         """Create one job per payload, in one transaction; their ids."""
         now = utcnow()
-        work_at = self._work_at(now, at, delay)
-        if importance is not None and (
-            isinstance(importance, bool) or not isinstance(importance, int)
-        ):
-            raise InvalidArgument(f"importance must be an integer, got {importance!r}")
+        work_at = bounds.work_at(now, at, delay)
+        if importance is not None:
+            importance = bounds.check_importance(importance)
         encoded = [encode_payload(p) for p in payloads]
         if not encoded:
             return []
@@ -256,28 +254,9 @@ class App:
             raise UnknownJobType(f"unknown job type: {type_code!r}")
         raise JobTypeDisabled(f"job type with type code [{type_code}] is not enabled")
 
-    @staticmethod
-    def _work_at(now: datetime, at: datetime | None, delay: float | timedelta | None) -> datetime:
-        if at is not None and delay is not None:
-            raise InvalidArgument("give at= or delay=, not both")
-        if at is not None:
-            if not isinstance(at, datetime):
-                raise InvalidArgument(f"at must be a datetime, got {at!r}")
-            return as_utc(at)
-        if delay is None:
-            return now
-        if isinstance(delay, timedelta):
-            seconds = delay.total_seconds()
-        elif isinstance(delay, int | float) and not isinstance(delay, bool):
-            seconds = float(delay)
-        else:
-            raise InvalidArgument(f"delay must be a number of seconds, got {delay!r}")
-        if seconds < 0 or seconds != seconds:
-            raise InvalidArgument(f"delay must not be negative, got {delay!r}")
-        return now + timedelta(seconds=seconds)
-
     def job(self, job_id: int) -> dict[str, Any]:
         """Every column of a job; JobNotFound if there is none."""
+        job_id = bounds.check_job_id(job_id)
         with database_errors():
             row = self.backend.job_get(job_id)
         if row is None:
@@ -291,6 +270,7 @@ class App:
             raise InvalidArgument(
                 f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
             )
+        limit = bounds.check_limit(limit)
         with database_errors():
             return self.backend.job_list(type_code, state, limit)
 
@@ -307,16 +287,19 @@ class App:
 
     def hold(self, job_id: int) -> dict[str, Any]:
         """Park a waiting or working job: it is not worked again until released."""
+        job_id = bounds.check_job_id(job_id)
         with database_errors():
             return self.backend.job_transition(job_id, states.HOLD)
 
     def release(self, job_id: int) -> dict[str, Any]:
         """Put a held, panicked or crashed job back to waiting."""
+        job_id = bounds.check_job_id(job_id)
         with database_errors():
             return self.backend.job_transition(job_id, states.WAIT_FOR_WORK)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         """Terminate a job (complete_terminated); a running one is stopped where it runs."""
+        job_id = bounds.check_job_id(job_id)
         with database_errors():
             row = self.backend.job_transition(job_id, states.COMPLETE_TERMINATED)
             if row.get("previous_state") == states.State.WORKING.value:
@@ -382,6 +365,8 @@ class App:
         """`with app.semaphore(name, slots) as lease:` at most `slots` holders at a time."""
         from .locks import locks_of
 
+        if job_id is not None:
+            job_id = bounds.check_job_id(job_id)
         return locks_of(self).request(name, slots, timeout, job_id)
 
     def locks(self) -> list[dict[str, Any]]:

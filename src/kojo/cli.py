@@ -19,10 +19,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from . import states
+from . import bounds, states
 from .app import App, database_url
-from .clock import parse_iso
-from .errors import InvalidJobType, KojoError
+from .clock import utcnow
+from .errors import InvalidArgument, InvalidJobType, KojoError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,6 +142,25 @@ def emit_one(row: Mapping[str, Any], as_json: bool) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
+def bounded(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing, as a bad argument (exit 2), a value that `check` refuses
+    (the limits of kojo's columns and of dates: kojo.bounds)."""
+
+    def callback(_: click.Context, __: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            check(value)
+        except InvalidArgument as exc:
+            raise click.BadParameter(str(exc))
+        return value
+
+    return callback
+
+
+job_id_argument = click.argument("job_id", type=int, callback=bounded(bounds.check_job_id))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--database", envvar="KOJO_DATABASE_URL", help="Database URL (KOJO_DATABASE_URL).")
 @click.option("--app", "app_ref", envvar="KOJO_APP", help="MODULE:ATTRIBUTE of a kojo.App.")
@@ -259,15 +278,24 @@ TYPE_COLUMNS = (
 @handle_errors
 def types_list(ctx: Context, as_json: bool) -> None:
     """Job types stored in the database, with each cron type's next fire time."""
-    from . import cron
-    from .clock import utcnow
-
     rows = ctx.app().backend.type_list()
     now = utcnow()
     for row in rows:
-        expression = row.get("cron_expression")
-        row["next_fire"] = cron.next_fire(expression, now) if expression else None
+        row["next_fire"] = _next_fire(row.get("cron_expression"), now)
     emit(rows, as_json, TYPE_COLUMNS)
+
+
+def _next_fire(expression: str | None, now: datetime) -> datetime | None:
+    """The next due minute of a stored expression; None when it has none (or, stored by
+    hand or by an older kojo, it cannot be computed: one bad row must not hide the rest)."""
+    from . import cron
+
+    if not expression:
+        return None
+    try:
+        return cron.next_fire(expression, now)
+    except (ValueError, OverflowError):
+        return None
 
 
 @types.command("register")
@@ -334,9 +362,13 @@ def parse_at(_: click.Context, __: click.Parameter, value: str | None) -> dateti
     if value is None:
         return None
     try:
-        return parse_iso(value)
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO-8601 date-time")
+    try:
+        return bounds.check_at(parsed)  # within the dates Python holds once in UTC
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc))
 
 
 def parse_payload(_: click.Context, __: click.Parameter, value: str | None) -> Any:
@@ -351,9 +383,19 @@ def parse_payload(_: click.Context, __: click.Parameter, value: str | None) -> A
 @jobs.command("schedule")
 @click.argument("code")
 @click.option("--at", callback=parse_at, help="When to run it (ISO-8601, UTC if no offset).")
-@click.option("--delay", type=click.FloatRange(min=0), help="Run it after this many seconds.")
+@click.option(
+    "--delay",
+    type=float,
+    callback=bounded(lambda delay: bounds.check_delay(utcnow(), delay)),
+    help="Run it after this many seconds.",
+)
 @click.option("--payload", callback=parse_payload, help="A JSON value given to the worker.")
-@click.option("--importance", type=int, help="Overrides the type's default_importance.")
+@click.option(
+    "--importance",
+    type=int,
+    callback=bounded(bounds.check_importance),
+    help="Overrides the type's default_importance (a 32-bit integer).",
+)
 @json_option
 @shared_options
 @pass_context
@@ -370,7 +412,12 @@ def jobs_schedule(
     """Create a job of type CODE; prints its id."""
     if at is not None and delay is not None:
         raise click.UsageError("give --at or --delay, not both")
-    job_id = ctx.app().schedule(code, payload=payload, at=at, delay=delay, importance=importance)
+    try:
+        job_id = ctx.app().schedule(
+            code, payload=payload, at=at, delay=delay, importance=importance
+        )
+    except InvalidArgument as exc:  # the options were checked above; this is a backstop
+        raise click.UsageError(str(exc))
     click.echo(json.dumps({"id": job_id}) if as_json else str(job_id))
 
 
@@ -381,7 +428,9 @@ def jobs_schedule(
     type=click.Choice(sorted(s.value for s in states.State)),
     help="Only jobs in this state.",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=bounds.INT8_MAX), default=1000, show_default=True
+)
 @json_option
 @shared_options
 @pass_context
@@ -394,7 +443,7 @@ def jobs_list(
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@job_id_argument
 @json_option
 @shared_options
 @pass_context
@@ -406,7 +455,7 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
 
 def _operator_action(name: str, doc: str) -> None:
     @jobs.command(name, help=doc)
-    @click.argument("job_id", type=int)
+    @job_id_argument
     @json_option
     @shared_options
     @pass_context
@@ -482,13 +531,12 @@ def server_start(
     app = ctx.app()
     if path:
         app.load_job_types(path)
-    app.install()
     options = PoolOptions(host_name.strip(), max_processes, shutdown_timeout)
     sys.exit(Server(app, options).run())
 
 
 @cli.command("work")
-@click.argument("job_id", type=int)
+@job_id_argument
 @click.option("--inline", is_flag=True, required=True, help="Run in this process (no fork).")
 @click.option("--file", "path", type=click.Path(dir_okay=False), help="A YAML file of job types.")
 @shared_options

@@ -34,9 +34,14 @@ _SECONDS = {
 }
 
 
+class DurationTooLong(ValueError):
+    """A well-formed ISO-8601 duration longer than a timedelta can hold."""
+
+
 @lru_cache(maxsize=1024)
 def parse_duration(text: str) -> timedelta:
-    """Parse an ISO-8601 duration; ValueError names the text when it is not one."""
+    """Parse an ISO-8601 duration; ValueError names the text when it is not one, or when
+    it is longer than a timedelta can hold."""
     match = _PATTERN.match(text.strip().upper()) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not an ISO-8601 duration: {text!r}")
@@ -44,7 +49,10 @@ def parse_duration(text: str) -> timedelta:
     for unit, value in match.groupdict().items():
         if value is not None:
             total += float(value.replace(",", ".")) * _SECONDS[unit]
-    return timedelta(seconds=total)
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:  # past timedelta's 999,999,999 days (or an infinite float)
+        raise DurationTooLong(f"ISO-8601 duration too long to compute with: {text!r}") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -56,5 +56,10 @@ class DatabaseError(KojoError):
     """The database failed or is unreachable, or the URL is not supported."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached or used now (down, restarting, disk full, locked):
+    trying again later may succeed."""
+
+
 class SchemaMissing(DatabaseError):
     """kojo's tables are not installed in this database: run `kojo db install`."""

@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from . import cron
-from .durations import format_duration, parse_duration
+from . import bounds, cron
+from .clock import utcnow
+from .durations import DurationTooLong, format_duration, parse_duration
 from .errors import InvalidJobType
 
 CODE_PATTERN = re.compile(r"^[a-z0-9_.-]{1,255}$")
@@ -69,11 +70,14 @@ def _bad(name: str, value: object, why: str) -> InvalidJobType:
     return InvalidJobType(f"invalid job type field {name}={value!r}: {why}")
 
 
-def _int(name: str, value: object, minimum: int | None = 0) -> int:
+def _int(name: str, value: object, minimum: int = 0) -> int:
+    """An integer in [minimum, the int4 maximum]: the columns are PostgreSQL `integer`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(name, value, "must be an integer")
-    if minimum is not None and value < minimum:
+    if value < minimum:
         raise _bad(name, value, f"must be >= {minimum}")
+    if value > bounds.INT4_MAX:
+        raise _bad(name, value, f"must be <= {bounds.INT4_MAX} (a 32-bit integer)")
     return value
 
 
@@ -84,17 +88,38 @@ def _bool(name: str, value: object) -> bool:
 
 
 def _duration(name: str, value: object) -> str:
+    """The canonical text of a duration that dates can be computed with (see bounds)."""
+    too_long = f"must be at most {bounds.MAX_DURATION_TEXT} ({bounds.MAX_DURATION.days} days)"
     if isinstance(value, timedelta):
         if value.total_seconds() < 0:
             raise _bad(name, value, "must not be negative")
+        if value > bounds.MAX_DURATION:
+            raise _bad(name, value, too_long)
         return format_duration(value)
     if not isinstance(value, str):
         raise _bad(name, value, "must be an ISO-8601 duration such as P1D or PT60S")
     try:
-        parse_duration(value)
+        interval = parse_duration(value)
+    except DurationTooLong:
+        raise _bad(name, value, too_long)
     except ValueError:
         raise _bad(name, value, "must be an ISO-8601 duration such as P1D or PT60S")
+    if interval > bounds.MAX_DURATION:
+        raise _bad(name, value, too_long)
     return value.strip().upper()
+
+
+def _cron_expression(expression: object) -> str:
+    """A cron expression that is valid and fires at least once from now on."""
+    try:
+        normalized = cron.normalize(expression)  # type: ignore[arg-type]
+    except ValueError:
+        raise _bad("cron_expression", expression, "must be 5-field cron or an @macro")
+    try:
+        cron.next_fire(normalized, utcnow())
+    except (ValueError, OverflowError):  # croniter's CroniterBadDateError is a ValueError
+        raise _bad("cron_expression", expression, "never fires (no such date)")
+    return " ".join(str(expression).split())
 
 
 def worker_uri_of(worker: Worker) -> str:
@@ -147,18 +172,14 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
 
     expression = options.get("cron_expression")
     if expression is not None:
-        try:
-            cron.normalize(expression)
-        except ValueError:
-            raise _bad("cron_expression", expression, "must be 5-field cron or an @macro")
-        values["cron_expression"] = " ".join(expression.split())
+        values["cron_expression"] = _cron_expression(expression)
 
     for key in ("can_work_in_parallel", "is_enabled", "auto_complete_success"):
         if key in options:
             values[key] = _bool(key, options[key])
     if "default_importance" in options:
         values["default_importance"] = _int(
-            "default_importance", options["default_importance"], None
+            "default_importance", options["default_importance"], bounds.INT4_MIN
         )
     for key in ("schedule_limit", "schedule_limit_allowance", "max_retries", "max_crashes"):
         if key in options:
@@ -171,14 +192,17 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
     if timeout is not None:
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
-        # `not 0 < t < inf` also refuses NaN, which compares false with everything.
+        # `not 0 < t <= max` also refuses NaN, which compares false with everything.
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
-            or not 0 < timeout < float("inf")
+            or not 0 < timeout <= bounds.MAX_TIMEOUT_SECONDS
         ):
             raise _bad(
-                "timeout", options["timeout"], "must be a positive, finite number of seconds"
+                "timeout",
+                options["timeout"],
+                f"must be a positive number of seconds, at most {bounds.MAX_TIMEOUT_SECONDS} "
+                "(365 days)",
             )
         values["timeout"] = float(timeout)
 

@@ -14,8 +14,8 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import states
-from .clock import as_utc, utcnow
+from . import bounds, states
+from .clock import utcnow
 from .errors import InvalidArgument, InvalidTransition
 from .logs import JobLogger
 
@@ -114,13 +114,10 @@ class Job:
         if delay is not None and at is not None:
             raise InvalidArgument("retry: give delay or at, not both")
         now = utcnow()
-        if at is not None:
-            work_at = as_utc(at)
-        else:
-            seconds = delay.total_seconds() if isinstance(delay, timedelta) else (delay or 0)
-            if seconds < 0:
-                raise InvalidArgument(f"retry: delay must not be negative, got {delay!r}")
-            work_at = now + timedelta(seconds=seconds)
+        try:
+            work_at = bounds.work_at(now, at, delay)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"retry: {exc}") from None
         self._request(states.RETRY, now=now, work_at=work_at)
 
     def hold(self) -> None:

@@ -114,7 +114,7 @@ class LockStore:
         }
         contenders |= {w.owner_id for w in self.waiters(name, EVERY_WAITER)}
         for contender in sorted(contenders):
-            if contender == me or not backend.reap_owner(int(contender)):
+            if contender == me or not backend.free_dead_owner_locks(int(contender)):
                 raise SlotsMismatch(
                     f"semaphore {name!r} has {current} slots, but {slots} were asked for "
                     "(all users of one name must agree on its slots)"
@@ -213,7 +213,11 @@ class LockStore:
         for waiter in waiters:
             if len(chosen) == count:
                 break
-            if waiter.dead and waiter.owner_id != me and self.backend.reap_owner(waiter.owner_id):
+            if (
+                waiter.dead
+                and waiter.owner_id != me
+                and self.backend.free_dead_owner_locks(waiter.owner_id)
+            ):
                 continue
             chosen.append(waiter.bell)
         return chosen
@@ -242,7 +246,7 @@ class LockStore:
             rung = any(r["rung"] for r in rows)
             for waiter in heads:
                 if waiter.dead:  # died waiting: its row would be looked at again and again
-                    backend.reap_owner(waiter.owner_id)
+                    backend.free_dead_owner_locks(waiter.owner_id)
             return bool(first["freed"]), bool(first["dead"]), rung, heads
         row = backend.fetchone("lock_release", params)
         dead = backend.owner_is_dead(me)

@@ -376,7 +376,7 @@ class Locks:
                 if taken is None:
                     queue = store.look(me, name, slots, waiter_id)
                     for holder in queue.dead:
-                        reaped = store.backend.reap_owner(holder, now) or reaped
+                        reaped = store.backend.free_dead_owner_locks(holder) or reaped
                     if reaped:
                         taken = store.take(me, name, slots, job_id, now, waiter_id)
                 if taken is not None:
@@ -536,7 +536,7 @@ class Locks:
             for _ in range(2):
                 holders, waiters = store.holders_and_waiters()
                 owners = {int(r["kojo_process_id"]) for r in holders + waiters}
-                if not [o for o in sorted(owners) if store.backend.reap_owner(o)]:
+                if not [o for o in sorted(owners) if store.backend.free_dead_owner_locks(o)]:
                     break
         rows = [{"state": "held", **h} for h in holders]
         rows += [{"state": "waiting", **w} for w in waiters]

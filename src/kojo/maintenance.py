@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import cron_scheduler, states
+from .backends.availability import one_line
 from .clock import as_utc, utcnow
 from .errors import InvalidTransition, JobNotFound
 from .logs import get_logger
@@ -155,15 +156,24 @@ def run_once(
         ("deleted", lambda: delete_completed(app, now)),
         ("messages_deleted", lambda: delete_old_messages(app, now)),
     ]
+    failures: list[BaseException] = []
     for name, duty in duties:
         try:
             result = duty()
-        except Exception:
+        except Exception as exc:
             report["errors"].append(name)
-            log.exception(f"Maintenance duty [{name}] failed", extra={"context": {"duty": name}})
+            failures.append(exc)
+            if backend.is_unavailable(exc):
+                log.debug(f"Maintenance duty [{name}] failed: {one_line(exc)}")
+            else:
+                log.exception(
+                    f"Maintenance duty [{name}] failed", extra={"context": {"duty": name}}
+                )
             continue
         if isinstance(result, dict):
             report.update(result)
         else:
             report[name] = result
+    if failures:
+        report["failures"] = failures
     return report

@@ -7,7 +7,8 @@ owner), so two processes can never both apply a transition.
 
 Differences from Kōjō 5.x (reference §12.4), on purpose:
 - last_transition_date_time is the time of the transition (Q1 fixed).
-- priority is a signed integer and may go below zero (Q2 fixed).
+- priority is a signed integer and may go below zero (Q2 fixed); lowering it
+  saturates at the int4 minimum, so a job at the bound can still crash.
 - `panic` is refused from terminal states, so an explicit request always
   wins over auto-completion instead of panicking the job.
 - `complete_terminated` (cancel) is also allowed from crashed, hold and
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from . import bounds
 from .errors import InvalidTransition
 
 
@@ -191,10 +193,10 @@ def plan(
         changes["times_worked"] = max(0, int(row["times_worked"]) - 1)
         changes["previous_state"] = row["previous_state"]
     if transition.lowers_priority:
-        changes["priority"] = int(row["priority"]) - 1
+        changes["priority"] = bounds.lower_priority(int(row["priority"]))
     if transition.completes:
         changes["completed_at_date_time"] = now
-        changes["delete_after_date_time"] = now + auto_delete_interval
+        changes["delete_after_date_time"] = bounds.add_saturating(now, auto_delete_interval)
     if transition is RETRY:
         changes["work_at_date_time"] = work_at if work_at is not None else now
     return changes

@@ -12,6 +12,7 @@ implements the two primitives the rest of kojo is built on:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -28,7 +29,13 @@ from typing import Any, TypeVar
 from .. import states
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
-from ..errors import InvalidTransition, JobNotFound, OwnerLost, SchemaMissing
+from ..errors import (
+    DatabaseUnavailable,
+    InvalidTransition,
+    JobNotFound,
+    OwnerLost,
+    SchemaMissing,
+)
 from ..job_types import JobType
 from ..sql import SCHEMA_VERSION, queries, schema
 
@@ -38,6 +45,10 @@ UNIQUE_VIOLATION = "23505"  # SQLSTATE
 # running it again is safe (kojo's claims never wait, but a user's transaction may).
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 TRANSIENT_ATTEMPTS = 5
+# Owner files and doorbells on a full, failing, read-only or briefly unreadable disk.
+UNAVAILABLE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.ENOENT}
+)
 # Each failed attempt means another claimer committed a serial job meanwhile.
 CLAIM_ATTEMPTS = 20
 BOOL_COLUMNS = frozenset(
@@ -143,8 +154,9 @@ class Owner(ABC):
         """True when the backend can no longer vouch for this owner (anchor dropped)."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Unregister: locks and claims of this owner become free at once."""
+    def close(self, *, blame: bool = True) -> None:
+        """Unregister: locks and claims of this owner become free at once (its working
+        jobs crashed, counted against them unless `blame` is False)."""
 
     @abstractmethod
     def abandon(self) -> None:
@@ -225,6 +237,19 @@ class Backend(ABC):
 
     def _is_broken(self, conn: Any) -> bool:
         """Whether a connection can no longer be used (dialects that can tell override)."""
+        return False
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether `exc` means "the database cannot be used now, try again later" (down,
+        restarting, a killed session, a full disk, locked past the busy timeout) rather
+        than a mistake. See availability.py."""
+        if isinstance(exc, DatabaseUnavailable):
+            return True
+        if isinstance(exc, OSError):
+            return exc.errno in UNAVAILABLE_ERRNOS
+        return self._driver_unavailable(exc)
+
+    def _driver_unavailable(self, exc: BaseException) -> bool:
         return False
 
     def new_connection(self) -> Any:
@@ -396,7 +421,7 @@ class Backend(ABC):
             "info": json.dumps(dict(info.extra or {})),
         }
 
-    def reap_owner(self, owner_id: int, now: datetime | None = None) -> bool:
+    def reap_owner(self, owner_id: int, now: datetime | None = None, *, blame: bool = True) -> bool:
         """If `owner_id` is dead: forget it, crash its working jobs, free its locks.
 
         Returns True when the owner was dead and has been reaped. The process row is
@@ -404,41 +429,67 @@ class Backend(ABC):
         (`_guard_reap`): a claim checks that row under the same guard, so once it is
         gone no claim of this owner can commit, and the working jobs read next are
         all it will ever have.
+
+        `blame`: count the crash against each job (times_crashed + 1, priority - 1, and
+        panicked at max_crashes). Only a death that may be the job's doing is blamed: its
+        process died while its root watched (docs/guarantees.md); a re-run caused by an
+        outage, a lost registration or the loss of kojo's own processes is not.
         """
         now = now or utcnow()
-        if not self.retrying(lambda: self._reap(owner_id, now)):
+        if not self.retrying(lambda: self._reap(owner_id, now, blame)):
             return False
         self._owner_forgotten(owner_id)
         return True
 
-    def _reap(self, owner_id: int, now: datetime) -> bool:
+    def _reap(self, owner_id: int, now: datetime, blame: bool) -> bool:
         if not self._guard_reap(owner_id) or not self.owner_is_dead(owner_id):
             return False
         self.execute("process_delete", {"kojo_process_id": owner_id})
         for job in self.fetchall("process_working_jobs", {"kojo_process_id": owner_id}):
-            crashes_after = int(job["times_crashed"]) + 1
-            transition = states.CRASH
-            if crashes_after >= int(job["max_crashes"]):
-                transition = states.PANIC
-            changes = states.plan(
-                transition,
-                job,
-                now=now,
-                auto_delete_interval=parse_duration(job["auto_delete_interval_duration"]),
-            )
-            if transition is states.PANIC:
-                # The process died: that is a crash too, even when it ends the job.
-                changes["times_crashed"] = crashes_after
-                changes["last_error"] = (
-                    f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
-                )
-            self._apply(job, changes, owner=owner_id)
+            self._apply(job, self._crash_changes(job, now, blame), owner=owner_id)
         freed_slots = self.execute("process_release_slots", {"kojo_process_id": owner_id})
         self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
         self.notify("jobs")
         if freed_slots:
             self.notify("locks")
         return True
+
+    @staticmethod
+    def _crash_changes(job: Mapping[str, Any], now: datetime, blame: bool) -> dict[str, Any]:
+        auto_delete = parse_duration(job["auto_delete_interval_duration"])
+        if not blame:
+            changes = states.plan(states.CRASH, job, now=now, auto_delete_interval=auto_delete)
+            changes["times_crashed"] = job["times_crashed"]
+            changes["priority"] = job["priority"]
+            changes["last_error"] = (
+                "re-run: its process stopped for a reason not counted against the job "
+                "(lost database registration, or kojo's own process tree went away)"
+            )
+            return changes
+        crashes_after = int(job["times_crashed"]) + 1
+        transition = states.CRASH if crashes_after < int(job["max_crashes"]) else states.PANIC
+        changes = states.plan(transition, job, now=now, auto_delete_interval=auto_delete)
+        if transition is states.PANIC:
+            # The process died: that is a crash too, even when it ends the job.
+            changes["times_crashed"] = crashes_after
+            changes["last_error"] = (
+                f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
+            )
+        return changes
+
+    def free_dead_owner_locks(self, owner_id: int) -> bool:
+        """If `owner_id` is dead: free its lock slots and drop its waiter rows now (its
+        process row and jobs are left to whoever reaps it, who knows how it died)."""
+
+        def free() -> bool:
+            if not self.owner_is_dead(owner_id):
+                return False
+            if self.execute("process_release_slots", {"kojo_process_id": owner_id}):
+                self.notify("locks")
+            self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
+            return True
+
+        return self.retrying(free)
 
     def _guard_reap(self, owner_id: int) -> bool:
         """In the reaping transaction: exclude this owner's claims until commit (False: a
@@ -458,32 +509,50 @@ class Backend(ABC):
         PostgreSQL job_claim. SQLite's writes are serial, so there is nothing to order."""
 
     def reap_dead_owners(self, now: datetime | None = None) -> list[int]:
-        """Reap every registered process that has died, and every owner that working jobs
-        or lock slots still name without a process row; their ids."""
+        """Reap every registered process that has died (but those a live root will reap),
+        and every owner that working jobs or lock slots still name without a process
+        row; their ids. Nothing reaped here is blamed on its jobs."""
         reaped = [int(row["kojo_process_id"]) for row in self._reap_dead(now)[1]]
         return reaped + self.reap_orphans(now)
 
     def reap_orphans(self, now: datetime | None = None) -> list[int]:
         """Reap the dead owners that jobs or slots name but kojo_process no longer lists."""
         orphans = [int(row["kojo_process_id"]) for row in self.fetchall("orphan_owners")]
-        return [owner for owner in orphans if self.reap_owner(owner, now)]
+        return [owner for owner in orphans if self.reap_owner(owner, now, blame=False)]
 
     def _reap_dead(self, now: datetime | None = None) -> tuple[list[Row], list[Row]]:
         """(live, reaped) process rows. Each owner is probed outside any transaction
         first, so a pass over live processes writes nothing (and, on SQLite, takes no
-        write lock); only the dead are reaped, re-probed inside the reaping transaction."""
+        write lock); only the dead are reaped, re-probed inside the reaping transaction.
+
+        A dead job process or maintainer whose root lives is left to that root: it saw
+        how its child died, and only it can tell a crash from a lost registration."""
+        rows = self.fetchall("process_list")
+        dead = {int(r["kojo_process_id"]) for r in rows if self.owner_is_dead(r["kojo_process_id"])}
+        live_roots = {
+            (r["host_name"], int(r["process_id"]))
+            for r in rows
+            if r["kind"] == "root" and int(r["kojo_process_id"]) not in dead
+        }
         alive, reaped = [], []
-        for row in self.fetchall("process_list"):
+        for row in rows:
             owner_id = int(row["kojo_process_id"])
-            if self.owner_is_dead(owner_id) and self.reap_owner(owner_id, now):
+            if owner_id not in dead:
+                alive.append(row)
+            elif row["kind"] in ("job", "maintainer") and (
+                (row["host_name"], int(row["parent_process_id"])) in live_roots
+            ):
+                continue
+            elif self.reap_owner(owner_id, now, blame=False):
                 reaped.append(row)
             else:
                 alive.append(row)
         return alive, reaped
 
-    def owner_of_process(self, host_name: str, pid: int) -> int | None:
-        row = self.fetchone("process_find", {"host_name": host_name, "process_id": pid})
-        return int(row["kojo_process_id"]) if row else None
+    def owners_of_process(self, host_name: str, pid: int) -> list[int]:
+        """Every registration (live or not yet reaped) of process `pid` on `host_name`."""
+        rows = self.fetchall("process_find", {"host_name": host_name, "process_id": pid})
+        return [int(row["kojo_process_id"]) for row in rows]
 
     def processes(self) -> list[Row]:
         """Registered processes that are alive (dead ones are reaped on the way)."""

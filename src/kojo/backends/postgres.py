@@ -24,7 +24,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from ..clock import utcnow
-from ..errors import DatabaseError
+from ..errors import DatabaseUnavailable
+from .availability import POSTGRES_UNAVAILABLE_CLASSES, POSTGRES_UNAVAILABLE_CODES
 from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
@@ -57,7 +58,9 @@ class PostgresBackend(Backend):
                 connect_timeout=10,
             )
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to {self.safe_url()}: {exc}".strip()) from exc
+            raise DatabaseUnavailable(
+                f"cannot connect to {self.safe_url()}: {_first_line(exc)}"
+            ) from exc
 
     def _prepare(self, text: str) -> str:
         return to_pyformat(text)
@@ -73,6 +76,12 @@ class PostgresBackend(Backend):
 
     def _id_list(self, ids: list[int]) -> Any:
         return ids
+
+    def _driver_unavailable(self, exc: BaseException) -> bool:
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return True  # connection lost or refused, server shutting down, disk full...
+        code = getattr(exc, "sqlstate", None) or ""
+        return code in POSTGRES_UNAVAILABLE_CODES or code[:2] in POSTGRES_UNAVAILABLE_CLASSES
 
     def _is_missing_table(self, exc: Exception) -> bool:
         return isinstance(exc, pg_errors.UndefinedTable)
@@ -143,6 +152,11 @@ class PostgresBackend(Backend):
             )
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
 def abandon_socket(conn: Any) -> None:
     """Make a connection inherited through fork() unusable here without ending the session.
 
@@ -180,7 +194,9 @@ class PostgresOwner(Owner):
                 row_factory=dict_row,
             )
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to {backend.safe_url()}: {exc}") from exc
+            raise DatabaseUnavailable(
+                f"cannot connect to {backend.safe_url()}: {_first_line(exc)}"
+            ) from exc
         params = backend.process_info_params(info, now)
         with self.anchor.transaction():
             row = self.anchor.execute(backend.query("process_register"), params).fetchone()
@@ -216,7 +232,7 @@ class PostgresOwner(Owner):
             return True
         return self.anchor.pgconn.status != psycopg.pq.ConnStatus.OK
 
-    def close(self) -> None:
+    def close(self, *, blame: bool = True) -> None:
         if self._pid != os.getpid() or self.anchor.closed:
             return
         try:
@@ -228,7 +244,7 @@ class PostgresOwner(Owner):
         try:
             self.anchor.close()
         finally:
-            self.backend.reap_owner(self.id)
+            self.backend.reap_owner(self.id, blame=blame)
 
     def abandon(self) -> None:
         if self._abandoned or self.anchor.closed:

@@ -25,7 +25,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..clock import as_utc, utcnow
-from ..errors import DatabaseError
+from ..errors import DatabaseError, DatabaseUnavailable
+from .availability import SQLITE_UNAVAILABLE_PREFIXES
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -136,7 +137,9 @@ class SqliteBackend(Backend):
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
-            raise DatabaseError(f"directory of sqlite database does not exist: {self.path.parent}")
+            raise DatabaseUnavailable(
+                f"directory of sqlite database does not exist: {self.path.parent}"
+            )
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=60.0, check_same_thread=False
@@ -147,7 +150,8 @@ class SqliteBackend(Backend):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot open sqlite database {self.path}: {exc}") from exc
+            error = DatabaseUnavailable if self._driver_unavailable(exc) else DatabaseError
+            raise error(f"cannot open sqlite database {self.path}: {exc}") from exc
         return conn
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
@@ -172,6 +176,16 @@ class SqliteBackend(Backend):
 
     def _prepare(self, text: str) -> str:
         return text
+
+    def _driver_unavailable(self, exc: BaseException) -> bool:
+        if not isinstance(exc, sqlite3.Error):
+            return False
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(SQLITE_UNAVAILABLE_PREFIXES):
+            return True
+        # Errors raised before SQLite gave a code (e.g. while opening).
+        text = str(exc)
+        return "locked" in text or "disk" in text or "unable to open" in text
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -321,13 +335,13 @@ class SqliteOwner(Owner):
     def is_lost(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
+    def close(self, *, blame: bool = True) -> None:
         if self._closed or self._pid != os.getpid():
             return
         self._closed = True
         self._bell.close()
         os.close(self._fd)  # the flock goes with it: we are now "dead"
-        self.backend.reap_owner(self.id)
+        self.backend.reap_owner(self.id, blame=blame)
 
     def abandon(self) -> None:
         # The child shares the parent's open file description: closing our copy

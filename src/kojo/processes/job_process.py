@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from .. import runner, states
 from ..backends import Owner, ProcessInfo
+from ..backends.availability import Backoff, one_line
 from ..clock import utcnow
-from ..errors import InvalidTransition, JobNotFound, KojoError, OwnerLost
+from ..errors import DatabaseUnavailable, InvalidTransition, JobNotFound, KojoError, OwnerLost
 from ..logs import get_logger, metadata
+from . import patience
 from .idle_board import IdleBoard
 from .lineage import Lineage
 from .signal_queue import SignalQueue
@@ -105,6 +107,11 @@ class BatchKeeper:
             taken, self._completed = self._completed, []
             return taken
 
+    def give_back_completed(self, completed: list[dict[str, Any]]) -> None:
+        """Completions that could not be written: kept for the next try."""
+        with self._lock:
+            self._completed[:0] = completed
+
     def flush(self) -> None:
         """Give back prefetched jobs and write pending completions now (this thread)."""
         with self._lock:
@@ -151,10 +158,14 @@ class BatchKeeper:
                     self._next_vouch = now + VOUCH_INTERVAL
             try:
                 self._write(prefetched, completed)
-                if vouch:
-                    self._check_vouched()
-            except Exception:
-                log.exception("Could not hand back prefetched jobs.")
+            except Exception as exc:
+                with self._lock:  # still ours: run them, or write them, later
+                    self._prefetched[:0] = prefetched
+                    self._completed[:0] = completed
+                if not self.backend.is_unavailable(exc):
+                    log.exception("Could not hand back prefetched jobs.")
+            if vouch:
+                self._check_vouched()
 
     def _look_at_anchor(self) -> None:
         try:
@@ -169,18 +180,19 @@ class BatchKeeper:
     def _check_vouched(self) -> None:
         try:
             dead = self.backend.owner_is_dead(self.owner_id)
-        except Exception:
-            log.exception("Could not check that the database still vouches for this process.")
-            return
+        except Exception as exc:
+            if not self.backend.is_unavailable(exc):
+                log.exception("Could not check that the database still vouches for this process.")
+            return  # an unreachable database cannot reap us either; the anchor look tells
         if dead:
             self._die("its database session was lost")
 
     def _die(self, why: str) -> None:
-        log.critical(
+        log.warning(
             f"The database no longer vouches for this process ({why}): "
-            "stopping now so that its job is not run twice."
+            "stopping now so that its job is not run twice; it will be re-run."
         )
-        os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(patience.EXIT_REGISTRATION_LOST)
 
     def _write(self, prefetched: list[dict[str, Any]], completed: list[dict[str, Any]]) -> None:
         if not prefetched and not completed:
@@ -232,20 +244,34 @@ class JobProcess:
     def run(self) -> int:
         app = self.app
         backend = app.backend
-        owner = backend.register_owner(
-            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "job")
-        )
-        app.use_owner(owner)
         signals = self.signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
+        backoff = Backoff(f"Job process [{os.getpid()}]", log)
+        owner = patience.register(
+            backend,
+            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "job"),
+            backoff,
+            signals,
+            self.stop_requested,
+        )
+        if owner is None:
+            return 0
+        app.use_owner(owner)
         keeper = BatchKeeper(backend, owner)
         code = 0
         try:
-            code = self._loop(owner, signals, keeper)
+            code = self._loop(owner, signals, keeper, backoff)
         finally:
             try:
                 keeper.close()
+            except Exception as exc:
+                if not backend.is_unavailable(exc):
+                    raise
             finally:
-                owner.close()
+                try:
+                    owner.close(blame=code != patience.EXIT_REGISTRATION_LOST)
+                except Exception as exc:
+                    if not backend.is_unavailable(exc):
+                        raise  # else: whoever reaps this owner later crashes what it held
         return code
 
     def _handle_signals(self, signals: SignalQueue) -> None:
@@ -253,7 +279,9 @@ class JobProcess:
             if signum in (signal.SIGTERM, signal.SIGUSR1):
                 self.stopping = True
 
-    def _loop(self, owner: Owner, signals: SignalQueue, keeper: BatchKeeper) -> int:
+    def _loop(
+        self, owner: Owner, signals: SignalQueue, keeper: BatchKeeper, backoff: Backoff
+    ) -> int:
         backend = self.app.backend
         wake = True
         while True:
@@ -261,27 +289,43 @@ class JobProcess:
             if self.stopping:
                 return 0
             if owner.is_lost():
-                log.critical("Lost the database session that vouches for this process.")
-                return 1
+                log.warning("Lost the database session that registers this process: stopping.")
+                return patience.EXIT_REGISTRATION_LOST
             rows: list[dict[str, Any]] = []
-            if wake:
-                now = utcnow()
-                completed = keeper.take_completed()
-                try:
+            completed = keeper.take_completed()
+            try:
+                if wake or completed:
+                    now = utcnow()
                     rows = backend.retrying(
                         functools.partial(backend.job_claim, owner.id, self.batch, now, completed)
                     )
-                except OwnerLost as exc:
-                    log.critical(f"Stopping: {exc}.")
-                    return 1
-            if not rows:
-                if self.board is not None and self.board.idle_since(self.slot) is None:
-                    self.board.mark_idle(self.slot)
-                wake = keeper.take_woken() or self._idle(owner, signals)
+                    completed = []
+                if not rows:
+                    if self.board is not None and self.board.idle_since(self.slot) is None:
+                        self.board.mark_idle(self.slot)
+                    wake = keeper.take_woken() or self._idle(owner, signals)
+                    backoff.succeeded()
+                    continue
+            except OwnerLost as exc:
+                log.warning(f"Stopping: {exc}.")
+                return patience.EXIT_REGISTRATION_LOST
+            except Exception as exc:
+                if not backend.is_unavailable(exc):
+                    raise
+                keeper.give_back_completed(completed)  # written by the next claim
+                patience.pause(signals, backoff.failed(exc))
+                wake = True
                 continue
+            backoff.succeeded()
             if self.board is not None:
                 self.board.mark_busy(self.slot)
-            self._work_batch(owner, keeper, [runner.with_type(self.app, r) for r in rows])
+            unsettled = self._work_batch(owner, keeper, rows)
+            if unsettled is not None:
+                log.warning(
+                    f"Stopping: the outcome of job with ID[{unsettled[0]}] could not be "
+                    f"written ({unsettled[1]}); it will be re-run."
+                )
+                return patience.EXIT_REGISTRATION_LOST
             wake = True
 
     def _idle(self, owner: Owner, signals: SignalQueue) -> bool:
@@ -295,17 +339,40 @@ class JobProcess:
         if not ready:
             return True
         if owner.fileno() in ready:
-            notes = owner.wait(0)
+            try:
+                notes = owner.wait(0)
+            except Exception as exc:
+                if owner.is_lost():
+                    return False  # the loop sees it
+                raise DatabaseUnavailable(str(exc)) from exc
             return any(n.topic == "jobs" for n in notes)
         return False
 
-    def _work_batch(self, owner: Owner, keeper: BatchKeeper, rows: list[dict[str, Any]]) -> None:
+    def _work_batch(
+        self, owner: Owner, keeper: BatchKeeper, rows: list[dict[str, Any]]
+    ) -> tuple[int, str] | None:
+        """Work the claimed rows; (job id, error) of a job whose outcome could not be
+        written because the database was unavailable, which stops the batch."""
+        try:
+            rows = [runner.with_type(self.app, row) for row in rows]
+        except Exception as exc:
+            if not self.app.backend.is_unavailable(exc):
+                raise
+            return (int(rows[0]["kojo_job_id"]), one_line(exc))
         keeper.hand(rows[1:])
         current: dict[str, Any] | None = rows[0]
         quick = True
+        unsettled: tuple[int, str] | None = None
         while current is not None:
             started = time.monotonic()
-            outcome = self._work(owner, keeper, current)
+            try:
+                outcome = self._work(owner, keeper, current)
+            except Exception as exc:
+                if not self.app.backend.is_unavailable(exc):
+                    raise
+                keeper.finished(None)
+                unsettled = (int(current["kojo_job_id"]), one_line(exc))
+                break
             keeper.finished(current if outcome == runner.AUTO_COMPLETE else None)
             if time.monotonic() - started > QUICK_JOB:
                 quick = False
@@ -313,8 +380,13 @@ class JobProcess:
                 break
             current = keeper.next()
         self.batch = min(MAX_BATCH, self.batch * 2) if quick and len(rows) == self.batch else 1
-        if self.stopping:
-            keeper.flush()
+        if self.stopping or unsettled is not None:
+            try:
+                keeper.flush()
+            except Exception as exc:
+                if not self.app.backend.is_unavailable(exc):
+                    raise
+        return unsettled
 
     def _work(self, owner: Owner, keeper: BatchKeeper, row: dict[str, Any]) -> str:
         timeout = row.get("timeout")
@@ -328,7 +400,9 @@ class JobProcess:
         keeper.started()
         try:
             return runner.run(self.app, row, owner.id, self.stop_requested)
-        except KojoError:
+        except KojoError as exc:
+            if self.app.backend.is_unavailable(exc):
+                raise
             log.exception(f"Could not settle job with ID[{row['kojo_job_id']}].")
             return "lost"
         finally:

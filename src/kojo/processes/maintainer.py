@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 from .. import maintenance
 from ..backends import ProcessInfo
+from ..backends.availability import Backoff
 from ..errors import KojoError, LockTimeout
 from ..locks import Lease
 from ..logs import get_logger
+from . import patience
 from .lineage import Lineage
 from .signal_queue import SignalQueue
 
@@ -38,34 +40,74 @@ class Maintainer:
 
     def run(self) -> int:
         backend = self.app.backend
-        owner = backend.register_owner(
-            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "maintainer")
-        )
-        self.app.use_owner(owner)
         signals = SignalQueue([signal.SIGTERM])
-        lease: Lease | None = None
-        try:
-            while not signals.pop_all():
-                if owner.is_lost():
-                    return 1
-                if lease is None:
-                    lease = self._try_lock()
-                if lease is not None:
-                    try:
-                        maintenance.run_once(self.app)
-                    except Exception:
-                        log.exception("Maintenance pass failed.")
-                ready, _, _ = select.select([signals.fileno(), owner.fileno()], [], [], INTERVAL)
-                if owner.fileno() in ready:
-                    owner.wait(0)
+        backoff = Backoff(f"Maintainer [{os.getpid()}]", log)
+        stopped: list[int] = []
+
+        def stop() -> bool:
+            stopped.extend(signals.pop_all())
+            return bool(stopped)
+
+        owner = patience.register(
+            backend,
+            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "maintainer"),
+            backoff,
+            signals,
+            stop,
+        )
+        if owner is None:
             return 0
+        self.app.use_owner(owner)
+        lease: Lease | None = None
+        code = 0
+        try:
+            while not stop():
+                if owner.is_lost():
+                    log.warning("Maintainer: lost its database registration; stopping.")
+                    code = patience.EXIT_REGISTRATION_LOST
+                    return code
+                wait = INTERVAL
+                try:
+                    if lease is None:
+                        lease = self._try_lock()
+                    if lease is not None:
+                        self._pass(backoff)
+                    else:
+                        backoff.succeeded()
+                except Exception as exc:
+                    if not backend.is_unavailable(exc):
+                        raise
+                    wait = backoff.failed(exc)
+                ready, _, _ = select.select([signals.fileno(), owner.fileno()], [], [], wait)
+                if owner.fileno() in ready:
+                    try:
+                        owner.wait(0)
+                    except Exception:
+                        if not owner.is_lost():
+                            raise
+            return code
         finally:
-            if lease is not None:
+            if lease is not None and code == 0:
                 try:
                     lease.release()
                 except KojoError:
                     pass
-            owner.close()
+            try:
+                owner.close(blame=code == 0)
+            except Exception as exc:
+                if not backend.is_unavailable(exc):
+                    raise
+
+    def _pass(self, backoff: Backoff) -> None:
+        """One maintenance pass; a duty failing because the database is away counts as an
+        outage (one line), any other failure is logged with its traceback."""
+        report = maintenance.run_once(self.app)
+        failures: list[BaseException] = report.get("failures", [])
+        unavailable = [exc for exc in failures if self.app.backend.is_unavailable(exc)]
+        if unavailable:
+            backoff.failed(unavailable[0])
+        elif not failures:
+            backoff.succeeded()
 
     def _try_lock(self) -> Lease | None:
         try:

@@ -11,9 +11,15 @@ busy and due work is waiting, the root forks more, up to the target. Each job
 process tells the root whether it is idle through a board in shared memory.
 
 A job process that dies is replaced; its jobs are marked crashed at once (the
-root reaps the dead process's registration). SIGTERM drains: job processes
-finish their current job within the shutdown timeout, then the rest are
-killed and their jobs left crashed, to be re-run. SIGQUIT stops now.
+root reaps the dead process's registration, and only it: it knows how the child
+died, so only it can tell a crash of the job, counted against it, from a lost
+registration, which is not). SIGTERM drains: job processes finish their current
+job within the shutdown timeout, then the rest are killed and their jobs left
+crashed, to be re-run. SIGQUIT stops now.
+
+The database may go away at any time: the root then keeps its children (which
+wait for the database themselves), retries what it has to write with backoff,
+and registers again when its own registration was lost.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..backends import Owner, ProcessInfo
+from ..backends.availability import Backoff
 from ..clock import utcnow
 from ..control import parse_command
 from ..errors import InvalidArgument
 from ..logs import get_logger
+from . import patience
 from .idle_board import IdleBoard
 from .job_process import JobProcess
 from .lineage import Lineage, describe_status, fork_child
@@ -61,9 +69,11 @@ def idle_retire_seconds() -> float:
 
 
 # PostgreSQL ends a killed client's session, and drops its advisory lock, a moment after
-# the process is reaped: a dead child's owner is probed again until then (up to this long).
+# the process is reaped: a dead child's owner is probed again until then, every REAP_POLL
+# at first, then less often. When stopping, the root waits up to REAP_PATIENCE for that.
 REAP_PATIENCE = 5.0
 REAP_POLL = 0.02
+REAP_POLL_MAX = 1.0
 
 
 @dataclass
@@ -83,6 +93,17 @@ class Child:
 
 
 @dataclass
+class DeadChild:
+    """A child that exited and whose registrations are still to be reaped."""
+
+    blame: bool  # count the crash against its jobs (not when it lost its registration)
+    owners: list[int] | None = None  # its registrations, once looked up
+    late: bool = False  # looked up only after the database came back
+    next_try: float = 0.0
+    delay: float = REAP_POLL
+
+
+@dataclass
 class Root:
     app: App
     lineage: Lineage
@@ -98,17 +119,12 @@ class Root:
     respawn_delay: float = 0.0
     next_respawn: float = 0.0
     owner: Owner | None = None
-    unreaped: dict[int, float] = field(default_factory=dict)  # owner id -> give up at
+    unreaped: dict[int, DeadChild] = field(default_factory=dict)  # by pid
+    backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
+    next_register: float = 0.0
 
     def run(self) -> int:
-        backend = self.app.backend
         self.target = self.options.max_processes
-        self.owner = backend.register_owner(
-            ProcessInfo(
-                self.options.host_name, os.getpid(), os.getppid(), self.lineage.path, "root"
-            )
-        )
-        self.app.use_owner(self.owner)
         signals = SignalQueue(
             [
                 signal.SIGTERM,
@@ -121,16 +137,46 @@ class Root:
             ]
         )
         log.debug("Root started.", extra={"context": {"max_processes": self.target}})
-        backend.reap_dead_owners()  # a previous root's jobs are crashed at once, not in a while
         try:
             return self._loop(signals)
         finally:
-            self.owner.close()
+            if self.owner is not None:
+                try:
+                    self.owner.close()
+                except Exception as exc:
+                    if not self.app.backend.is_unavailable(exc):
+                        raise
+
+    def _register(self, now: float) -> None:
+        """Register (again, after the registration was lost), unless the database is
+        still unavailable; a previous root's dead children are reaped right after."""
+        if now < self.next_register:
+            return
+        backend = self.app.backend
+        info = ProcessInfo(
+            self.options.host_name, os.getpid(), os.getppid(), self.lineage.path, "root"
+        )
+        try:
+            if self.owner is not None:
+                lost, self.owner = self.owner, None
+                try:
+                    lost.close()
+                except Exception:
+                    pass  # the database may still be away: it is dead to the cluster anyway
+            self.owner = backend.register_owner(info)
+            self.app.use_owner(self.owner)
+            # A previous root's jobs are crashed at once, not in a while.
+            backend.reap_dead_owners()
+        except Exception as exc:
+            if not backend.is_unavailable(exc):
+                raise
+            self.next_register = now + self.backoff.failed(exc)
+            return
+        self.backoff.succeeded()
 
     # -- main loop -------------------------------------------------------------------
 
     def _loop(self, signals: SignalQueue) -> int:
-        assert self.owner is not None
         while True:
             for signum in signals.pop_all():
                 if signum == signal.SIGQUIT:
@@ -147,6 +193,10 @@ class Root:
                     self._drain()
             self._reap_children()
             now = time.monotonic()
+            if self.owner is None or self.owner.is_lost():
+                if self.owner is not None and not self.backoff.failing:
+                    log.warning("Root: lost its database registration; registering again.")
+                self._register(now)
             self._retry_reaps(now)
             self._enforce_kill_deadlines(now)
             if self.draining:
@@ -159,13 +209,24 @@ class Root:
                     return self._stop_now()
             else:
                 self._converge(now)
-            ready, _, _ = select.select(
-                [signals.fileno(), self.owner.fileno()], [], [], self._timeout(now)
-            )
-            if self.owner.fileno() in ready:
-                for note in self.owner.wait(0):
-                    if note.topic == "control":
-                        self._control(note.data)
+            watched = [signals.fileno()]
+            owner = self.owner
+            if owner is not None and not owner.is_lost():
+                watched.append(owner.fileno())
+            ready, _, _ = select.select(watched, [], [], self._timeout(now))
+            if owner is not None and owner.fileno() in ready and len(watched) > 1:
+                self._read_notes(owner)
+
+    def _read_notes(self, owner: Owner) -> None:
+        try:
+            notes = owner.wait(0)
+        except Exception as exc:
+            if owner.is_lost() or self.app.backend.is_unavailable(exc):
+                return  # the loop registers again
+            raise
+        for note in notes:
+            if note.topic == "control":
+                self._control(note.data)
 
     def _timeout(self, now: float) -> float:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
@@ -174,7 +235,9 @@ class Root:
         if self.next_respawn > now:
             deadlines.append(self.next_respawn)
         if self.unreaped:
-            deadlines.append(now + REAP_POLL)
+            deadlines.append(min(dead.next_try for dead in self.unreaped.values()))
+        if self.owner is None or self.owner.is_lost():
+            deadlines.append(self.next_register)
         soonest = min(deadlines, default=now + 1.0)
         return max(0.01, min(1.0, soonest - now))
 
@@ -212,7 +275,14 @@ class Root:
         if now < self.next_demand_check or any(self._idle_since(pid) is not None for pid in jobs):
             return 0
         self.next_demand_check = now + DEMAND_CHECK_INTERVAL
-        row = self.app.backend.fetchone("job_due_count", {"now": utcnow(), "limit": limit})
+        backend = self.app.backend
+        try:
+            row = backend.fetchone("job_due_count", {"now": utcnow(), "limit": limit})
+        except Exception as exc:
+            if not backend.is_unavailable(exc):
+                raise
+            self.next_demand_check = now + self.backoff.failed(exc)
+            return 0
         return int(row["due"]) if row else 0
 
     def _retire_idle(self, jobs: list[int], now: float) -> None:
@@ -230,10 +300,10 @@ class Root:
 
     def _spawn(self, kind: str) -> None:
         owner = self.owner
-        assert owner is not None
 
         def drop_inherited() -> None:
-            owner.abandon()
+            if owner is not None:
+                owner.abandon()
             self.app.backend.after_fork()
 
         slot = self.board.take() if kind == "job" else None
@@ -285,12 +355,19 @@ class Root:
     def _child_exited(self, pid: int, child: Child, status: int) -> None:
         if child.slot is not None:
             self.board.give_back(child.slot)
-        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        code = os.waitstatus_to_exitcode(status)
+        clean = code == 0
+        lost = code == patience.EXIT_REGISTRATION_LOST
         text = describe_status(status)
         if child.kind == "job" and not (child.retiring or self.draining):
             self.fill = True  # a lost job process is replaced at once
         if clean or child.retiring or self.draining:
             log.debug(f"Child with process ID [{pid}] exited with status [{text}].")
+        elif lost:
+            log.warning(
+                f"Process[{pid}][{child.kind}] lost its database registration; replacing it "
+                "(its jobs are re-run, not counted as crashed)."
+            )
         else:
             if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
                 text += ": its job exceeded the job type's timeout"
@@ -300,18 +377,52 @@ class Root:
                 min(RESPAWN_BACKOFF_MAX, max(0.1, self.respawn_delay * 2)) if lived < 1.0 else 0.0
             )
             self.next_respawn = time.monotonic() + self.respawn_delay
-        owner_id = self.app.backend.owner_of_process(self.options.host_name, pid)
-        if owner_id is not None and not self.app.backend.reap_owner(owner_id):
-            self.unreaped[owner_id] = time.monotonic() + REAP_PATIENCE
+        self.unreaped[pid] = DeadChild(blame=not lost)
+        self._retry_reaps(time.monotonic(), only=pid)
 
-    def _retry_reaps(self, now: float) -> None:
-        """Crash the jobs of dead children whose database session outlived them."""
-        for owner_id, give_up_at in list(self.unreaped.items()):
-            if self.app.backend.reap_owner(owner_id) or now >= give_up_at:
-                del self.unreaped[owner_id]
+    def _retry_reaps(self, now: float, only: int | None = None) -> None:
+        """Crash the jobs of dead children (their registrations may outlive them a moment
+        on PostgreSQL, and the database may be away): until done, with growing pauses."""
+        backend = self.app.backend
+        for pid, dead in list(self.unreaped.items()):
+            if (only is not None and pid != only) or now < dead.next_try:
+                continue
+            try:
+                if dead.owners is None:
+                    owners = backend.owners_of_process(self.options.host_name, pid)
+                    if dead.late:  # its pid may be a newer child's by now: only the dead
+                        owners = [o for o in owners if backend.owner_is_dead(o)]
+                    dead.owners = owners
+                dead.owners = [
+                    owner_id
+                    for owner_id in dead.owners
+                    if not backend.reap_owner(owner_id, blame=dead.blame)
+                    and self._still_registered(owner_id)
+                ]
+            except Exception as exc:
+                if not backend.is_unavailable(exc):
+                    raise
+                dead.late = dead.late or dead.owners is None
+                dead.next_try = now + self.backoff.failed(exc)
+                continue
+            if not dead.owners:
+                del self.unreaped[pid]
+                continue
+            dead.next_try = now + dead.delay
+            dead.delay = min(REAP_POLL_MAX, dead.delay * 2)
+
+    def _still_registered(self, owner_id: int) -> bool:
+        row = self.app.backend.fetchone("process_get", {"kojo_process_id": owner_id})
+        return row is not None
 
     def _finish_reaps(self) -> None:
-        while self.unreaped:
+        """When stopping: reap what can be within REAP_PATIENCE; the rest is the
+        maintainer's (the cluster's housekeeping reaps every dead registration)."""
+        give_up_at = time.monotonic() + REAP_PATIENCE
+        while self.unreaped and time.monotonic() < give_up_at:
+            for dead in self.unreaped.values():
+                dead.next_try = min(dead.next_try, time.monotonic())
+                dead.delay = REAP_POLL
             self._retry_reaps(time.monotonic())
             if self.unreaped:
                 time.sleep(REAP_POLL)
@@ -350,7 +461,13 @@ class Root:
             self._scale(command.processes)
 
     def _cancel(self, job_id: int) -> None:
-        row = self.app.backend.fetchone("job_owner_process", {"kojo_job_id": job_id})
+        try:
+            row = self.app.backend.fetchone("job_owner_process", {"kojo_job_id": job_id})
+        except Exception as exc:
+            if not self.app.backend.is_unavailable(exc):
+                raise
+            log.warning(f"Could not look up the process of cancelled job with ID[{job_id}].")
+            return
         if row is None or row["host_name"] != self.options.host_name:
             return
         pid = int(row["process_id"])

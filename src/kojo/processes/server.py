@@ -15,9 +15,11 @@ import time
 from typing import TYPE_CHECKING
 
 from ..backends import Owner, ProcessInfo
+from ..backends.availability import Backoff
 from ..control import parse_command
-from ..errors import LockTimeout
+from ..errors import DatabaseError, LockTimeout
 from ..logs import get_logger
+from . import patience
 from .lineage import Lineage, describe_status, fork_child, server_lineage
 from .root import PoolOptions, Root
 from .signal_queue import SignalQueue
@@ -37,50 +39,128 @@ class Server:
         self.lineage: Lineage = server_lineage()
         self.root_pid: int | None = None
         self.stopping = 0  # 0 running, 1 draining, 2 stopping now
+        self.owner: Owner | None = None
+        self.backoff = Backoff("Server", log)
 
     def run(self) -> int:
         self.lineage.announce()
-        app = self.app
-        backend = app.backend
-        backend.require_schema()
-        if app.job_types:
-            app.register_job_types()
-        owner = backend.register_owner(
-            ProcessInfo(
-                self.options.host_name,
-                os.getpid(),
-                os.getppid(),
-                self.lineage.path,
-                "server",
-                {"max_processes": self.options.max_processes},
-            )
+        signals = SignalQueue(
+            [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU]
         )
-        app.use_owner(owner)
+        owner = self._start(signals)
+        if owner is None:
+            return 0
         try:
-            try:
-                # Held for the server's life, by its registration: it dies with the server.
-                app.mutex(f"kojo.server:{self.options.host_name}", timeout=0).acquire()
-            except LockTimeout:
-                log.warning(
-                    f"A kojo server is already running for host [{self.options.host_name}] "
-                    "on this database. Quitting."
-                )
-                return 0
-            signals = SignalQueue(
-                [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU]
-            )
             log.info(
                 f"Server started for host [{self.options.host_name}] with "
                 f"{self.options.max_processes} job processes.",
-                extra={"context": {"database": backend.safe_url()}},
+                extra={"context": {"database": self.app.backend.safe_url()}},
             )
             return self._loop(owner, signals)
         finally:
-            owner.close()
+            try:
+                if self.owner is not None:
+                    self.owner.close()
+            except Exception as exc:
+                if not self.app.backend.is_unavailable(exc):
+                    raise
 
-    def _fork_root(self, owner: Owner) -> None:
+    def _start(self, signals: SignalQueue) -> Owner | None:
+        """Install (or check) the schema, register the job types and this server, and take
+        the host's server mutex, waiting for the database as long as it is unavailable
+        (None: a signal came first, or another server holds this host name)."""
+        app = self.app
+        backend = app.backend
+        while True:
+            try:
+                app.install()
+                if app.job_types:
+                    app.register_job_types()
+                break
+            except Exception as exc:
+                error = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
+                if not (backend.is_unavailable(exc) or backend.is_unavailable(error)):
+                    raise
+                patience.pause(signals, self.backoff.failed(exc))
+                if signals.pop_all():
+                    return None
+        owner = self._register(signals)
+        if owner is not None and not self._hold_host_name(owner):
+            log.warning(
+                f"A kojo server is already running for host [{self.options.host_name}] "
+                "on this database. Quitting."
+            )
+            return None
+        return owner
+
+    def _register(self, signals: SignalQueue) -> Owner | None:
+        info = ProcessInfo(
+            self.options.host_name,
+            os.getpid(),
+            os.getppid(),
+            self.lineage.path,
+            "server",
+            {"max_processes": self.options.max_processes},
+        )
+        owner = patience.register(
+            self.app.backend, info, self.backoff, signals, lambda: bool(signals.pop_all())
+        )
+        self.owner = owner
+        if owner is not None:
+            self.app.use_owner(owner)
+        return owner
+
+    def _hold_host_name(self, owner: Owner) -> bool:
+        """Take the mutex of this host name, held by the registration (it dies with the
+        server); False if another live server holds it."""
+        while True:
+            try:
+                self.app.mutex(f"kojo.server:{self.options.host_name}", timeout=0).acquire()
+                return True
+            except LockTimeout:
+                return False
+            except Exception as exc:
+                error = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
+                if owner.is_lost() or not (
+                    self.app.backend.is_unavailable(exc) or self.app.backend.is_unavailable(error)
+                ):
+                    raise
+                time.sleep(self.backoff.failed(exc))
+
+    def _registration_lost(self, signals: SignalQueue) -> Owner | None:
+        """Register again after the registration was lost (a database restart, a killed
+        session), and take the host name back; None to stop."""
+        log.warning("Server: lost its database registration; registering again.")
+        lost = self.owner
+        if lost is not None:
+            try:
+                lost.close()
+            except Exception:
+                pass
+        while True:
+            owner = self._register(signals)
+            if owner is None:
+                return None
+            try:
+                if self._hold_host_name(owner):
+                    return owner
+            except Exception as exc:
+                if not self.app.backend.is_unavailable(exc):
+                    raise
+                continue
+            log.error(
+                f"Another kojo server took host name [{self.options.host_name}] while this "
+                "one was cut off from the database: draining this one."
+            )
+            self._stop(1)
+            return owner
+
+    def _fork_root(self) -> None:
+        owner = self.owner
+
         def drop_inherited() -> None:
-            owner.abandon()
+            if owner is not None:
+                owner.abandon()
             self.app.backend.after_fork()
 
         def run(lineage: Lineage) -> int:
@@ -90,7 +170,7 @@ class Server:
         log.debug(f"Forked process[{self.root_pid}][root].")
 
     def _loop(self, owner: Owner, signals: SignalQueue) -> int:
-        self._fork_root(owner)
+        self._fork_root()
         respawn_at: float | None = None
         while True:
             for signum in signals.pop_all():
@@ -112,12 +192,25 @@ class Server:
                 respawn_at = time.monotonic() + ROOT_RESPAWN_DELAY
             if respawn_at is not None and time.monotonic() >= respawn_at and not self.stopping:
                 respawn_at = None
-                self._fork_root(owner)
+                self._fork_root()
             if self.stopping and self.root_pid is None:
                 return 0
-            ready, _, _ = select.select([signals.fileno(), owner.fileno()], [], [], 1.0)
-            if owner.fileno() in ready:
-                for note in owner.wait(0):
+            if owner.is_lost() and not self.stopping:
+                renewed = self._registration_lost(signals)
+                if renewed is None:
+                    self._stop(1)
+                    continue
+                owner = renewed
+            watched = [signals.fileno()] + ([] if owner.is_lost() else [owner.fileno()])
+            ready, _, _ = select.select(watched, [], [], 1.0)
+            if len(watched) > 1 and owner.fileno() in ready:
+                try:
+                    notes = owner.wait(0)
+                except Exception:
+                    if not owner.is_lost():
+                        raise
+                    continue
+                for note in notes:
                     if note.topic == "control" and self._is_drain_for_me(note.data):
                         log.info("Drain requested through kojo ctl.")
                         self._stop(1)
