@@ -155,7 +155,9 @@ def schedule_due(
                 _skip_disabled(app, memory, row, now, level)
             elif not _up_to_date(row, now):
                 made += _schedule_type(backend, code, now)
-        except Exception:
+        except Exception as exc:
+            if backend.is_unavailable(exc):
+                raise  # the whole duty waits for the database, not this type alone
             log.exception(
                 f"Scheduler failed for job type [{code}]", extra={"context": {"type_code": code}}
             )

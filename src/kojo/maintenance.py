@@ -44,54 +44,67 @@ def gate_schedule_limits(
     counts = {"promoted": 0, "failed": 0, "kept": 0}
     for row in backend.fetchall("maintenance_pending_types", {"now": now}):
         code = str(row["type_code"])
-        # One transaction per type, with the type row locked (PostgreSQL; SQLite writes
-        # are serial anyway): two gates can never both see room for the same slot.
-        with backend.write():
-            job_type = backend.fetchone("maintenance_gate_type", {"type_code": code})
-            if job_type is None:
-                continue
-            limit_ = int(job_type["schedule_limit"])
-            allowance = int(job_type["schedule_limit_allowance"])
-            interval = job_type["auto_delete_interval_duration"]
-            active_row = backend.fetchone("maintenance_active_jobs", {"type_code": code})
-            active = int(active_row["active"]) if active_row else 0
-            kept = 0
-            pending = backend.fetchall(
-                "maintenance_pending_jobs", {"type_code": code, "now": now, "limit": limit}
+        try:
+            _gate_type(app, code, now, limit, counts)
+        except Exception as exc:
+            if backend.is_unavailable(exc):
+                raise
+            log.exception(
+                f"Schedule-limit gate failed for job type [{code}]",
+                extra={"context": {"type_code": code}},
             )
-            for job in pending:
-                job["auto_delete_interval_duration"] = interval
-                if limit_ == 0 or active < limit_:
-                    transition = states.WAIT_FOR_WORK
-                elif kept < allowance:
-                    kept += 1
-                    continue
-                else:
-                    transition = states.COMPLETE_FAILED_SCHEDULE_LIMIT_CHECK
-                try:
-                    backend.job_transition(
-                        int(job["kojo_job_id"]), transition, now=now, row=job
-                    )  # notifies the job processes when it promotes
-                except (InvalidTransition, JobNotFound):
-                    continue  # changed meanwhile (cancelled by an operator): not ours
-                if transition is states.WAIT_FOR_WORK:
-                    active += 1
-                    counts["promoted"] += 1
-                else:
-                    counts["failed"] += 1
-                    log.info(
-                        f"Job with ID[{job['kojo_job_id']}] failed its schedule limit check",
-                        extra={
-                            "context": {
-                                "kojo_job_id": job["kojo_job_id"],
-                                "type_code": code,
-                                "schedule_limit": limit_,
-                                "schedule_limit_allowance": allowance,
-                            }
-                        },
-                    )
-            counts["kept"] += kept
     return counts
+
+
+def _gate_type(app: App, code: str, now: datetime, limit: int, counts: dict[str, int]) -> None:
+    backend = app.backend
+    # One transaction per type, with the type row locked (PostgreSQL; SQLite writes
+    # are serial anyway): two gates can never both see room for the same slot.
+    with backend.write():
+        job_type = backend.fetchone("maintenance_gate_type", {"type_code": code})
+        if job_type is None:
+            return
+        limit_ = int(job_type["schedule_limit"])
+        allowance = int(job_type["schedule_limit_allowance"])
+        interval = job_type["auto_delete_interval_duration"]
+        active_row = backend.fetchone("maintenance_active_jobs", {"type_code": code})
+        active = int(active_row["active"]) if active_row else 0
+        kept = 0
+        pending = backend.fetchall(
+            "maintenance_pending_jobs", {"type_code": code, "now": now, "limit": limit}
+        )
+        for job in pending:
+            job["auto_delete_interval_duration"] = interval
+            if limit_ == 0 or active < limit_:
+                transition = states.WAIT_FOR_WORK
+            elif kept < allowance:
+                kept += 1
+                continue
+            else:
+                transition = states.COMPLETE_FAILED_SCHEDULE_LIMIT_CHECK
+            try:
+                backend.job_transition(
+                    int(job["kojo_job_id"]), transition, now=now, row=job
+                )  # notifies the job processes when it promotes
+            except (InvalidTransition, JobNotFound):
+                continue  # changed meanwhile (cancelled by an operator): not ours
+            if transition is states.WAIT_FOR_WORK:
+                active += 1
+                counts["promoted"] += 1
+            else:
+                counts["failed"] += 1
+                log.info(
+                    f"Job with ID[{job['kojo_job_id']}] failed its schedule limit check",
+                    extra={
+                        "context": {
+                            "kojo_job_id": job["kojo_job_id"],
+                            "type_code": code,
+                            "schedule_limit": limit_,
+                            "schedule_limit_allowance": allowance,
+                        }
+                    },
+                )
+        counts["kept"] += kept
 
 
 def delete_completed(app: App, now: datetime | None = None, *, batch: int = 500) -> int:

@@ -13,6 +13,7 @@ implements the two primitives the rest of kojo is built on:
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import random
@@ -37,6 +38,7 @@ from ..errors import (
     SchemaMissing,
 )
 from ..job_types import JobType
+from ..logs import get_logger
 from ..sql import SCHEMA_VERSION, queries, schema
 
 NOTIFY_CHANNEL = "kojo"
@@ -88,6 +90,7 @@ TABLES = (
 
 Row = dict[str, Any]
 T = TypeVar("T")
+log = get_logger("backend")
 
 # Every backend and owner of this process, so that a forked child drops them at once:
 # a child (multiprocessing, a worker's own fork) must neither keep its parent's
@@ -340,6 +343,36 @@ class Backend(ABC):
                 time.sleep(random.uniform(0.001, 0.01 * 2**attempt))
         raise AssertionError("unreachable")
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside write(): a failure in the block undoes only the block (one row of a batch
+        that must not stop the rest), then propagates."""
+        conn = self.connection()
+        conn.execute("SAVEPOINT kojo_row")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO SAVEPOINT kojo_row")
+            conn.execute("RELEASE SAVEPOINT kojo_row")
+            raise
+        conn.execute("RELEASE SAVEPOINT kojo_row")
+
+    def each_row(self, what: str, row_id: object, action: Callable[[], T]) -> T | None:
+        """Inside write(): `action()` for one row of a batch; a failure other than the
+        database being unavailable is logged with the row's id and skipped (None), so that
+        one bad row never stops crash recovery or housekeeping."""
+        try:
+            with self.savepoint():
+                return action()
+        except Exception as exc:
+            if self.is_unavailable(exc):
+                raise
+            log.error(
+                f"Skipped {what} [{row_id}]: {type(exc).__name__}: {exc}".splitlines()[0],
+                extra={"context": {"id": row_id}},
+            )
+            return None
+
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a named statement; the number of rows it changed."""
         cur = self.connection().execute(self._queries[name], self._convert_params(params or {}))
@@ -446,13 +479,17 @@ class Backend(ABC):
             return False
         self.execute("process_delete", {"kojo_process_id": owner_id})
         for job in self.fetchall("process_working_jobs", {"kojo_process_id": owner_id}):
-            self._apply(job, self._crash_changes(job, now, blame), owner=owner_id)
+            crash = functools.partial(self._crash, job, now, blame, owner_id)
+            self.each_row(f"crash of dead owner {owner_id}'s job", job["kojo_job_id"], crash)
         freed_slots = self.execute("process_release_slots", {"kojo_process_id": owner_id})
         self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
         self.notify("jobs")
         if freed_slots:
             self.notify("locks")
         return True
+
+    def _crash(self, job: Row, now: datetime, blame: bool, owner_id: int) -> bool:
+        return self._apply(job, self._crash_changes(job, now, blame), owner=owner_id)
 
     @staticmethod
     def _crash_changes(job: Mapping[str, Any], now: datetime, blame: bool) -> dict[str, Any]:
