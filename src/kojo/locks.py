@@ -31,10 +31,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .backends import Owner
+from .backends.availability import Backoff, one_line
 from .clock import utcnow
 from .errors import InvalidArgument, KojoError, LeaseLost, LockTimeout, SlotsMismatch
 from .lock_store import SPARE_WAITERS, LockStore, Queue, Waiter
 from .lock_waiting import NEAR_HEAD, PROBE_INTERVAL, SAFETY_INTERVAL, Bell, Ringer, ringer_for
+from .logs import get_logger
 from .process_owner import ProcessOwner, owner_keeper
 
 if TYPE_CHECKING:
@@ -224,6 +226,10 @@ class LockRequest:
         release_quietly_on_error(self._entered.stack.pop(), exc)
 
 
+log = get_logger("locks")
+RELEASE_ATTEMPTS = 5  # a release retried over about 1.5 s of database unavailability
+
+
 class _OwnerLost(Exception):
     """The database says this process's owner is dead (e.g. its anchor session dropped)."""
 
@@ -326,11 +332,21 @@ class Locks:
         wait: _Wait | None,
         deadline: float | None,
     ) -> Lease:
+        backoff: Backoff | None = None
         while True:
-            owner = self._owners.get()
+            owner: Owner | None = None
             try:
+                owner = self._owners.get()
                 outcome = self._attempt(owner, name, slots, job_id, wait)
+                if not isinstance(outcome, Lease) and wait is not None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"{describe(name, slots)}: not acquired within {timeout} s"
+                        )
+                    self._sleep(owner.id, name, slots, wait, outcome, deadline)
+                    continue
             except _OwnerLost:
+                assert owner is not None
                 if wait is not None:
                     wait.waiter_id = None  # that row goes with the dead owner
                 if self._owners.replace_lost(owner):
@@ -338,14 +354,27 @@ class Locks:
                 raise LeaseLost(
                     f"cannot take {describe(name, slots)}: the database no longer vouches "
                     f"for this process's registration (owner {owner.id})"
-                )
+                ) from None
+            except Exception as exc:
+                # A waiter rides through an outage until its deadline (a try-lock does not).
+                if wait is None or not self._app.backend.is_unavailable(exc):
+                    raise
+                backoff = backoff or Backoff(f"Waiting for {describe(name, slots)}", log)
+                pause = backoff.failed(exc)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise LockTimeout(
+                        f"{describe(name, slots)}: not acquired within {timeout} s "
+                        f"(the database was unavailable: {one_line(exc)})"
+                    ) from exc
+                if owner is None or owner.is_lost():
+                    wait.waiter_id = None  # that row goes with the dead owner
+                time.sleep(pause)
+                continue
             if isinstance(outcome, Lease):
+                if backoff is not None:
+                    backoff.succeeded()
                 return outcome
-            if wait is None:
-                raise LockTimeout(f"{describe(name, slots)} is taken (timeout=0)")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise LockTimeout(f"{describe(name, slots)}: not acquired within {timeout} s")
-            self._sleep(owner.id, name, slots, wait, outcome, deadline)
+            raise LockTimeout(f"{describe(name, slots)} is taken (timeout=0)")
 
     def _attempt(
         self, owner: Owner, name: str, slots: int, job_id: int | None, wait: _Wait | None
@@ -487,25 +516,24 @@ class Locks:
         lease._depth = 0
         if lease._registry is not None and lease._registry.get(lease.name) is lease:
             del lease._registry[lease.name]
-        store = self.store
+        what = f"{describe(lease.name, lease.slots)} slot {lease.slot} token {lease.token}"
+        backend = self.store.backend
         with database_errors():
-            rings: list[str] = []
-            if store.runs_own_release():
-                freed, dead, rung, heads = store.release(
-                    lease.owner_id, lease.name, lease.slot, lease.token
-                )
-                if freed and heads and not rung:  # those looked at had died: try the next
-                    with store.backend.write():
-                        waiters = store.waiters(lease.name, 1 + SPARE_WAITERS)
-                        rings = self._ring(lease.owner_id, waiters, 1)
-            else:
-                with store.backend.write():
-                    freed, dead, rung, heads = store.release(
-                        lease.owner_id, lease.name, lease.slot, lease.token
-                    )
-                    if freed and heads and not rung:
-                        rings = self._ring(lease.owner_id, heads, 1)
-            self.ringer.ring_after_commit(rings, 1)
+            for attempt in range(RELEASE_ATTEMPTS):
+                try:
+                    freed, dead = self._release_once(lease)
+                    break
+                except Exception as exc:
+                    if not backend.is_unavailable(exc):
+                        raise
+                    if lease._owner.is_lost():
+                        raise LeaseLost(
+                            f"lease on {what} was lost: its holder's registration (owner "
+                            f"{lease.owner_id}) ended while the database was unavailable"
+                        ) from None
+                    if attempt == RELEASE_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05 * 2**attempt)
         what = f"{describe(lease.name, lease.slots)} slot {lease.slot} token {lease.token}"
         if not freed:
             raise LeaseLost(
@@ -517,6 +545,28 @@ class Locks:
                 f"lease on {what} was lost: the database no longer vouches for its holder "
                 f"(owner {lease.owner_id}), so another may have taken it meanwhile"
             )
+
+    def _release_once(self, lease: Lease) -> tuple[bool, bool]:
+        """(freed, holder found dead): the release statement, and the rings it calls for."""
+        store = self.store
+        rings: list[str] = []
+        if store.runs_own_release():
+            freed, dead, rung, heads = store.release(
+                lease.owner_id, lease.name, lease.slot, lease.token
+            )
+            if freed and heads and not rung:  # those looked at had died: try the next
+                with store.backend.write():
+                    waiters = store.waiters(lease.name, 1 + SPARE_WAITERS)
+                    rings = self._ring(lease.owner_id, waiters, 1)
+        else:
+            with store.backend.write():
+                freed, dead, rung, heads = store.release(
+                    lease.owner_id, lease.name, lease.slot, lease.token
+                )
+                if freed and heads and not rung:
+                    rings = self._ring(lease.owner_id, heads, 1)
+        self.ringer.ring_after_commit(rings, 1)
+        return freed, dead
 
     def is_held(self, lease: Lease) -> bool:
         from .app import database_errors

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -217,3 +218,38 @@ def test_a_full_disk_under_sqlite_pauses_work_and_loses_nothing(
         assert check.stdout.strip() == "ok"
     finally:
         tree.close()
+
+
+def test_locks_ride_through_a_postgres_restart(cluster: Cluster) -> None:
+    url = cluster.create_database()
+    holder_app, waiter_app = kojo.App(database=url), kojo.App(database=url)
+    holder_app.install()
+    held = holder_app.mutex("m", timeout=0).acquire()
+    outcome: dict[str, Any] = {}
+
+    def wait_for_it() -> None:
+        try:
+            outcome["lease"] = waiter_app.mutex("m", timeout=60).acquire()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    time.sleep(0.5)  # it is waiting
+    assert not outcome
+    cluster.restart("fast")
+    # The holder's registration died with its session: its lease is lost, and the waiter
+    # gets the mutex once the database is back, with a greater fencing token.
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    lease = outcome["lease"]
+    assert lease.token > held.token
+    with pytest.raises(kojo.LeaseLost):
+        held.release()
+    lease.release()
+    again = patiently(lambda: holder_app.mutex("m", timeout=5).acquire())
+    assert again.token > lease.token
+    again.release()
+    for app in (holder_app, waiter_app):
+        app.backend.close()
