@@ -127,3 +127,19 @@ def test_a_live_job_running_longer_than_crash_detection_is_never_crashed(tree: T
     final = tree.wait_state(job_id, "complete_success", 5.0)
     assert (final["times_crashed"], final["times_worked"]) == (0, 1)
     assert len(tree.records("start", job_id)) == 1
+
+
+def test_a_frozen_job_process_is_still_ended_by_its_jobs_timeout(tree: Tree) -> None:
+    # A stopped process does not act on its SIGALRM until continued: the root, which knows
+    # the job's deadline (the idle board), kills it once the deadline is well past.
+    tree.start(max_processes=1)
+    job_id = tree.app.schedule("overtime")  # timeout 0.5 s; quick once it has crashed
+    (first,) = tree.wait_record("start", job_id, 10.0)
+    os.kill(first["pid"], signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    second = tree.wait_record("start", job_id, 10.0, count=2)[1]
+    assert time.monotonic() - frozen_at < 0.5 + 1.0 + 2.0
+    assert second["pid"] != first["pid"]
+    final = tree.wait_state(job_id, "complete_success", 5.0)
+    assert final["times_crashed"] == 1  # a timeout is the job's doing
+    assert not [p for p in kojo_processes() if p.pid == first["pid"]]

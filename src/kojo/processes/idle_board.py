@@ -1,8 +1,11 @@
 """Which of a root's job processes are idle, and since when: a board in shared memory.
 
 The root maps it before forking; each job process writes only its own slot
-(the monotonic time it became idle, or 0.0 while it works a batch) and the root
-reads them all to grow and shrink its pool without asking anyone.
+(the monotonic time it became idle, or 0.0 while it works a batch; and the
+monotonic time by which its current job must end, when its type has a timeout)
+and the root reads them all to grow and shrink its pool without asking anyone,
+and to kill a job process whose job outlived its timeout without dying of it (a
+frozen process does not act on its SIGALRM until it is continued).
 """
 
 from __future__ import annotations
@@ -13,30 +16,42 @@ import time
 
 SLOTS = 1024
 _DOUBLE = struct.Struct("d")
+_SLOT = 2 * _DOUBLE.size  # idle since, deadline
 BUSY = 0.0
+NO_DEADLINE = 0.0
 
 
 class IdleBoard:
     def __init__(self) -> None:
-        self._map = mmap.mmap(-1, SLOTS * _DOUBLE.size)  # anonymous, shared with children
+        self._map = mmap.mmap(-1, SLOTS * _SLOT)  # anonymous, shared with children
         self._free = list(range(SLOTS - 1, -1, -1))
 
     def take(self) -> int:
         """A free slot for a new job process, marked idle from now."""
         slot = self._free.pop()
         self.mark_idle(slot)
+        self.set_deadline(slot, None)
         return slot
 
     def give_back(self, slot: int) -> None:
         self._free.append(slot)
 
     def mark_idle(self, slot: int) -> None:
-        _DOUBLE.pack_into(self._map, slot * _DOUBLE.size, time.monotonic())
+        _DOUBLE.pack_into(self._map, slot * _SLOT, time.monotonic())
 
     def mark_busy(self, slot: int) -> None:
-        _DOUBLE.pack_into(self._map, slot * _DOUBLE.size, BUSY)
+        _DOUBLE.pack_into(self._map, slot * _SLOT, BUSY)
 
     def idle_since(self, slot: int) -> float | None:
         """When the process in `slot` became idle (monotonic), or None while it works."""
-        value: float = _DOUBLE.unpack_from(self._map, slot * _DOUBLE.size)[0]
+        value: float = _DOUBLE.unpack_from(self._map, slot * _SLOT)[0]
         return None if value == BUSY else value
+
+    def set_deadline(self, slot: int, deadline: float | None) -> None:
+        """The monotonic time by which the current job must end (None: no timeout)."""
+        value = NO_DEADLINE if deadline is None else deadline
+        _DOUBLE.pack_into(self._map, slot * _SLOT + _DOUBLE.size, value)
+
+    def deadline(self, slot: int) -> float | None:
+        value: float = _DOUBLE.unpack_from(self._map, slot * _SLOT + _DOUBLE.size)[0]
+        return None if value == NO_DEADLINE else value

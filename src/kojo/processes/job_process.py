@@ -396,6 +396,8 @@ class JobProcess:
             # rest of the batch first, so only this job pays for it.
             keeper.flush()
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
+            if self.board is not None:  # the root kills us if SIGALRM cannot (frozen)
+                self.board.set_deadline(self.slot, time.monotonic() + float(timeout))
         metadata.job = row
         keeper.started()
         try:
@@ -408,4 +410,6 @@ class JobProcess:
         finally:
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                if self.board is not None:
+                    self.board.set_deadline(self.slot, None)
             metadata.job = None

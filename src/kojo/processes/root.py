@@ -52,6 +52,9 @@ CANCEL_GRACE = 10.0  # seconds a cancelled job's process has to stop before SIGK
 RESPAWN_BACKOFF_MAX = 10.0
 IDLE_RETIRE = 300.0  # seconds a surplus job process may stay idle
 DEMAND_CHECK_INTERVAL = 0.1  # at most this often the root counts due work
+# A job process still alive this long after its job's timeout did not act on its SIGALRM
+# (frozen by SIGSTOP, or the signal blocked): the root kills it.
+TIMEOUT_GRACE = 1.0
 
 
 def idle_retire_seconds() -> float:
@@ -90,6 +93,7 @@ class Child:
     kill_at: float | None = None  # SIGKILL after this monotonic time
     retiring: bool = False
     slot: int | None = None  # its place on the idle board (job processes)
+    timed_out: bool = False  # killed by the root for outliving its job's timeout
 
 
 @dataclass
@@ -198,6 +202,7 @@ class Root:
                     log.warning("Root: lost its database registration; registering again.")
                 self._register(now)
             self._retry_reaps(now)
+            self._enforce_job_timeouts(now)
             self._enforce_kill_deadlines(now)
             if self.draining:
                 if not self.children:
@@ -230,6 +235,7 @@ class Root:
 
     def _timeout(self, now: float) -> float:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
+        deadlines += [due for due, _ in self._job_deadlines()]
         if self.draining:
             deadlines.append(self.drain_deadline)
         if self.next_respawn > now:
@@ -325,6 +331,26 @@ class Root:
         child.kill_at = time.monotonic() + grace
         self._signal(pid, signal.SIGTERM)
 
+    def _job_deadlines(self) -> list[tuple[float, int]]:
+        """(deadline + grace, pid) of each job process working a job with a timeout."""
+        found = []
+        for pid, child in self.children.items():
+            if child.slot is not None and not child.timed_out:
+                deadline = self.board.deadline(child.slot)
+                if deadline is not None:
+                    found.append((deadline + TIMEOUT_GRACE, pid))
+        return found
+
+    def _enforce_job_timeouts(self, now: float) -> None:
+        for due, pid in self._job_deadlines():
+            if now >= due:
+                log.error(
+                    f"Process[{pid}][job] outlived its job's timeout without ending (frozen, "
+                    "or SIGALRM blocked): killing it."
+                )
+                self.children[pid].timed_out = True
+                self._signal(pid, signal.SIGKILL)
+
     def _signal(self, pid: int, signum: int) -> None:
         try:
             os.kill(pid, signum)
@@ -369,7 +395,9 @@ class Root:
                 "(its jobs are re-run, not counted as crashed)."
             )
         else:
-            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+            if child.timed_out or (
+                os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM
+            ):
                 text += ": its job exceeded the job type's timeout"
             log.error(f"Process[{pid}][{child.kind}] died ({text}); its jobs are crashed.")
             lived = time.monotonic() - child.started
