@@ -9,8 +9,10 @@ job starts again soon after the database is back.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -253,3 +255,34 @@ def test_locks_ride_through_a_postgres_restart(cluster: Cluster) -> None:
     again.release()
     for app in (holder_app, waiter_app):
         app.backend.close()
+
+
+def test_kojo_listen_rides_through_a_postgres_restart(cluster: Cluster, tmp_path: Path) -> None:
+    url = cluster.create_database()
+    app = kojo.App(database=url)
+    app.install()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
+    env["KOJO_DATABASE_URL"] = url
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "kojo", "listen", "news", "--count", "3", "--timeout", "60"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stderr is not None and "listening" in listener.stderr.readline()
+        app.publish("news", {"n": 1})
+        cluster.restart("fast")
+        patiently(lambda: app.publish("news", {"n": 2}))
+        app.publish("news", {"n": 3})
+        out, err = listener.communicate(timeout=30)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert listener.returncode == 0, err
+    assert [json.loads(line)["n"] for line in out.splitlines()] == [1, 2, 3]
+    assert "Traceback" not in err
+    app.backend.close()
