@@ -34,8 +34,19 @@ LOCK_NAMESPACE = 0x6B6F6A6F
 REAP_NAMESPACE = 0x6B6F6A70
 INSTALL_LOCK_KEY = 0
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-# Detect a dead peer within about 25 s even when the network goes silent.
-ANCHOR_KEEPALIVES = "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3"
+# When the network between a process and the database goes silent, each side gives up on
+# the anchor session in its own time: the process within about 25 s (it then stops, its
+# registration lost), the server only after about 60 s (its session ends and the lock is
+# free: only then can the process's jobs be re-run elsewhere). The process must give up
+# first, or a job could run on both sides of the cut.
+ANCHOR_KEEPALIVES = (
+    "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 "
+    "tcp_user_timeout=25000"
+)
+ANCHOR_SERVER_OPTIONS = (
+    "-c TimeZone=UTC -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
+    "-c tcp_keepalives_count=3 -c tcp_user_timeout=60000"
+)
 
 
 @lru_cache(maxsize=512)
@@ -187,7 +198,9 @@ class PostgresOwner(Owner):
         self._abandoned = False
         try:
             self.anchor: psycopg.Connection[Any] = psycopg.connect(
-                conninfo=make_conninfo(backend.url, options="-c TimeZone=UTC", connect_timeout=10)
+                conninfo=make_conninfo(
+                    backend.url, options=ANCHOR_SERVER_OPTIONS, connect_timeout=10
+                )
                 + " "
                 + ANCHOR_KEEPALIVES,
                 autocommit=True,
