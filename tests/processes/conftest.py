@@ -25,6 +25,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from race_harness import Forked, StressTree  # noqa: E402
 from workers_harness import Tree, become_subreaper, live_descendants, reap_orphans  # noqa: E402
 
 LEFTOVER_GRACE = 3.0  # seconds children of a stopped server get to die
@@ -84,3 +85,41 @@ def pg_tree(postgres_url: str, tmp_path: Path) -> Iterator[Tree]:
         yield harness
     finally:
         harness.close()
+
+
+@pytest.fixture
+def stress_tree(database_url: str, tmp_path: Path) -> Iterator[StressTree]:
+    """A `Tree` whose servers run the race tests' workers (race_workers)."""
+    harness = StressTree(database_url, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def pg_stress_tree(postgres_url: str, tmp_path: Path) -> Iterator[StressTree]:
+    harness = StressTree(postgres_url, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def sqlite_stress_tree(sqlite_url: str, tmp_path: Path) -> Iterator[StressTree]:
+    harness = StressTree(sqlite_url, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def forked() -> Iterator[Forked]:
+    """Processes a test forks itself, killed at the end."""
+    group = Forked()
+    try:
+        yield group
+    finally:
+        group.kill_all()

@@ -117,7 +117,19 @@ class BatchKeeper:
         with self._lock:
             prefetched, self._prefetched = self._prefetched, []
             completed, self._completed = self._completed, []
-        self._write(prefetched, completed)
+        self._write_or_keep(prefetched, completed)
+
+    def _write_or_keep(
+        self, prefetched: list[dict[str, Any]], completed: list[dict[str, Any]]
+    ) -> None:
+        """Write; if that fails, keep both lists (still ours: to run, or to write later)."""
+        try:
+            self._write(prefetched, completed)
+        except BaseException:
+            with self._lock:
+                self._prefetched[:0] = prefetched
+                self._completed[:0] = completed
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -157,11 +169,8 @@ class BatchKeeper:
                 if vouch:
                     self._next_vouch = now + VOUCH_INTERVAL
             try:
-                self._write(prefetched, completed)
+                self._write_or_keep(prefetched, completed)
             except Exception as exc:
-                with self._lock:  # still ours: run them, or write them, later
-                    self._prefetched[:0] = prefetched
-                    self._completed[:0] = completed
                 if not self.backend.is_unavailable(exc):
                     log.exception("Could not hand back prefetched jobs.")
             if vouch:
