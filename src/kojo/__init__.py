@@ -8,6 +8,7 @@ from __future__ import annotations
 from .app import App
 from .errors import (
     DatabaseError,
+    DatabaseUnavailable,
     InvalidArgument,
     InvalidJobType,
     InvalidPayload,
@@ -28,6 +29,7 @@ from .states import Request, State
 __all__ = [
     "App",
     "DatabaseError",
+    "DatabaseUnavailable",
     "InvalidArgument",
     "InvalidJobType",
     "InvalidPayload",
