@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import bounds, states
 from .backends import Backend, open_backend
+from .backends.availability import driver_unavailable
 from .clock import utcnow
 from .errors import (
     DatabaseError,
+    DatabaseUnavailable,
     InvalidArgument,
     InvalidJobType,
     InvalidPayload,
@@ -69,13 +71,18 @@ def database_errors() -> Iterator[None]:
         yield
     except KojoError:
         raise
+    except OSError as exc:
+        if not driver_unavailable(exc):
+            raise
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {_one_line(str(exc))}") from exc
     except _driver_errors() as exc:
         text = _one_line(str(exc))
         if "no such table" in text or type(exc).__name__ == "UndefinedTable":
             raise SchemaMissing(
                 f"kojo's tables are not installed in this database ({text}): run `kojo db install`"
             ) from exc
-        raise DatabaseError(f"{type(exc).__name__}: {text}".strip()) from exc
+        error = DatabaseUnavailable if driver_unavailable(exc) else DatabaseError
+        raise error(f"{type(exc).__name__}: {text}".strip()) from exc
 
 
 def _one_line(text: str) -> str:

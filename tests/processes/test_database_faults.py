@@ -90,6 +90,9 @@ def assert_healthy_outcome(tree: Tree, server: Server, rows: list[dict[str, Any]
     worked = {r["kojo_job_id"]: r["times_worked"] for r in rows}
     assert all(worked[job_id] >= ends[job_id] for job_id in twice)
     assert "Traceback" not in server.stderr()
+    # Every process rode through: none failed or died because of the database.
+    failures = [m for m in server.messages() if "process failed" in m or " died (" in m]
+    assert not failures, failures
 
 
 def test_a_postgres_restart_under_load_stops_nothing_and_loses_nothing(
@@ -194,6 +197,11 @@ def test_a_full_disk_under_sqlite_pauses_work_and_loses_nothing(
         ids = tree.app.schedule_many("noop", [{"seconds": 0.002}] * 2000)
         wait_for(lambda: len(tree.records("end")) >= 50, 30.0, "the first jobs")
         ballast = _fill(small_disk)
+        # A client registering while the disk is full fails in one line, and works once
+        # there is room again (its failed registration leaves nothing locked behind).
+        client = kojo.App(database=tree.url)
+        with pytest.raises(kojo.DatabaseUnavailable):
+            client.mutex("while-full", timeout=0).acquire()
         wait_for(
             lambda: any("database is unavailable" in m for m in server.messages()),
             30.0,
@@ -203,6 +211,8 @@ def test_a_full_disk_under_sqlite_pauses_work_and_loses_nothing(
         assert server.exited() is None, server.stderr()
         os.unlink(ballast)
         freed = time.time()
+        client.mutex("while-full", timeout=0).acquire().release()
+        client.backend.close()
         rows = all_done(tree, ids, 120.0)
         assert_healthy_outcome(tree, server, rows)
         assert first_start_after(tree, freed) < 5.0

@@ -12,9 +12,13 @@ again within about a second, and hundreds of processes do not reconnect in step)
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import sqlite3
 import time
+
+import psycopg
 
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
@@ -40,6 +44,38 @@ SQLITE_UNAVAILABLE_PREFIXES = (
     "SQLITE_READONLY",
     "SQLITE_PROTOCOL",
 )
+
+
+# Owner files and doorbells on a full, failing, read-only or briefly unreadable disk.
+UNAVAILABLE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.ENOENT}
+)
+
+
+def postgres_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True  # connection lost or refused, server shutting down, disk full...
+    code = getattr(exc, "sqlstate", None) or ""
+    return code in POSTGRES_UNAVAILABLE_CODES or code[:2] in POSTGRES_UNAVAILABLE_CLASSES
+
+
+def sqlite_unavailable(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(SQLITE_UNAVAILABLE_PREFIXES):
+        return True
+    # Errors raised before SQLite gave a code (e.g. while opening).
+    text = str(exc)
+    return "locked" in text or "disk" in text or "unable to open" in text
+
+
+def driver_unavailable(exc: BaseException) -> bool:
+    """A driver's (or the owner files') error that means "not now", for code that does
+    not know the dialect."""
+    if isinstance(exc, OSError):
+        return exc.errno in UNAVAILABLE_ERRNOS
+    return postgres_unavailable(exc) or sqlite_unavailable(exc)
 
 
 def one_line(exc: BaseException) -> str:

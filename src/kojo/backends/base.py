@@ -12,7 +12,6 @@ implements the two primitives the rest of kojo is built on:
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -31,6 +30,7 @@ from .. import states
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
 from ..errors import (
+    DatabaseError,
     DatabaseUnavailable,
     InvalidTransition,
     JobNotFound,
@@ -40,6 +40,7 @@ from ..errors import (
 from ..job_types import JobType
 from ..logs import get_logger
 from ..sql import SCHEMA_VERSION, queries, schema
+from .availability import UNAVAILABLE_ERRNOS
 
 NOTIFY_CHANNEL = "kojo"
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
@@ -47,10 +48,6 @@ UNIQUE_VIOLATION = "23505"  # SQLSTATE
 # running it again is safe (kojo's claims never wait, but a user's transaction may).
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 TRANSIENT_ATTEMPTS = 5
-# Owner files and doorbells on a full, failing, read-only or briefly unreadable disk.
-UNAVAILABLE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.ENOENT}
-)
 # Each failed attempt means another claimer committed a serial job meanwhile.
 CLAIM_ATTEMPTS = 20
 BOOL_COLUMNS = frozenset(
@@ -248,6 +245,8 @@ class Backend(ABC):
         than a mistake. See availability.py."""
         if isinstance(exc, DatabaseUnavailable):
             return True
+        if isinstance(exc, DatabaseError) and exc.__cause__ is not None:
+            return self.is_unavailable(exc.__cause__)  # a driver error wrapped at the API
         if isinstance(exc, OSError):
             return exc.errno in UNAVAILABLE_ERRNOS
         return self._driver_unavailable(exc)

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from ..clock import utcnow
 from ..errors import DatabaseUnavailable
-from .availability import POSTGRES_UNAVAILABLE_CLASSES, POSTGRES_UNAVAILABLE_CODES
+from .availability import postgres_unavailable
 from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
@@ -89,10 +89,7 @@ class PostgresBackend(Backend):
         return ids
 
     def _driver_unavailable(self, exc: BaseException) -> bool:
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-            return True  # connection lost or refused, server shutting down, disk full...
-        code = getattr(exc, "sqlstate", None) or ""
-        return code in POSTGRES_UNAVAILABLE_CODES or code[:2] in POSTGRES_UNAVAILABLE_CLASSES
+        return postgres_unavailable(exc)
 
     def _is_missing_table(self, exc: Exception) -> bool:
         return isinstance(exc, pg_errors.UndefinedTable)

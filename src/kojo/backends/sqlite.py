@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
-from .availability import SQLITE_UNAVAILABLE_PREFIXES
+from .availability import sqlite_unavailable
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -178,14 +178,7 @@ class SqliteBackend(Backend):
         return text
 
     def _driver_unavailable(self, exc: BaseException) -> bool:
-        if not isinstance(exc, sqlite3.Error):
-            return False
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        if name.startswith(SQLITE_UNAVAILABLE_PREFIXES):
-            return True
-        # Errors raised before SQLite gave a code (e.g. while opening).
-        text = str(exc)
-        return "locked" in text or "disk" in text or "unable to open" in text
+        return sqlite_unavailable(exc)
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -304,10 +297,17 @@ class SqliteOwner(Owner):
         self._closed = False
         path = backend.owner_file(owner_id)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
         self._bell = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._bell.bind(backend.bell_address(owner_id))
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(self._fd, f"{os.getpid()}\n".encode())
+            self._bell.bind(backend.bell_address(owner_id))
+        except BaseException:
+            # E.g. a full disk: the registration is rolled back, and the next one may get
+            # the same id, so this file must not stay locked by a leaked descriptor.
+            self._bell.close()
+            os.close(self._fd)
+            raise
         self._bell.setblocking(False)
         self._pid = os.getpid()
         self._watch_forks()
