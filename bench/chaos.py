@@ -796,7 +796,7 @@ def disk_full(run: Run) -> None:
         ballast = _fill(folder)
         run.fault(f"disk full for {full_for:g} s")
         run.wait_until(time.time() + full_for)
-        os.unlink(ballast)
+        ballast.unlink(missing_ok=True)
         run.back()
 
 

@@ -176,15 +176,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(folder: Path) -> Path:
-    """Fill the disk up (a ballast file); its path."""
+    """Fill the disk up (a ballast file, however much room is left); its path."""
     ballast = folder / "ballast"
-    with open(ballast, "wb") as out:
-        try:
+    try:
+        with open(ballast, "ab") as out:
             while True:
                 out.write(b"\0" * 65536)
                 out.flush()
-        except OSError:
-            pass
+    except OSError:
+        pass  # full (even the file's creation may fail when the disk already is)
     return ballast
 
 
@@ -209,7 +209,7 @@ def test_a_full_disk_under_sqlite_pauses_work_and_loses_nothing(
         )
         time.sleep(2.0)  # the disk stays full for a while
         assert server.exited() is None, server.stderr()
-        os.unlink(ballast)
+        ballast.unlink(missing_ok=True)
         freed = time.time()
         client.mutex("while-full", timeout=0).acquire().release()
         client.backend.close()
