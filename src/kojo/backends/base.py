@@ -88,6 +88,7 @@ TABLES = (
 Row = dict[str, Any]
 T = TypeVar("T")
 log = get_logger("backend")
+_LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
 
 # Every backend and owner of this process, so that a forked child drops them at once:
 # a child (multiprocessing, a worker's own fork) must neither keep its parent's
@@ -177,6 +178,9 @@ class Backend(ABC):
     # True where concurrent claims can race on the serial-type unique index (PostgreSQL's
     # READ COMMITTED); SQLite's BEGIN IMMEDIATE serialises claims, so they cannot.
     claim_races = False
+    # True where job_claim itself claims nothing for an owner without a process row
+    # (SQLite: serial writes); else the claim is preceded by a check (_vouch).
+    claim_vouches = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -532,11 +536,9 @@ class Backend(ABC):
         claim is in flight, try again later). SQLite's writes are serial already."""
         return True
 
-    def _guard_claims(self, owner_id: int) -> None:
-        """First in a claim's transaction: wait out any reaping of this owner."""
-
     def _vouch(self, owner_id: int) -> bool:
-        """In a claim's transaction, after _guard_claims: may `owner_id` still claim?"""
+        """First in a claim's transaction: may `owner_id` still claim? (PostgreSQL first
+        waits out any reaping of this owner: see its override.)"""
         row = self.fetchone("owner_vouch", {"owner": owner_id})
         return bool(row and row["vouched"])
 
@@ -727,12 +729,10 @@ class Backend(ABC):
         the cluster already treats it as dead.
         """
         with self.write():
-            self._guard_claims(owner_id)
-            if not self._vouch(owner_id):
-                raise OwnerLost(
-                    f"owner {owner_id} is no longer registered: its process was reaped "
-                    "or its database session ended"
-                )
+            # Where the claim statement checks its owner itself (writes are serial), only
+            # an empty claim needs asking why.
+            if not self.claim_vouches and not self._vouch(owner_id):
+                raise OwnerLost(_LOST.format(owner_id))
             if completed:
                 self.job_complete_many(completed, owner_id, now)
             params = {"owner": owner_id, "limit": limit, "now": now}
@@ -740,6 +740,8 @@ class Backend(ABC):
                 rows = self.fetchall("job_claim", params)
             else:
                 rows = self._claim_retrying(params)
+            if not rows and self.claim_vouches and not self._vouch(owner_id):
+                raise OwnerLost(_LOST.format(owner_id))
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 

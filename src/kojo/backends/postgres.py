@@ -135,11 +135,16 @@ class PostgresBackend(Backend):
         )
         return bool(row and row["guarded"])
 
-    def _guard_claims(self, owner_id: int) -> None:
-        self.fetchone("owner_claim_guard", {"reap_namespace": REAP_NAMESPACE, "owner": owner_id})
-
     def _vouch(self, owner_id: int) -> bool:
-        row = self.fetchone("owner_vouch", {"namespace": LOCK_NAMESPACE, "owner": owner_id})
+        # Two statements (the second's snapshot must follow the guard's wait), one round
+        # trip: pipelined.
+        conn = self.connection()
+        guard = {"reap_namespace": REAP_NAMESPACE, "owner": owner_id}
+        vouch = {"namespace": LOCK_NAMESPACE, "owner": owner_id}
+        with conn.pipeline():
+            conn.execute(self.query("owner_claim_guard"), guard)
+            cursor = conn.execute(self.query("owner_vouch"), vouch)
+        row = cursor.fetchone()
         return bool(row and row["vouched"])
 
     def lock_serial_types(self, codes: Iterable[str]) -> None:

@@ -122,6 +122,7 @@ def _journal_mode(conn: sqlite3.Connection, pragma: str) -> str:
 
 class SqliteBackend(Backend):
     dialect = "sqlite"
+    claim_vouches = True
 
     def __init__(self, url: str) -> None:
         self.path = path_from_url(url)

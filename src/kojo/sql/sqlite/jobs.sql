@@ -11,6 +11,8 @@ WITH candidate AS (
       AND (c.can_work_in_parallel OR NOT EXISTS (
           SELECT 1 FROM kojo_job w WHERE w.type_code = c.type_code
             AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
+      -- A reaped owner claims nothing (backend.job_claim then asks why, and stops).
+      AND EXISTS (SELECT 1 FROM kojo_process p WHERE p.kojo_process_id = :owner)
     ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
     LIMIT :limit
 ), chosen AS (
