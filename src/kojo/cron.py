@@ -35,10 +35,6 @@ def floor_minute(moment: datetime) -> datetime:
     return as_utc(moment).replace(second=0, microsecond=0)
 
 
-def is_due(expression: str, minute: datetime) -> bool:
-    return bool(croniter.match(normalize(expression), floor_minute(minute)))
-
-
 def next_fire(expression: str, after: datetime) -> datetime:
     """The first due minute strictly after `after`."""
     it = croniter(normalize(expression), as_utc(after))

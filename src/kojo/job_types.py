@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,18 +49,11 @@ class JobType:
     def auto_delete_interval(self) -> timedelta:
         return parse_duration(self.auto_delete_interval_duration)
 
-    @property
-    def catch_up_interval(self) -> timedelta:
-        return parse_duration(self.catch_up_window)
-
     def columns(self) -> dict[str, Any]:
         """The `kojo_job_type` column values of this type."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "worker"}
         values["type_code"] = values.pop("code")
         return values
-
-    def with_worker(self, worker: Worker | None) -> JobType:
-        return replace(self, worker=worker)
 
 
 FIELD_NAMES = tuple(f.name for f in fields(JobType) if f.name not in ("worker", "worker_uri"))
@@ -212,16 +205,6 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
     values["catch_up"] = catch_up
 
     return JobType(code=code, worker_uri=worker_uri, worker=worker_fn, **values)
-
-
-def from_row(row: Mapping[str, Any]) -> JobType:
-    """A JobType as stored; the worker is loaded lazily by whoever runs it."""
-    known = {f.name for f in fields(JobType)}
-    values = {k: v for k, v in row.items() if k in known}
-    values["code"] = row["type_code"]
-    for key in ("can_work_in_parallel", "is_enabled", "auto_complete_success"):
-        values[key] = bool(values[key])
-    return JobType(**values)
 
 
 def load_yaml(path: str | Path) -> list[JobType]:

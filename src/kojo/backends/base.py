@@ -389,17 +389,6 @@ class Backend(ABC):
         rows = self.fetchall(name, params)
         return rows[0] if rows else None
 
-    def executemany(self, name: str, params: Sequence[Mapping[str, Any]]) -> int:
-        """Run a named statement once per parameter set; the total rows changed."""
-        if not params:
-            return 0
-        cur = self.connection().cursor()
-        try:
-            cur.executemany(self._queries[name], [self._convert_params(p) for p in params])
-            return int(cur.rowcount)
-        finally:
-            cur.close()
-
     def query(self, name: str) -> str:
         return self._queries[name]
 
@@ -704,13 +693,8 @@ class Backend(ABC):
     def job_next_work_at(self, now: datetime) -> datetime | None:
         """When the next job that is not yet due becomes due."""
         row = self.fetchone("job_next_work_at", {"now": now})
-        value = row["work_at"] if row else None
-        if isinstance(value, str):
-            value = self._parse_time(value)
+        value: datetime | None = row["work_at"] if row else None
         return value
-
-    def _parse_time(self, value: str) -> datetime:
-        return as_utc(datetime.fromisoformat(value))
 
     def job_claim(
         self,

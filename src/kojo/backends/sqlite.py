@@ -199,9 +199,6 @@ class SqliteBackend(Backend):
             converted[key] = value
         return converted
 
-    def _parse_time(self, value: str) -> datetime:
-        return as_utc(datetime.fromisoformat(value))
-
     def _is_missing_table(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
 
@@ -218,9 +215,6 @@ class SqliteBackend(Backend):
                 statement = ""
         if statement.strip():
             conn.execute(statement)
-
-    def uninstall(self) -> None:
-        super().uninstall()
 
     # -- owners -------------------------------------------------------------------------
 
