@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,14 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from race_harness import Forked, StressTree  # noqa: E402
-from workers_harness import Tree, become_subreaper, live_descendants, reap_orphans  # noqa: E402
+from race_harness import StressTree  # noqa: E402
+from workers_harness import (  # noqa: E402
+    Tree,
+    Workers,
+    become_subreaper,
+    live_descendants,
+    reap_orphans,
+)
 
 LEFTOVER_GRACE = 3.0  # seconds children of a stopped server get to die
 
@@ -71,54 +78,39 @@ def no_process_left(_subreaper: None) -> Iterator[None]:
 
 @pytest.fixture
 def tree(database_url: str, tmp_path: Path) -> Iterator[Tree]:
-    harness = Tree(database_url, tmp_path)
-    try:
+    with closing(Tree(database_url, tmp_path)) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture
 def pg_tree(postgres_url: str, tmp_path: Path) -> Iterator[Tree]:
-    harness = Tree(postgres_url, tmp_path)
-    try:
+    with closing(Tree(postgres_url, tmp_path)) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture
 def stress_tree(database_url: str, tmp_path: Path) -> Iterator[StressTree]:
     """A `Tree` whose servers run the race tests' workers (race_workers)."""
-    harness = StressTree(database_url, tmp_path)
-    try:
+    with closing(StressTree(database_url, tmp_path)) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture
 def pg_stress_tree(postgres_url: str, tmp_path: Path) -> Iterator[StressTree]:
-    harness = StressTree(postgres_url, tmp_path)
-    try:
+    with closing(StressTree(postgres_url, tmp_path)) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture
 def sqlite_stress_tree(sqlite_url: str, tmp_path: Path) -> Iterator[StressTree]:
-    harness = StressTree(sqlite_url, tmp_path)
-    try:
+    with closing(StressTree(sqlite_url, tmp_path)) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture
-def forked() -> Iterator[Forked]:
-    """Processes a test forks itself, killed at the end."""
-    group = Forked()
+def workers() -> Iterator[Workers]:
+    """Processes a test forks itself (each with an App of its own), killed at the end."""
+    group = Workers()
     try:
         yield group
     finally:

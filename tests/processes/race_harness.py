@@ -5,12 +5,9 @@ test's database, and the few questions the race tests ask of it."""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import time
-import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -148,48 +145,3 @@ class Sql:
 def admin_connection(url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         yield conn
-
-
-class Forked:
-    """Children forked from the test process (each with an App of its own); every one
-    still running when the test ends is killed and reaped."""
-
-    def __init__(self) -> None:
-        self.pids: set[int] = set()
-
-    def start(self, body: Callable[[], None]) -> int:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 0
-            try:
-                body()
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            os._exit(code)
-        self.pids.add(pid)
-        return pid
-
-    def join(self, timeout: float) -> list[int]:
-        """Wait for every child to exit by itself; the pids of those that did not exit 0."""
-        failed = []
-        deadline = time.monotonic() + timeout
-        while self.pids:
-            for pid in list(self.pids):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    self.pids.discard(pid)
-                    if os.waitstatus_to_exitcode(status) != 0:
-                        failed.append(pid)
-            assert time.monotonic() < deadline, f"children still running: {sorted(self.pids)}"
-            time.sleep(0.05)
-        return failed
-
-    def kill_all(self) -> None:
-        for pid in list(self.pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-            self.pids.discard(pid)

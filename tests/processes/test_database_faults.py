@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,11 +39,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def fault_tree(cluster: Cluster, tmp_path: Path) -> Iterator[Tree]:
-    harness = Tree(cluster.create_database(), tmp_path)
-    try:
+    with closing(Tree(cluster.create_database(), tmp_path)) as harness:
         yield harness
-    finally:
-        harness.close()
 
 
 def patiently(action: Callable[[], T], timeout: float = 30.0) -> T:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import time
-import traceback
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from workers_harness import Workers
 
 import kojo
 
@@ -34,62 +32,6 @@ class Entry:
     slot: int
     token: int
     ns: int
-
-
-class Workers:
-    """Forked children; every one is killed and reaped when the test ends."""
-
-    def __init__(self) -> None:
-        self.pids: set[int] = set()
-        self.failed: list[int] = []
-
-    def start(self, body: Callable[[], None]) -> int:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 0
-            try:
-                body()
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            os._exit(code)
-        self.pids.add(pid)
-        return pid
-
-    def join(self, timeout: float) -> None:
-        """Wait for every child to exit by itself; each must exit 0."""
-        deadline = time.monotonic() + timeout
-        while self.pids:
-            for pid in list(self.pids):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    self.pids.discard(pid)
-                    if os.waitstatus_to_exitcode(status) != 0:
-                        self.failed.append(pid)
-            assert time.monotonic() < deadline, f"workers still running: {sorted(self.pids)}"
-            time.sleep(0.05)
-        assert not self.failed, f"workers failed: {self.failed} (see stderr)"
-
-    def kill(self, pid: int) -> None:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        self.pids.discard(pid)
-
-    def kill_all(self) -> None:
-        for pid in list(self.pids):
-            try:
-                self.kill(pid)
-            except ChildProcessError:
-                self.pids.discard(pid)
-
-
-@pytest.fixture
-def workers() -> Iterator[Workers]:
-    group = Workers()
-    try:
-        yield group
-    finally:
-        group.kill_all()
 
 
 @pytest.fixture

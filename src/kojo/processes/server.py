@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..backends import Owner, ProcessInfo
 from ..backends.availability import Backoff
 from ..control import parse_command
-from ..errors import DatabaseError, LockTimeout
+from ..errors import LockTimeout
 from ..logs import get_logger
 from . import patience
 from .lineage import Lineage, describe_status, fork_child, server_lineage
@@ -78,8 +78,7 @@ class Server:
                     app.register_job_types()
                 break
             except Exception as exc:
-                error = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
-                if not (backend.is_unavailable(exc) or backend.is_unavailable(error)):
+                if not backend.is_unavailable(exc):
                     raise
                 patience.pause(signals, self.backoff.failed(exc))
                 if signals.pop_all():
@@ -120,10 +119,7 @@ class Server:
             except LockTimeout:
                 return False
             except Exception as exc:
-                error = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
-                if owner.is_lost() or not (
-                    self.app.backend.is_unavailable(exc) or self.app.backend.is_unavailable(error)
-                ):
+                if owner.is_lost() or not self.app.backend.is_unavailable(exc):
                     raise
                 time.sleep(self.backoff.failed(exc))
 
