@@ -89,7 +89,8 @@ from workers_harness import (  # noqa: E402  (tests/processes)
 )
 
 import kojo  # noqa: E402
-from kojo.app import database_errors  # noqa: E402
+from foundation_helpers import count_by_state as _count_by_state  # noqa: E402  (tests/)
+from kojo.backends.errors import database_errors  # noqa: E402
 from pg_cluster import Cluster  # noqa: E402  (tests/pg_cluster.py)
 
 BENCH = ROOT / "bench"
@@ -369,7 +370,7 @@ def schedule_load(app: kojo.App, jobs: int, seconds: float, rng: random.Random) 
 
 def count_by_state(app: kojo.App) -> list[dict[str, Any]]:
     with database_errors():
-        return app.backend.fetchall("job_count_by_state")
+        return _count_by_state(app.backend)
 
 
 def drain(run: Run, ids: set[int], timeout: float) -> float | None:

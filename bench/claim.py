@@ -41,6 +41,7 @@ import psycopg
 from harness import ROOT, database
 
 import kojo
+from foundation_helpers import count_by_state
 from kojo.backends import ProcessInfo, open_backend
 from kojo.backends.sqlite import path_from_url
 
@@ -189,7 +190,7 @@ def prepare(url: str, jobs: int) -> None:
 def verify(url: str, jobs: int) -> None:
     """Every job completed, and claimed exactly once."""
     backend = open_backend(url)
-    rows = backend.fetchall("job_count_by_state")
+    rows = count_by_state(backend)
     counts = {(r["assigned_state"], r["next_state_request"]): int(r["jobs"]) for r in rows}
     worked = backend.connection().execute(
         "SELECT min(times_worked) AS low, max(times_worked) AS high FROM kojo_job"

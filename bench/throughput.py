@@ -33,6 +33,7 @@ import psycopg
 from harness import ROOT, database, descendants, pss_bytes, server, summary, wait_for
 
 import kojo
+from foundation_helpers import count_by_state, last_completion
 
 # -- baseline: one job per transaction, raw SQL ---------------------------------------------
 
@@ -110,15 +111,15 @@ def _job_processes(app: kojo.App) -> int:
 def _completed(app: kojo.App, code: str) -> int:
     return sum(
         int(row["jobs"])
-        for row in app.backend.fetchall("job_count_by_state")
+        for row in count_by_state(app.backend)
         if row["type_code"] == code and row["assigned_state"] == "complete_success"
     )
 
 
 def _last_completion(app: kojo.App, code: str) -> datetime:
-    row = app.backend.fetchone("job_last_completion", {"type_code": code})
-    assert row is not None and row["completed_at_date_time"] is not None
-    return row["completed_at_date_time"]  # type: ignore[no-any-return]
+    completed = last_completion(app.backend, code)
+    assert completed is not None
+    return completed
 
 
 def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any]:

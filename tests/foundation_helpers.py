@@ -103,3 +103,28 @@ def index_names(backend: Backend) -> set[str]:
         sql = "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()"
     cur = backend.connection().execute(sql)
     return {row["name"] for row in cur.fetchall()}
+
+
+# Reads that only tests and benchmarks need: kept out of the package's named queries.
+COUNT_BY_STATE = (
+    "SELECT type_code, assigned_state, next_state_request, count(*) AS jobs FROM kojo_job "
+    "GROUP BY type_code, assigned_state, next_state_request"
+)
+
+
+def count_by_state(backend: Backend) -> list[dict[str, Any]]:
+    """Jobs per (type_code, assigned_state, next_state_request), as rows with `jobs`."""
+    return [dict(row) for row in backend.connection().execute(COUNT_BY_STATE).fetchall()]
+
+
+def last_completion(backend: Backend, type_code: str) -> datetime | None:
+    """The latest completed_at_date_time of a type's jobs (the name aliased, so that
+    SQLite's rows convert it to a datetime)."""
+    marker = "%s" if backend.dialect == "postgres" else "?"
+    cursor = backend.connection().execute(
+        "SELECT max(completed_at_date_time) AS completed_at_date_time FROM kojo_job "
+        f"WHERE type_code = {marker}",
+        (type_code,),
+    )
+    row = cursor.fetchone()
+    return row["completed_at_date_time"] if row else None

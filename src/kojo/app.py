@@ -6,35 +6,32 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import bounds, states
+from . import bounds, ipc, states
 from .backends import Backend, open_backend
-from .backends.availability import driver_unavailable
+from .backends.errors import database_errors
 from .clock import utcnow
+from .control import Control
+from .cron_scheduler import CronMemory
 from .errors import (
-    DatabaseError,
-    DatabaseUnavailable,
     InvalidArgument,
     InvalidJobType,
     InvalidPayload,
     JobNotFound,
     JobTypeDisabled,
-    KojoError,
-    SchemaMissing,
     UnknownJobType,
 )
+from .ipc import Subscription
 from .job_types import JobType, Worker, define, import_worker, load_yaml
+from .locks import LockRequest, Locks
+from .process_owner import ProcessOwner
 
 if TYPE_CHECKING:
     from .backends import Owner
-    from .control import Control
-    from .ipc import Subscription
-    from .locks import LockRequest
 
 DEFAULT_DATABASE = "sqlite:///kojo.db"
 TYPE_CACHE_SECONDS = 5.0
@@ -56,43 +53,6 @@ def encode_payload(payload: Any) -> str | None:
         raise InvalidPayload(f"payload is not JSON-serialisable: {payload!r} ({exc})") from None
 
 
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    import psycopg
-
-    return (sqlite3.Error, psycopg.Error)
-
-
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """Turn driver exceptions into kojo.DatabaseError at the API boundary."""
-    try:
-        yield
-    except KojoError:
-        raise
-    except OSError as exc:
-        if not driver_unavailable(exc):
-            raise
-        raise DatabaseUnavailable(f"{type(exc).__name__}: {_one_line(str(exc))}") from exc
-    except _driver_errors() as exc:
-        text = _one_line(str(exc))
-        if "no such table" in text or type(exc).__name__ == "UndefinedTable":
-            raise SchemaMissing(
-                f"kojo's tables are not installed in this database ({text}): run `kojo db install`"
-            ) from exc
-        error = DatabaseUnavailable if driver_unavailable(exc) else DatabaseError
-        raise error(f"{type(exc).__name__}: {text}".strip()) from exc
-
-
-def _one_line(text: str) -> str:
-    """A driver message on one line: PostgreSQL's primary message and DETAIL/HINT, not the
-    multi-line excerpt of the failing SQL (error messages must fit one CLI line)."""
-    lines = [line.strip() for line in text.strip().splitlines()]
-    kept = lines[:1] + [line for line in lines[1:] if line.startswith(("DETAIL:", "HINT:"))]
-    return " ".join(kept)
-
-
 class App:
     """A kojo application: where its database is and which job types it defines."""
 
@@ -105,6 +65,11 @@ class App:
         self._type_rows: dict[str, tuple[float, dict[str, Any]]] = {}
         self._workers: dict[str, Worker] = {}
         self._lock = threading.Lock()
+        # This process's registration (for locks and clients), the lock engine, and what
+        # cron remembers between passes: made on first use, one each per App.
+        self._owners: ProcessOwner | None = None
+        self._locks: Locks | None = None
+        self.cron_memory = CronMemory()
         if url.startswith("sqlite"):
             self._backend = open_backend(url)  # resolves a relative path now, not after a chdir
 
@@ -113,6 +78,23 @@ class App:
         if self._backend is None:
             self._backend = open_backend(self.database_url)
         return self._backend
+
+    @property
+    def owners(self) -> ProcessOwner:
+        """Holds this process's owner (see owner())."""
+        with self._lock:
+            if self._owners is None:
+                self._owners = ProcessOwner(lambda: self.backend)
+            return self._owners
+
+    @property
+    def lock_engine(self) -> Locks:
+        """The mutexes and semaphores of this App, as used from this process."""
+        owners = self.owners
+        with self._lock:
+            if self._locks is None:
+                self._locks = Locks(lambda: self.backend, owners)
+            return self._locks
 
     # -- job types ----------------------------------------------------------------------
 
@@ -320,22 +302,16 @@ class App:
 
         Inside a write transaction of this thread it is sent at commit, or not at all.
         """
-        from .ipc import publish
-
         with database_errors():
-            return publish(self.backend, channel, message)
+            return ipc.publish(self.backend, channel, message)
 
     def subscribe(self, channel: str) -> Subscription:
         """Listen to `channel` from now on: `for message in sub.messages(timeout=5): ...`."""
-        from .ipc import Subscription
-
         return Subscription(self.backend, channel)
 
     @property
     def control(self) -> Control:
         """Cluster control: ping(), pause(code), resume(code), scale(host, n), drain(host)."""
-        from .control import Control
-
         return Control(self)
 
     # -- locks (docs/locks.md) -------------------------------------------------------------
@@ -346,16 +322,12 @@ class App:
         The one given to use_owner(), else a "client" owner registered on first
         use and kept for the life of the process (re-made after a fork).
         """
-        from .process_owner import owner_keeper
-
         with database_errors():
-            return owner_keeper(self).get()
+            return self.owners.get()
 
     def use_owner(self, owner: Owner | None) -> None:
         """Make `owner` this process's owner; the caller registered it and closes it."""
-        from .process_owner import owner_keeper
-
-        owner_keeper(self).use(owner)
+        self.owners.use(owner)
 
     def mutex(
         self, name: str, timeout: float | None = None, *, job_id: int | None = None
@@ -370,14 +342,10 @@ class App:
         self, name: str, slots: int, timeout: float | None = None, *, job_id: int | None = None
     ) -> LockRequest:
         """`with app.semaphore(name, slots) as lease:` at most `slots` holders at a time."""
-        from .locks import locks_of
-
         if job_id is not None:
             job_id = bounds.check_job_id(job_id)
-        return locks_of(self).request(name, slots, timeout, job_id)
+        return self.lock_engine.request(name, slots, timeout, job_id)
 
     def locks(self) -> list[dict[str, Any]]:
         """Held slots (state "held") and waiters (state "waiting"), cluster-wide."""
-        from .locks import locks_of
-
-        return locks_of(self).listing()
+        return self.lock_engine.listing()

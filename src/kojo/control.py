@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .app import database_errors
+from .backends.errors import database_errors
 from .errors import InvalidArgument
 
 if TYPE_CHECKING:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,14 +48,12 @@ log = get_logger("cron")
 
 
 @dataclass
-class _Memory:
-    """What one process remembers between passes (per App); never needed for correctness."""
+class CronMemory:
+    """What one process remembers between passes (the App keeps one); never needed for
+    correctness."""
 
     disabled_logged: dict[str, datetime] = field(default_factory=dict)  # type -> minute logged
     bad_level_reported: bool = False
-
-
-_memory: weakref.WeakKeyDictionary[App, _Memory] = weakref.WeakKeyDictionary()
 
 
 def disabled_type_log_level(value: str | int | None = None) -> int:
@@ -143,7 +140,7 @@ def schedule_due(
     (an expression edited by hand into nonsense) is logged and skipped; the
     other types are still scheduled.
     """
-    memory = _memory.setdefault(app, _Memory())
+    memory = app.cron_memory
     level = _pass_log_level(memory, disabled_log_level)
     now = as_utc(now or utcnow())
     backend = app.backend
@@ -206,7 +203,7 @@ def _schedule_type(backend: Backend, code: str, now: datetime) -> int:
     return made
 
 
-def _pass_log_level(memory: _Memory, value: str | int | None) -> int:
+def _pass_log_level(memory: CronMemory, value: str | int | None) -> int:
     """The disabled-type log level for a pass. A bad environment value must not stop cron:
     report it once and use warning (the server refuses it at startup)."""
     if value is not None:
@@ -221,7 +218,7 @@ def _pass_log_level(memory: _Memory, value: str | int | None) -> int:
 
 
 def _skip_disabled(
-    app: App, memory: _Memory, row: Mapping[str, Any], now: datetime, level: int
+    app: App, memory: CronMemory, row: Mapping[str, Any], now: datetime, level: int
 ) -> None:
     """Log the skip once per minute (per process) and move the horizon past this minute."""
     code = str(row["type_code"])

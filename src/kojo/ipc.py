@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import sqlite3
 import threading
 import time
 import weakref
@@ -31,19 +30,15 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-import psycopg
-
-from .app import database_errors
-from .backends.base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
+from .backends.base import MESSAGE_TOPIC, Backend, Notification, Owner, ProcessInfo
+from .backends.errors import database_errors, driver_errors
 from .clock import utcnow
 from .errors import DatabaseError, InvalidArgument, InvalidPayload, KojoError
 from .logs import get_logger, metadata
 
-TOPIC = "message"
+TOPIC = MESSAGE_TOPIC
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_CHANNEL_LENGTH = 255
-# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; keep a margin.
-INLINE_LIMIT = 7900
 # SQLite: read the table this often even without a wake-up (a lost datagram).
 SAFETY_POLL_SECONDS = 1.0
 READ_BATCH = 500
@@ -51,8 +46,11 @@ RECONNECT_BACKOFF = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 log = get_logger("ipc")
 _NO_MESSAGE = object()
-# What a subscriber survives: the database or its connection going away for a while.
-RECOVERABLE = (OSError, DatabaseError, sqlite3.Error, psycopg.Error)
+
+
+def recoverable(exc: BaseException) -> bool:
+    """What a subscriber survives: the database or its connection going away for a while."""
+    return isinstance(exc, (OSError, DatabaseError, *driver_errors()))
 
 
 def check_channel(channel: object) -> str:
@@ -93,32 +91,11 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def wake_data(message_id: int, channel: str) -> str:
-    """The data of a "message" notification (PostgreSQL builds it in SQL, with the message)."""
-    return json.dumps({"id": message_id, "channel": channel}, separators=(",", ":"))
-
-
 def publish(backend: Backend, channel: str, message: Any, publisher: int | None = None) -> int:
     """Store a message and wake its subscribers (at commit, inside a caller's write()); its id."""
     check_channel(channel)
-    params = {
-        "channel": channel,
-        "payload": encode_message(message),
-        "kojo_process_id": publisher,
-        "now": utcnow(),
-    }
     with backend.write():
-        if backend.dialect == "postgres":
-            # One statement inserts and sends the NOTIFY (inline when it fits).
-            params.update(notify_channel=NOTIFY_CHANNEL, inline_limit=INLINE_LIMIT)
-            row = backend.fetchone("message_publish", params)
-            assert row is not None
-            return int(row["kojo_message_id"])
-        row = backend.fetchone("message_insert", params)
-        assert row is not None
-        message_id = int(row["kojo_message_id"])
-        backend.notify(TOPIC, wake_data(message_id, channel))
-    return message_id
+        return backend.message_publish(channel, encode_message(message), publisher, utcnow())
 
 
 def subscriber_info(channel: str) -> ProcessInfo:
@@ -143,10 +120,12 @@ class Subscription:
     def __init__(self, backend: Backend, channel: str) -> None:
         self.channel = check_channel(channel)
         self._backend = backend
-        self._postgres = backend.dialect == "postgres"
+        # Whether wake-ups arrive exactly once, in commit order, carrying small messages
+        # (PostgreSQL's NOTIFY): else they are hints to read the table (SQLite's datagrams).
+        self._reliable = backend.wakeups_are_reliable
         self._pending: deque[tuple[int, Any]] = deque()
-        self._recovered: set[int] = set()  # PostgreSQL: read from the table, NOTIFY may repeat
-        self._conn: Any = None  # PostgreSQL: our own connection for reads
+        self._recovered: set[int] = set()  # read from the table, a reliable wake-up may repeat
+        self._conn: Any = None  # our own connection for reads, opened when first needed
         self._pid = os.getpid()
         self._closed = False
         self._step = threading.Lock()  # held by the consuming thread while it waits
@@ -156,8 +135,8 @@ class Subscription:
             with database_errors():
                 self._owner = backend.register_owner(subscriber_info(channel))
                 # Listening already: anything committed after this read is ours. (The
-                # backend's connection: a PostgreSQL subscriber opens its own for reads
-                # only once it needs one, for a large message or to catch up.)
+                # backend's connection: the subscriber opens its own for reads only once
+                # it needs one.)
                 row = backend.fetchone("message_last_id", {"channel": channel})
         except BaseException:
             self._release()
@@ -238,7 +217,9 @@ class Subscription:
                 polled = True
                 try:
                     self._receive(remaining)
-                except RECOVERABLE as exc:
+                except Exception as exc:
+                    if not recoverable(exc):
+                        raise
                     if self._closed:
                         break
                     self._reconnect(exc, deadline)
@@ -255,7 +236,7 @@ class Subscription:
         if owner is None or owner.is_lost():
             raise DatabaseError("the subscriber's registration was lost")
         wait = remaining
-        if not self._postgres:
+        if not self._reliable:
             until_poll = self._last_read + SAFETY_POLL_SECONDS - time.monotonic()
             wait = until_poll if wait is None else min(wait, until_poll)
         wait = None if wait is None else max(0.0, wait)
@@ -263,7 +244,7 @@ class Subscription:
         if self._closed:
             return
         notes = owner.wait(0.0) if owner.fileno() in ready else []
-        if self._postgres:
+        if self._reliable:
             for note in notes:
                 self._take_notification(note)
         elif (
@@ -331,13 +312,10 @@ class Subscription:
     # -- database access --------------------------------------------------------------
 
     def _read(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        if not self._postgres:
-            # SQLite: the backend's per-thread connection (it knows about forks).
-            return self._backend.fetchall(name, params)
-        if self._conn is None or self._conn.closed:
+        # Our own connection: never inside a transaction the consuming thread has open.
+        if self._conn is None or self._backend.is_broken(self._conn):
             self._conn = self._backend.new_connection()
-        rows = self._conn.execute(self._backend.query(name), params).fetchall()
-        return [dict(row) for row in rows]
+        return self._backend.fetchall_on(self._conn, name, params)
 
     def _read_one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
         rows = self._read(name, params)
@@ -361,7 +339,9 @@ class Subscription:
                 # Listening again; what the channel got meanwhile is in the table.
                 after = max([self._last_id, *(message_id for message_id, _ in self._pending)])
                 missed = self._read_after(after)
-            except RECOVERABLE as exc:
+            except Exception as exc:
+                if not recoverable(exc):
+                    raise
                 self._drop_connections()
                 delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
                 if deadline is not None:
@@ -416,9 +396,7 @@ class Subscription:
             self._owner.abandon()
             self._owner = None
         if self._conn is not None:
-            from .backends.postgres import abandon_socket
-
-            abandon_socket(self._conn)
+            self._backend.abandon_connection(self._conn)
             _graveyard.append(self._conn)
             self._conn = None
         for fd in (self._wake_r, self._wake_w):

@@ -1,10 +1,10 @@
 """The rows behind mutexes and semaphores, through the named queries of sql/locks.sql.
 
-Methods marked "in a transaction" must run inside `backend.write()`. The two
-dialects differ where PostgreSQL saves round trips (sql/postgres/locks.sql
-probes liveness inside its queries, and deletes a waiter row in the statement
-that grants its slot) and where it must order a release after a waiter's
-registration (a row lock on the semaphore; SQLite's writes are serial anyway).
+Methods marked "in a transaction" must run inside `backend.write()`. Where the
+dialects differ (PostgreSQL probes liveness inside its queries, grants and
+releases in one statement, and orders a release after a waiter's registration
+with a row lock) the driver's lock_* methods and query texts hold the difference;
+this module is the same for every database.
 """
 
 from __future__ import annotations
@@ -14,12 +14,20 @@ from datetime import datetime
 from typing import Any
 
 from .backends import Backend
+from .backends.lock_records import Released, Waiter
 from .errors import SlotsMismatch
-from .lock_waiting import NEAR_HEAD
 
 # Waiters a release looks at beyond those it wakes, in case some have gone.
 SPARE_WAITERS = 2
 EVERY_WAITER = 100000
+# How often a waiter near the head of the queue (fewer than slots + NEAR_HEAD waiters
+# ahead of it) re-checks a lock it was not woken for: frees of dead holders and lost
+# wake-ups are noticed within this (plus jitter). Waiters further back only check every
+# SAFETY_INTERVAL: a release or a grant wakes them in turn, so 100 blocked waiters cost
+# about what 2 do.
+PROBE_INTERVAL = 0.5
+SAFETY_INTERVAL = 10.0
+NEAR_HEAD = 1
 
 
 @dataclass
@@ -32,22 +40,11 @@ class Queue:
     dead: list[int] = field(default_factory=list)
 
 
-@dataclass
-class Waiter:
-    owner_id: int
-    bell: str
-    dead: bool | None  # None: unknown (SQLite: a failed send tells)
-
-
 class LockStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.postgres = backend.dialect == "postgres"
-        self.namespace = 0  # of the owners' advisory locks, for probes inside queries
-        if self.postgres:
-            from .backends.postgres import LOCK_NAMESPACE
-
-            self.namespace = LOCK_NAMESPACE
+        # Of the owners' advisory locks, for queries that probe liveness themselves.
+        self.namespace = backend.probe_namespace
 
     def _params(self, **params: Any) -> dict[str, Any]:
         params["namespace"] = self.namespace
@@ -64,12 +61,11 @@ class LockStore:
         now: datetime,
         waiter_id: int | None,
     ) -> tuple[int, int] | None:
-        """PostgreSQL, outside a transaction: (slot, token) in one statement, or None.
-
-        The waiter row `waiter_id` (if any) is deleted with the grant.
+        """Outside a transaction: (slot, token) in one round trip where the driver can, or
+        None (then take the full path). The waiter row `waiter_id` (if any) is deleted
+        with the grant.
         """
-        row = self.backend.fetchone(
-            "lock_take_fast",
+        row = self.backend.lock_take_fast(
             self._params(
                 name=name,
                 slots=slots,
@@ -135,16 +131,13 @@ class LockStore:
 
         When a slot is taken, the waiter row `waiter_id` (if any) is deleted.
         """
-        row = self.backend.fetchone(
-            "lock_slot_take",
+        row = self.backend.lock_take(
             self._params(
                 name=name, slots=slots, owner=me, job_id=job_id, now=now, waiter_id=waiter_id
-            ),
+            )
         )
         if row is None:
             return None
-        if waiter_id is not None and not self.postgres:
-            self.backend.execute("lock_waiter_remove", {"waiter_id": waiter_id})
         return (int(row["slot"]), int(row["token"]))
 
     def look(self, me: int, name: str, slots: int, waiter_id: int | None) -> Queue:
@@ -191,8 +184,7 @@ class LockStore:
 
     def commit_async(self) -> None:
         """In a transaction that handed out no token: its commit need not wait for the disk."""
-        if self.postgres:
-            self.backend.fetchone("lock_commit_async")
+        self.backend.commit_without_flush()
 
     # -- waking -----------------------------------------------------------------------------
 
@@ -207,7 +199,7 @@ class LockStore:
         Waiters known to be dead are reaped. Where liveness is unknown (SQLite),
         every bell is returned: the ringer skips those that no longer answer.
         """
-        if not self.postgres:
+        if any(w.dead is None for w in waiters):
             return [w.bell for w in waiters]
         chosen: list[str] = []
         for waiter in waiters:
@@ -224,64 +216,20 @@ class LockStore:
 
     # -- releasing --------------------------------------------------------------------------
 
-    def release(
-        self, me: int, name: str, slot: int, token: int
-    ) -> tuple[bool, bool, bool, list[Waiter]]:
-        """(freed, owner found dead, a waiter rung, oldest waiters looked at).
+    def release(self, me: int, name: str, slot: int, token: int) -> Released:
+        """Free the slot if `me` still holds it with `token`.
 
-        In a transaction, unless runs_own_release(). PostgreSQL rings the first
-        live waiter in the releasing statement itself (and reaps dead ones it
-        saw); SQLite leaves the ringing (after commit) to the caller.
+        In a transaction, unless runs_own_release(). Where the driver rings the first
+        live waiter in the releasing statement itself (PostgreSQL), `rung` says so;
+        else the caller rings (after commit) among the `heads` looked at.
         """
-        backend = self.backend
-        params = self._params(name=name, slot=slot, token=token, owner=me, limit=1 + SPARE_WAITERS)
-        if self.postgres:
-            rows = self._release_rows(params)
-            first = rows[0]
-            heads = [
-                Waiter(int(r["kojo_process_id"]), str(r["bell"]), bool(r["waiter_dead"]))
-                for r in rows
-                if r["kojo_process_id"] is not None
-            ]
-            rung = any(r["rung"] for r in rows)
-            for waiter in heads:
-                if waiter.dead:  # died waiting: its row would be looked at again and again
-                    backend.free_dead_owner_locks(waiter.owner_id)
-            return bool(first["freed"]), bool(first["dead"]), rung, heads
-        row = backend.fetchone("lock_release", params)
-        dead = backend.owner_is_dead(me)
-        if row is None:
-            return False, dead, False, []
-        heads = self.waiters(name, 1 + SPARE_WAITERS) if row["waiters"] else []
-        return True, dead, False, heads
+        return self.backend.lock_release(
+            self._params(name=name, slot=slot, token=token, owner=me, limit=1 + SPARE_WAITERS)
+        )
 
     def runs_own_release(self) -> bool:
         """True when release() is to be called outside a transaction (it opens its own)."""
-        return self.postgres and not self.backend.in_transaction()
-
-    def _release_rows(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """PostgreSQL: the lock that orders us after a waiter's registration in flight,
-        then the release (sql/postgres/locks.sql); pipelined into one round trip,
-        with its own BEGIN and COMMIT, unless the caller's transaction is open."""
-        backend = self.backend
-        if backend.in_transaction():
-            backend.fetchone("lock_semaphore_share", params)
-            return backend.fetchall("lock_release", params)
-        from psycopg.pq import TransactionStatus
-
-        idle = TransactionStatus.IDLE
-        conn = backend.connection()
-        try:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                conn.execute(backend.query("lock_semaphore_share"), params)
-                cursor = conn.execute(backend.query("lock_release"), params)
-                conn.execute("COMMIT")
-        except BaseException:
-            if not conn.closed and conn.info.transaction_status != idle:
-                conn.execute("ROLLBACK")
-            raise
-        return [dict(row) for row in cursor.fetchall()]
+        return self.backend.releases_in_one_round_trip and not self.backend.in_transaction()
 
     def is_held(self, me: int, name: str, slot: int, token: int) -> bool:
         row = self.backend.fetchone(

@@ -10,7 +10,7 @@ statement for the common case): create the rows if missing, check the slot
 count, take the lowest free slot with `token = last_token + 1`; when none is
 free, reap holders whose owners are dead (their jobs crash, their slots are
 freed) and try again, else register a waiter row naming the thread's bell
-(lock_waiting.py) and sleep on it. Releasing is a compare-and-set on (name,
+(backends/bells.py) and sleep on it. Releasing is a compare-and-set on (name,
 slot, token, owner) that rings the oldest live waiter's bell. The queries are
 in lock_store.py and sql/locks.sql; the user's guide is docs/locks.md.
 
@@ -26,21 +26,28 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .backends import Owner
+from .backends import Backend, Owner
 from .backends.availability import Backoff, one_line
+from .backends.bells import Bell, Ringer
+from .backends.errors import database_errors
+from .backends.lock_records import Waiter
 from .clock import utcnow
 from .errors import InvalidArgument, KojoError, LeaseLost, LockTimeout, SlotsMismatch
-from .lock_store import SPARE_WAITERS, LockStore, Queue, Waiter
-from .lock_waiting import NEAR_HEAD, PROBE_INTERVAL, SAFETY_INTERVAL, Bell, Ringer, ringer_for
+from .lock_store import (
+    NEAR_HEAD,
+    PROBE_INTERVAL,
+    SAFETY_INTERVAL,
+    SPARE_WAITERS,
+    LockStore,
+    Queue,
+)
 from .logs import get_logger
-from .process_owner import ProcessOwner, owner_keeper
-
-if TYPE_CHECKING:
-    from .app import App
+from .process_owner import ProcessOwner
 
 MAX_NAME_LENGTH = 255
 MAX_SLOTS = 10000
@@ -245,8 +252,8 @@ class _Wait:
 class Locks:
     """The mutexes and semaphores of one App, as used from this process."""
 
-    def __init__(self, app: App, owners: ProcessOwner) -> None:
-        self._app = app
+    def __init__(self, backend: Callable[[], Backend], owners: ProcessOwner) -> None:
+        self._backend = backend  # opened on first use (the App's)
         self._owners = owners
         self._local = threading.local()
         self._store: LockStore | None = None
@@ -260,19 +267,19 @@ class Locks:
     @property
     def store(self) -> LockStore:
         if self._store is None:
-            self._store = LockStore(self._app.backend)
+            self._store = LockStore(self._backend())
         return self._store
 
     @property
     def ringer(self) -> Ringer:
         if self._ringer is None:
-            self._ringer = ringer_for(self._app.backend)
+            self._ringer = self._backend().ringer()
         return self._ringer
 
     def _thread_bell(self) -> Bell:
         """This thread's bell, kept from one wait to the next."""
         pid, bell = getattr(self._local, "bell", (0, None))
-        backend = self._app.backend
+        backend = self._backend()
         if bell is None or pid != os.getpid() or not bell.usable(backend):
             bell = self.ringer.bell(backend)
             self._local.bell = (os.getpid(), bell)
@@ -291,7 +298,6 @@ class Locks:
     # -- acquire --------------------------------------------------------------------------
 
     def acquire(self, name: str, slots: int, timeout: float | None, job_id: int | None) -> Lease:
-        from .app import database_errors
 
         held = self._held()
         lease = held.get(name)
@@ -303,7 +309,7 @@ class Locks:
                 )
             lease._depth += 1
             return lease
-        if self._app.backend.in_transaction():
+        if self._backend().in_transaction():
             raise InvalidArgument(
                 f"cannot take {describe(name, slots)} inside a transaction: "
                 "take the lock first, then open the transaction"
@@ -357,7 +363,7 @@ class Locks:
                 ) from None
             except Exception as exc:
                 # A waiter rides through an outage until its deadline (a try-lock does not).
-                if wait is None or not self._app.backend.is_unavailable(exc):
+                if wait is None or not self._backend().is_unavailable(exc):
                     raise
                 backoff = backoff or Backoff(f"Waiting for {describe(name, slots)}", log)
                 pause = backoff.failed(exc)
@@ -385,7 +391,7 @@ class Locks:
         now = utcnow()
         # A woken waiter of a semaphore takes the full path, which also wakes
         # others for any further free slots.
-        if store.postgres and (waiter_id is None or slots == 1):
+        if waiter_id is None or slots == 1:
             taken = store.take_fast(me, name, slots, job_id, now, waiter_id)
             if taken is not None:
                 if wait is not None:
@@ -505,7 +511,6 @@ class Locks:
     # -- release and checks ---------------------------------------------------------------
 
     def release(self, lease: Lease) -> None:
-        from .app import database_errors
 
         if lease._released:
             return
@@ -551,25 +556,21 @@ class Locks:
         store = self.store
         rings: list[str] = []
         if store.runs_own_release():
-            freed, dead, rung, heads = store.release(
-                lease.owner_id, lease.name, lease.slot, lease.token
-            )
-            if freed and heads and not rung:  # those looked at had died: try the next
+            released = store.release(lease.owner_id, lease.name, lease.slot, lease.token)
+            if released.freed and released.heads and not released.rung:
+                # Those looked at had died: try the next.
                 with store.backend.write():
                     waiters = store.waiters(lease.name, 1 + SPARE_WAITERS)
                     rings = self._ring(lease.owner_id, waiters, 1)
         else:
             with store.backend.write():
-                freed, dead, rung, heads = store.release(
-                    lease.owner_id, lease.name, lease.slot, lease.token
-                )
-                if freed and heads and not rung:
-                    rings = self._ring(lease.owner_id, heads, 1)
+                released = store.release(lease.owner_id, lease.name, lease.slot, lease.token)
+                if released.freed and released.heads and not released.rung:
+                    rings = self._ring(lease.owner_id, released.heads, 1)
         self.ringer.ring_after_commit(rings, 1)
-        return freed, dead
+        return released.freed, released.dead
 
     def is_held(self, lease: Lease) -> bool:
-        from .app import database_errors
 
         store = self.store
         with database_errors(), store.backend.write():
@@ -579,7 +580,6 @@ class Locks:
 
     def listing(self) -> list[dict[str, Any]]:
         """Held slots then waiters, after reaping holders and waiters that died."""
-        from .app import database_errors
 
         store = self.store
         with database_errors():
@@ -596,17 +596,3 @@ class Locks:
 def _jitter(seconds: float) -> float:
     """±10%, so that many waiters do not probe in step."""
     return seconds * random.uniform(0.9, 1.1)
-
-
-_ENGINES_LOCK = threading.Lock()
-
-
-def locks_of(app: App) -> Locks:
-    """The App's lock engine, made on first use."""
-    engine = app.__dict__.get("_kojo_locks")
-    if engine is None:
-        keeper = owner_keeper(app)
-        with _ENGINES_LOCK:
-            engine = app.__dict__.setdefault("_kojo_locks", Locks(app, keeper))
-    locks: Locks = engine
-    return locks

@@ -14,15 +14,9 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .backends import Backend, Owner, ProcessInfo
 from .logs import metadata
-
-if TYPE_CHECKING:
-    from .app import App
-
-_KEEPERS_LOCK = threading.Lock()
 
 
 def client_info() -> ProcessInfo:
@@ -113,15 +107,3 @@ def _quietly(action: Callable[[], None]) -> None:
         action()
     except Exception:
         pass
-
-
-def owner_keeper(app: App) -> ProcessOwner:
-    """The App's ProcessOwner, made on first use."""
-    keeper = app.__dict__.get("_kojo_owner")
-    if keeper is None:
-        with _KEEPERS_LOCK:
-            keeper = app.__dict__.get("_kojo_owner")
-            if keeper is None:
-                keeper = ProcessOwner(lambda: app.backend)
-                app.__dict__["_kojo_owner"] = keeper
-    return keeper

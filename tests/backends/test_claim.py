@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 import kojo
-from foundation_helpers import T0, claim, make_app, owner_of, process_info, scalar, update_job
+from foundation_helpers import (
+    T0,
+    claim,
+    count_by_state,
+    make_app,
+    owner_of,
+    process_info,
+    scalar,
+    update_job,
+)
 from kojo import states
 from kojo.backends import open_backend
 
@@ -314,7 +323,7 @@ def test_four_processes_claim_each_job_exactly_once(database_url: str) -> None:
 
     def monitor() -> None:
         while not stop.is_set():
-            rows = monitor_backend.fetchall("job_count_by_state")
+            rows = count_by_state(monitor_backend)
             for row in rows:
                 if row["type_code"] in most_working and row["assigned_state"] == "working":
                     code = row["type_code"]

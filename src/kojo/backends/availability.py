@@ -4,10 +4,11 @@ to wait before trying.
 A restart, a failover, a killed session, a network cut, a full disk or a database
 locked for longer than the busy timeout are normal events for a long-running process.
 Each loop of kojo's processes asks `Backend.is_unavailable(exc)` whether an error is
-one of them, and keeps one `Backoff`: the first failure of an outage is logged as one
-warning line (no traceback), later ones are quiet, the way back is logged once, and the
-waits grow from 50 ms to a cap of 1 s with jitter (so a restarted database is used
-again within about a second, and hundreds of processes do not reconnect in step).
+one of them (each driver says which of its errors are: errors.py), and keeps one
+`Backoff`: the first failure of an outage is logged as one warning line (no
+traceback), later ones are quiet, the way back is logged once, and the waits grow
+from 50 ms to a cap of 1 s with jitter (so a restarted database is used again within
+about a second, and hundreds of processes do not reconnect in step).
 """
 
 from __future__ import annotations
@@ -15,67 +16,15 @@ from __future__ import annotations
 import errno
 import logging
 import random
-import sqlite3
 import time
-
-import psycopg
 
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
-
-# PostgreSQL SQLSTATE classes and codes that say "not now" rather than "wrong":
-# 08 connection exception, 53 insufficient resources (disk full, out of memory, too
-# many connections), 57P01-57P05 operator intervention (shutdown, terminated session,
-# cannot connect now), 58 system error (I/O), 25006 read-only transaction (a standby
-# during a failover), 40001/40P01 serialization failure and deadlock.
-POSTGRES_UNAVAILABLE_CLASSES = ("08", "53", "58")
-POSTGRES_UNAVAILABLE_CODES = frozenset(
-    {"57P01", "57P02", "57P03", "57P04", "57P05", "25006", "40001", "40P01"}
-)
-
-# SQLite result codes (sqlite3.Error.sqlite_errorname) of the same kind: busy or locked
-# past the busy timeout, disk full, I/O errors, the file or its folder unreadable.
-SQLITE_UNAVAILABLE_PREFIXES = (
-    "SQLITE_BUSY",
-    "SQLITE_LOCKED",
-    "SQLITE_FULL",
-    "SQLITE_IOERR",
-    "SQLITE_CANTOPEN",
-    "SQLITE_READONLY",
-    "SQLITE_PROTOCOL",
-)
-
 
 # Owner files and doorbells on a full, failing, read-only or briefly unreadable disk.
 UNAVAILABLE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.ENOENT}
 )
-
-
-def postgres_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return True  # connection lost or refused, server shutting down, disk full...
-    code = getattr(exc, "sqlstate", None) or ""
-    return code in POSTGRES_UNAVAILABLE_CODES or code[:2] in POSTGRES_UNAVAILABLE_CLASSES
-
-
-def sqlite_unavailable(exc: BaseException) -> bool:
-    if not isinstance(exc, sqlite3.Error):
-        return False
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    if name.startswith(SQLITE_UNAVAILABLE_PREFIXES):
-        return True
-    # Errors raised before SQLite gave a code (e.g. while opening).
-    text = str(exc)
-    return "locked" in text or "disk" in text or "unable to open" in text
-
-
-def driver_unavailable(exc: BaseException) -> bool:
-    """A driver's (or the owner files') error that means "not now", for code that does
-    not know the dialect."""
-    if isinstance(exc, OSError):
-        return exc.errno in UNAVAILABLE_ERRNOS
-    return postgres_unavailable(exc) or sqlite_unavailable(exc)
 
 
 def one_line(exc: BaseException) -> str:

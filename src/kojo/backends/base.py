@@ -30,8 +30,6 @@ from .. import states
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
 from ..errors import (
-    DatabaseError,
-    DatabaseUnavailable,
     InvalidTransition,
     JobNotFound,
     OwnerLost,
@@ -40,9 +38,12 @@ from ..errors import (
 from ..job_types import JobType
 from ..logs import get_logger
 from ..sql import SCHEMA_VERSION, queries, schema
-from .availability import UNAVAILABLE_ERRNOS
+from .bells import Ringer
+from .errors import is_unavailable
+from .lock_records import Released
 
 NOTIFY_CHANNEL = "kojo"
+MESSAGE_TOPIC = "message"  # the wake-up of a published message (ipc.py)
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 # deadlock_detected, serialization_failure: the database rolled the transaction back, so
 # running it again is safe (kojo's claims never wait, but a user's transaction may).
@@ -181,6 +182,10 @@ class Backend(ABC):
     # True where job_claim itself claims nothing for an owner without a process row
     # (SQLite: serial writes); else the claim is preceded by a check (_vouch).
     claim_vouches = False
+    # True where wake-ups reach each listener exactly once, in commit order, and carry
+    # small messages (NOTIFY); False where they are hints that may be lost (datagrams), so
+    # a subscriber reads the table when woken and every so often (ipc.py).
+    wakeups_are_reliable = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -206,7 +211,7 @@ class Backend(ABC):
     def _begin(self, conn: Any) -> None: ...
 
     @abstractmethod
-    def _abandon_connection(self, conn: Any) -> None:
+    def abandon_connection(self, conn: Any) -> None:
         """In a forked child: make an inherited connection unusable without closing it."""
 
     def _convert_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -221,7 +226,7 @@ class Backend(ABC):
         later ones)."""
         self._check_fork()
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.depth == 0 and self._is_broken(conn):
+        if conn is not None and self._local.depth == 0 and self.is_broken(conn):
             with self._connections_lock:
                 if conn in self._connections:
                     self._connections.remove(conn)
@@ -239,24 +244,15 @@ class Backend(ABC):
                 self._connections.append(conn)
         return conn
 
-    def _is_broken(self, conn: Any) -> bool:
+    def is_broken(self, conn: Any) -> bool:
         """Whether a connection can no longer be used (dialects that can tell override)."""
         return False
 
     def is_unavailable(self, exc: BaseException) -> bool:
         """Whether `exc` means "the database cannot be used now, try again later" (down,
         restarting, a killed session, a full disk, locked past the busy timeout) rather
-        than a mistake. See availability.py."""
-        if isinstance(exc, DatabaseUnavailable):
-            return True
-        if isinstance(exc, DatabaseError) and exc.__cause__ is not None:
-            return self.is_unavailable(exc.__cause__)  # a driver error wrapped at the API
-        if isinstance(exc, OSError):
-            return exc.errno in UNAVAILABLE_ERRNOS
-        return self._driver_unavailable(exc)
-
-    def _driver_unavailable(self, exc: BaseException) -> bool:
-        return False
+        than a mistake. See availability.py and errors.py."""
+        return is_unavailable(exc)
 
     def new_connection(self) -> Any:
         """A connection for the caller to own and close (e.g. a user's own transaction)."""
@@ -271,7 +267,7 @@ class Backend(ABC):
         self._connections_lock = threading.Lock()  # another thread may have held it at fork()
         with self._connections_lock:
             for conn in self._connections:
-                self._abandon_connection(conn)
+                self.abandon_connection(conn)
                 self._graveyard.append(conn)
             self._connections = []
         self._local = threading.local()
@@ -385,6 +381,11 @@ class Backend(ABC):
         cur = self.connection().execute(self._queries[name], self._convert_params(params or {}))
         return [self._convert_row(r) for r in cur.fetchall()]
 
+    def fetchall_on(self, conn: Any, name: str, params: Mapping[str, Any]) -> list[Row]:
+        """A named query on a connection of the caller's (from new_connection())."""
+        cur = conn.execute(self._queries[name], self._convert_params(params))
+        return [self._convert_row(r) for r in cur.fetchall()]
+
     def fetchone(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetchall(name, params)
         return rows[0] if rows else None
@@ -421,6 +422,63 @@ class Backend(ABC):
             return Notification(str(topic), str(data))
         except (ValueError, TypeError):
             return None
+
+    @staticmethod
+    def message_wake_data(message_id: int, channel: str) -> str:
+        """The data of a "message" wake-up (PostgreSQL builds the same in SQL)."""
+        return json.dumps({"id": message_id, "channel": channel}, separators=(",", ":"))
+
+    def message_publish(self, channel: str, payload: str, publisher: int | None, now: Any) -> int:
+        """Inside write(): store a message (JSON text) and wake the channel's subscribers
+        at commit; its id."""
+        params = {
+            "channel": channel,
+            "payload": payload,
+            "kojo_process_id": publisher,
+            "now": now,
+            "notify_channel": NOTIFY_CHANNEL,
+        }
+        row = self.fetchone("message_publish", params)
+        assert row is not None
+        message_id = int(row["kojo_message_id"])
+        self._message_published(message_id, channel)
+        return message_id
+
+    @abstractmethod
+    def _message_published(self, message_id: int, channel: str) -> None:
+        """After message_publish's statement: wake subscribers, unless it did."""
+
+    # -- locks: the statements that differ by dialect (lock_store.py calls these) ---------
+
+    # The key space of the owners' liveness locks, for queries that probe liveness
+    # themselves (0 where the driver probes outside SQL).
+    probe_namespace = 0
+    # True where lock_release runs in a transaction of its own, in one round trip.
+    releases_in_one_round_trip = False
+
+    def lock_take_fast(self, params: Mapping[str, Any]) -> Row | None:
+        """Outside a transaction: take a slot in one statement where the dialect can
+        (then the row has `slot` and `token`, both None when none was free); None
+        where it cannot, and the caller takes the full path."""
+        return None
+
+    @abstractmethod
+    def lock_take(self, params: Mapping[str, Any]) -> Row | None:
+        """Inside write(): take the lowest free slot (`slot`, `token`), deleting the waiter
+        row `waiter_id` if any; None when no slot is free."""
+
+    def commit_without_flush(self) -> None:
+        """Inside write() that handed out no token: its commit need not wait for the disk
+        (a no-op where commits do not wait for it anyway)."""
+
+    @abstractmethod
+    def lock_release(self, params: Mapping[str, Any]) -> Released:
+        """Free slot `slot` of `name` if `owner` holds it with `token`: inside write(), or
+        in a transaction of its own where releases_in_one_round_trip."""
+
+    @abstractmethod
+    def ringer(self) -> Ringer:
+        """How lock waiters are woken on this database (bells.py)."""
 
     # -- owners (liveness) ------------------------------------------------------------
 

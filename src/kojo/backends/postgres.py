@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -21,18 +21,31 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from ..clock import utcnow
 from ..errors import DatabaseUnavailable
-from .availability import postgres_unavailable
-from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
+from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo, Row
+from .bells import Ringer
+from .errors import DriverErrors, register_driver
+from .lock_records import Released, Waiter
+from .postgres_bells import ChannelRinger
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
 LOCK_NAMESPACE = 0x6B6F6A6F
 # Key space of the guard between reaping an owner (exclusive) and its claims (shared): 'kojp'.
 REAP_NAMESPACE = 0x6B6F6A70
 INSTALL_LOCK_KEY = 0
+# SQLSTATE classes and codes that say "not now" rather than "wrong": 08 connection
+# exception, 53 insufficient resources (disk full, out of memory, too many connections),
+# 57P01-57P05 operator intervention (shutdown, terminated session, cannot connect now), 58
+# system error (I/O), 25006 read-only transaction (a standby during a failover),
+# 40001/40P01 serialization failure and deadlock.
+UNAVAILABLE_CLASSES = ("08", "53", "58")
+UNAVAILABLE_CODES = frozenset(
+    {"57P01", "57P02", "57P03", "57P04", "57P05", "25006", "40001", "40P01"}
+)
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 # When the network between a process and the database goes silent, each side gives up on
 # the anchor session in its own time: the process within about 25 s (it then stops, its
@@ -49,6 +62,20 @@ ANCHOR_SERVER_OPTIONS = (
 )
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True  # connection lost or refused, server shutting down, disk full...
+    code = getattr(exc, "sqlstate", None) or ""
+    return code in UNAVAILABLE_CODES or code[:2] in UNAVAILABLE_CLASSES
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    return isinstance(exc, pg_errors.UndefinedTable)
+
+
+register_driver(DriverErrors(psycopg.Error, is_unavailable, is_missing_table))
+
+
 @lru_cache(maxsize=512)
 def to_pyformat(text: str) -> str:
     """`:name` parameters → psycopg's `%(name)s`, leaving `::type` casts alone."""
@@ -58,6 +85,9 @@ def to_pyformat(text: str) -> str:
 class PostgresBackend(Backend):
     dialect = "postgres"
     claim_races = True
+    wakeups_are_reliable = True
+    probe_namespace = LOCK_NAMESPACE
+    releases_in_one_round_trip = True
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -79,20 +109,17 @@ class PostgresBackend(Backend):
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
 
-    def _abandon_connection(self, conn: Any) -> None:
+    def abandon_connection(self, conn: Any) -> None:
         abandon_socket(conn)
 
-    def _is_broken(self, conn: Any) -> bool:
+    def is_broken(self, conn: Any) -> bool:
         return bool(conn.closed or conn.broken)
 
     def _id_list(self, ids: list[int]) -> Any:
         return ids
 
-    def _driver_unavailable(self, exc: BaseException) -> bool:
-        return postgres_unavailable(exc)
-
     def _is_missing_table(self, exc: Exception) -> bool:
-        return isinstance(exc, pg_errors.UndefinedTable)
+        return is_missing_table(exc)
 
     def _run_script(self, script: str) -> None:
         self.connection().execute(script)
@@ -150,7 +177,60 @@ class PostgresBackend(Backend):
     def lock_serial_types(self, codes: Iterable[str]) -> None:
         self.fetchall("job_type_lock", {"codes": sorted(set(codes))})
 
+    # -- locks -------------------------------------------------------------------------
+
+    def lock_take_fast(self, params: Mapping[str, Any]) -> Row | None:
+        return self.fetchone("lock_take_fast", params)
+
+    def lock_take(self, params: Mapping[str, Any]) -> Row | None:
+        return self.fetchone("lock_slot_take", params)  # deletes the waiter row itself
+
+    def commit_without_flush(self) -> None:
+        self.fetchone("lock_commit_async")
+
+    def lock_release(self, params: Mapping[str, Any]) -> Released:
+        # The release statement rings the first live waiter itself, and reports the
+        # waiters it saw dead.
+        rows = self._release_rows(params)
+        heads = [
+            Waiter(int(r["kojo_process_id"]), str(r["bell"]), bool(r["waiter_dead"]))
+            for r in rows
+            if r["kojo_process_id"] is not None
+        ]
+        for waiter in heads:
+            if waiter.dead:  # died waiting: its row would be looked at again and again
+                self.free_dead_owner_locks(waiter.owner_id)
+        first = rows[0]
+        rung = any(r["rung"] for r in rows)
+        return Released(bool(first["freed"]), bool(first["dead"]), rung, heads)
+
+    def _release_rows(self, params: Mapping[str, Any]) -> list[Row]:
+        """The lock that orders the release after a waiter's registration in flight, then
+        the release; pipelined into one round trip, with its own BEGIN and COMMIT, unless
+        the caller's transaction is open."""
+        if self.in_transaction():
+            self.fetchone("lock_semaphore_share", params)
+            return self.fetchall("lock_release", params)
+        conn = self.connection()
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                conn.execute(self.query("lock_semaphore_share"), params)
+                cursor = conn.execute(self.query("lock_release"), params)
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
+        return [dict(row) for row in cursor.fetchall()]
+
+    def ringer(self) -> Ringer:
+        return ChannelRinger()
+
     # -- notifications -----------------------------------------------------------------
+
+    def _message_published(self, message_id: int, channel: str) -> None:
+        pass  # message_publish sent the NOTIFY itself (with the message, when it fits)
 
     def _notify_in_transaction(self, note: Notification) -> None:
         # NOTIFY travels with the transaction: delivered at commit, dropped on rollback.

@@ -17,7 +17,7 @@ import select
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -26,17 +26,52 @@ from urllib.parse import unquote, urlsplit
 
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
-from .availability import sqlite_unavailable
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
+    MESSAGE_TOPIC,
     Backend,
     Notification,
     Owner,
     ProcessInfo,
+    Row,
 )
+from .bells import Ringer
+from .errors import DriverErrors, register_driver
+from .lock_records import Released, Waiter
+from .sqlite_bells import SocketRinger
 
 WAL_SWITCH_TIMEOUT = 60.0
+# Result codes (sqlite3.Error.sqlite_errorname) that say "not now" rather than "wrong":
+# busy or locked past the busy timeout, disk full, I/O errors, the file or its folder
+# unreadable.
+UNAVAILABLE_PREFIXES = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_PROTOCOL",
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(UNAVAILABLE_PREFIXES):
+        return True
+    # Errors raised before SQLite gave a code (e.g. while opening).
+    text = str(exc)
+    return "locked" in text or "disk" in text or "unable to open" in text
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+
+register_driver(DriverErrors(sqlite3.Error, is_unavailable, is_missing_table))
 
 
 def path_from_url(url: str) -> Path:
@@ -151,7 +186,7 @@ class SqliteBackend(Backend):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            error = DatabaseUnavailable if self._driver_unavailable(exc) else DatabaseError
+            error = DatabaseUnavailable if is_unavailable(exc) else DatabaseError
             raise error(f"cannot open sqlite database {self.path}: {exc}") from exc
         return conn
 
@@ -178,13 +213,10 @@ class SqliteBackend(Backend):
     def _prepare(self, text: str) -> str:
         return text
 
-    def _driver_unavailable(self, exc: BaseException) -> bool:
-        return sqlite_unavailable(exc)
-
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
-    def _abandon_connection(self, conn: Any) -> None:
+    def abandon_connection(self, conn: Any) -> None:
         # Never close an inherited SQLite connection: closing any descriptor of
         # the file would drop this process's POSIX locks on it. Keep it unused.
         pass
@@ -200,7 +232,7 @@ class SqliteBackend(Backend):
         return converted
 
     def _is_missing_table(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+        return is_missing_table(exc)
 
     def _run_script(self, script: str) -> None:
         # executescript() would commit the surrounding transaction; run statements one by one.
@@ -251,7 +283,33 @@ class SqliteBackend(Backend):
         except FileNotFoundError:
             pass
 
+    # -- locks -------------------------------------------------------------------------
+
+    def lock_take(self, params: Mapping[str, Any]) -> Row | None:
+        row = self.fetchone("lock_slot_take", params)
+        if row is not None and params.get("waiter_id") is not None:
+            self.execute("lock_waiter_remove", {"waiter_id": params["waiter_id"]})
+        return row
+
+    def lock_release(self, params: Mapping[str, Any]) -> Released:
+        row = self.fetchone("lock_release", params)
+        dead = self.owner_is_dead(params["owner"])
+        if row is None:
+            return Released(freed=False, dead=dead, rung=False)
+        heads = []
+        if row["waiters"]:
+            # Liveness unknown (None): the ringer skips the bells that no longer answer.
+            waiters = self.fetchall("lock_waiters_next", params)
+            heads = [Waiter(int(w["kojo_process_id"]), str(w["bell"]), None) for w in waiters]
+        return Released(freed=True, dead=dead, rung=False, heads=heads)
+
+    def ringer(self) -> Ringer:
+        return SocketRinger(str(self.path))
+
     # -- notifications -----------------------------------------------------------------
+
+    def _message_published(self, message_id: int, channel: str) -> None:
+        self.notify(MESSAGE_TOPIC, self.message_wake_data(message_id, channel))
 
     def _deliver(self, notes: list[Notification]) -> None:
         if not notes:

@@ -1,8 +1,11 @@
 """Named SQL queries.
 
-Every `sql/*.sql` file holds queries shared by both dialects (one file per
-concern: jobs, locks, messages...); `sql/<dialect>/*.sql` files (other than
-schema_N.sql) override a shared query of the same name, or add one.
+`sql/*.sql` hold the queries whose text is the same in every dialect, one file
+per concern (jobs, locks, cron, maintenance, messages). `sql/<dialect>/<concern>.sql`
+hold the queries whose text differs: every dialect defines the same names there,
+so code above the drivers can run any of them on any database. Only
+`sql/<dialect>/driver.sql` is a dialect's own: queries its driver module runs
+(advisory-lock probes, wake-ups...). No name is defined twice for a dialect.
 """
 
 from __future__ import annotations
@@ -39,17 +42,30 @@ def _query_files(folder: str) -> list[str]:
     return [f"{folder}/{name}" if folder else name for name in names]
 
 
+DRIVER_FILE = "driver.sql"
+
+
+@cache
+def query_files(dialect: str) -> dict[str, str]:
+    """The file (relative to sql/) that defines each named query of `dialect`."""
+    found: dict[str, str] = {}
+    for path in _query_files("") + _query_files(dialect):
+        for name in _parse(_read(path)):
+            if name in found:
+                raise ValueError(f"query {name!r} is defined twice ({found[name]}, {path})")
+            found[name] = path
+    return found
+
+
 @cache
 def queries(dialect: str) -> dict[str, str]:
     """Every named query for `dialect` ("sqlite" or "postgres")."""
     merged: dict[str, str] = {}
-    for path in _query_files(""):
+    for path in _query_files("") + _query_files(dialect):
         for name, text in _parse(_read(path)).items():
             if name in merged:
                 raise ValueError(f"query {name!r} is defined twice ({path})")
             merged[name] = text
-    for path in _query_files(dialect):
-        merged.update(_parse(_read(path)))
     return merged
 
 

@@ -9,14 +9,6 @@ FROM kojo_job_type
 WHERE cron_expression IS NOT NULL
 ORDER BY type_code
 
--- The type row again, inside the write transaction (PostgreSQL locks it: postgres/cron.sql).
-
--- name: cron_type_lock
-SELECT type_code, cron_expression, is_enabled, catch_up, catch_up_window,
-    cron_scheduled_until_date_time, cron_scheduled_expression
-FROM kojo_job_type
-WHERE type_code = :type_code
-
 -- name: cron_job_insert
 INSERT INTO kojo_job (
     type_code, name, priority, importance, work_at_date_time, next_state_request,

@@ -1,5 +1,5 @@
--- Job, job type, schema and process queries shared by both dialects. Parameters are :name; a
--- dialect file (postgres/jobs.sql, sqlite/jobs.sql) overrides a query of the same name.
+-- Job, job type, schema and process queries, the same text in both dialects. Parameters
+-- are :name. Queries whose text differs are in sqlite/jobs.sql and postgres/jobs.sql.
 -- Column names in SET lists are never taken from user input.
 
 -- name: schema_version_create
@@ -78,10 +78,6 @@ SELECT min(work_at_date_time) AS work_at FROM kojo_job
 WHERE next_state_request = 'working' AND assigned_state IN ('waiting', 'crashed')
   AND work_at_date_time > :now
 
--- name: job_count_by_state
-SELECT type_code, assigned_state, next_state_request, count(*) AS jobs FROM kojo_job
-GROUP BY type_code, assigned_state, next_state_request
-
 -- name: process_register
 INSERT INTO kojo_process (host_name, process_id, parent_process_id, path, kind,
     started_at_date_time, info)
@@ -96,12 +92,6 @@ SELECT * FROM kojo_process WHERE kojo_process_id = :kojo_process_id
 
 -- name: process_delete
 DELETE FROM kojo_process WHERE kojo_process_id = :kojo_process_id
-
--- First statement of a claim's transaction: is this owner still registered? (A reaped
--- owner's row is gone, and its claims must not go on.) PostgreSQL also asks its anchor.
-
--- name: owner_vouch
-SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
 
 -- Owners that working jobs or held lock slots still name but that have no process row
 -- (whatever removed it): the sweep probes and reaps them.
@@ -131,14 +121,6 @@ WHERE kojo_process_id = :kojo_process_id
 -- name: process_delete_waiters
 DELETE FROM kojo_semaphore_waiter WHERE kojo_process_id = :kojo_process_id
 
--- name: job_complete_success
--- :ids is a JSON array of job ids; jobs no longer claimed by :owner are left alone.
-UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
-    previous_state = 'working', last_transition_date_time = :now,
-    completed_at_date_time = :now, delete_after_date_time = :delete_after
-WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
-  AND assigned_state = 'working' AND kojo_process_id = :owner
-
 -- name: process_find
 SELECT kojo_process_id FROM kojo_process
 WHERE host_name = :host_name AND process_id = :process_id
@@ -160,10 +142,6 @@ RETURNING *
 SELECT kojo_process_id, kojo_job_id FROM kojo_job
 WHERE assigned_state = 'working' AND kojo_process_id IS NOT NULL
 ORDER BY kojo_job_id
-
--- name: job_last_completion
-SELECT max(completed_at_date_time) AS completed_at_date_time FROM kojo_job
-WHERE type_code = :type_code
 
 -- name: job_due_count
 -- Due jobs a job process could claim now (at most :limit), for growing a pool.

@@ -5,13 +5,6 @@ SELECT DISTINCT type_code FROM kojo_job
 WHERE next_state_request = 'schedule_limit_check' AND assigned_state = 'waiting'
   AND work_at_date_time <= :now
 
--- The type row inside the gate's transaction (PostgreSQL locks it: postgres/maintenance.sql).
-
--- name: maintenance_gate_type
-SELECT type_code, schedule_limit, schedule_limit_allowance, auto_delete_interval_duration
-FROM kojo_job_type
-WHERE type_code = :type_code
-
 -- name: maintenance_pending_jobs
 SELECT * FROM kojo_job
 WHERE type_code = :type_code AND next_state_request = 'schedule_limit_check'
@@ -34,18 +27,7 @@ WHERE delete_after_date_time <= :now
       'complete_failed_schedule_limit_check', 'complete_terminated')
 LIMIT 1
 
--- name: maintenance_delete_completed
-DELETE FROM kojo_job WHERE kojo_job_id IN (
-    SELECT kojo_job_id FROM kojo_job
-    WHERE delete_after_date_time <= :now
-      AND assigned_state IN ('complete_success', 'complete_failed',
-          'complete_failed_schedule_limit_check', 'complete_terminated')
-    ORDER BY delete_after_date_time
-    LIMIT :batch
-)
-
 -- name: maintenance_oldest_message
 SELECT kojo_message_id, created_at_date_time FROM kojo_message
 ORDER BY kojo_message_id
 LIMIT 1
-

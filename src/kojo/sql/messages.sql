@@ -1,9 +1,4 @@
--- Publish/subscribe messages and cluster control (see docs/ipc.md).
-
--- name: message_insert
-INSERT INTO kojo_message (channel, payload, kojo_process_id, created_at_date_time)
-VALUES (:channel, :payload, :kojo_process_id, :now)
-RETURNING kojo_message_id
+-- Publish/subscribe messages (ipc.py, docs/ipc.md).
 
 -- name: message_last_id
 SELECT max(kojo_message_id) AS last_id FROM kojo_message WHERE channel = :channel

@@ -1,4 +1,5 @@
--- PostgreSQL versions of cron.sql queries.
+-- PostgreSQL's text of the cron queries that differ by dialect.
+-- sqlite/cron.sql defines the same names (tests/unit/test_sql_names.py checks it).
 
 -- NO KEY UPDATE: serialises schedulers of one type without blocking inserts of its jobs
 -- (their foreign key check takes KEY SHARE).

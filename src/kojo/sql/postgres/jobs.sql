@@ -1,4 +1,5 @@
--- PostgreSQL versions of queries whose text differs from queries.sql.
+-- PostgreSQL's text of the job, job type, schema and process queries that differ by dialect.
+-- sqlite/jobs.sql defines the same names (tests/unit/test_sql_names.py checks it).
 
 -- name: job_claim
 -- Never waits, so it can never be part of a deadlock: candidate jobs are taken with
@@ -38,31 +39,9 @@ WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
   AND (chosen.can_work_in_parallel OR chosen.rank = 1)
 RETURNING kojo_job.*
 
--- Before a job of a serial type leaves `working` (see job_claim): wait for its type row.
-
--- name: job_type_lock
-SELECT type_code FROM kojo_job_type WHERE type_code = ANY(CAST(:codes AS text[]))
-ORDER BY type_code
-FOR NO KEY UPDATE
-
--- A claim's transaction starts here: reaping this owner (owner_reap_guard) waits for
--- it, or it for the reaping; the check that follows then sees the outcome.
-
--- name: owner_claim_guard
-SELECT pg_advisory_xact_lock_shared(:reap_namespace, CAST(:owner AS integer))
-
 -- name: owner_vouch
 SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
     AND NOT pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)) AS vouched
-
--- Reaping excludes every claim of that owner until commit; an owner with a claim in
--- flight is left for the next pass (never wait on a process that may be stuck).
-
--- name: owner_reap_guard
-SELECT pg_try_advisory_xact_lock(:reap_namespace, CAST(:kojo_process_id AS integer)) AS guarded
-
--- name: owner_probe
-SELECT pg_try_advisory_xact_lock(:namespace, CAST(:kojo_process_id AS integer)) AS dead
 
 -- name: job_insert_batch
 INSERT INTO kojo_job (

@@ -1,4 +1,5 @@
--- PostgreSQL versions of lock queries (see ../locks.sql).
+-- PostgreSQL's text of the mutex and semaphore queries that differ by dialect.
+-- sqlite/locks.sql defines the same names (tests/unit/test_sql_names.py checks it).
 
 -- The row lock serialises every acquirer of one name until commit; the caller's
 -- own liveness comes in the same round trip.
@@ -10,64 +11,6 @@ FOR UPDATE
 
 -- name: lock_semaphore_lock
 SELECT slots FROM kojo_semaphore WHERE name = :name FOR UPDATE
-
--- A waiter's bell is its own LISTEN channel; the notification leaves at commit.
-
--- name: lock_ring
-SELECT pg_notify(:bell, '')
-
--- Conflicts with the FOR UPDATE of an acquirer registering as a waiter: a
--- release either sees its waiter row or is seen by its attempt, never neither.
-
--- name: lock_semaphore_share
-SELECT slots FROM kojo_semaphore WHERE name = :name FOR KEY SHARE
-
--- One round trip for the common case: a free slot taken at once (by a newcomer,
--- or by a waiter that was woken, whose row goes with the grant). Returns NULL
--- slot and token when the slot count differs, the semaphore is new, all slots
--- are taken, or this owner is dead: the caller then takes the full path. The
--- slot count is read under a key-share lock of the semaphore's row, which a
--- resize (lock_semaphore_get's FOR UPDATE) excludes: a count changed meanwhile
--- is seen, and a take in flight is seen by the resize. A failed try commits
--- without waiting for the disk (it handed out no token).
-
--- name: lock_take_fast
-WITH semaphore AS MATERIALIZED (
-    SELECT slots FROM kojo_semaphore WHERE name = :name FOR KEY SHARE
-), pick AS (
-    SELECT slot FROM kojo_semaphore_slot
-    WHERE name = :name AND slot < :slots AND kojo_process_id IS NULL
-      AND (SELECT slots FROM semaphore) = :slots
-      AND (SELECT NOT pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)))
-    ORDER BY slot
-    LIMIT 1
-    FOR UPDATE
-), taken AS (
-    UPDATE kojo_semaphore_slot s
-    SET last_token = s.last_token + 1, token = s.last_token + 1, kojo_process_id = :owner,
-        kojo_job_id = :job_id, acquired_at_date_time = :now
-    FROM pick
-    WHERE s.name = :name AND s.slot = pick.slot AND s.kojo_process_id IS NULL
-    RETURNING s.slot, s.token
-), gone AS (
-    DELETE FROM kojo_semaphore_waiter
-    WHERE kojo_semaphore_waiter_id = :waiter_id AND EXISTS (SELECT 1 FROM taken)
-), nudge AS (
-    -- A waiter's grant moves the one behind it near the head: tell it (lock_waiter_at).
-    SELECT pg_notify(bell, '') FROM (
-        SELECT bell FROM kojo_semaphore_waiter
-        WHERE name = :name AND kojo_semaphore_waiter_id <> CAST(:waiter_id AS bigint)
-          AND EXISTS (SELECT 1 FROM taken)
-        ORDER BY kojo_semaphore_waiter_id
-        OFFSET :near
-        LIMIT 1
-    ) newly_near
-), durability AS (
-    SELECT set_config('synchronous_commit', CASE WHEN EXISTS (SELECT 1 FROM taken)
-        THEN current_setting('synchronous_commit') ELSE 'off' END, true) AS synchronous_commit
-)
-SELECT t.slot, t.token, (SELECT count(*) FROM nudge) AS nudged
-FROM durability LEFT JOIN taken t ON true
 
 -- Row locks, not the semaphore's: the one-statement path above may take a slot
 -- at the same time. A slot taken meanwhile fails the re-check of FOR UPDATE,
@@ -92,12 +35,6 @@ WITH pick AS (
     WHERE kojo_semaphore_waiter_id = :waiter_id AND EXISTS (SELECT 1 FROM taken)
 )
 SELECT slot, token FROM taken
-
--- A transaction that handed out no token need not wait for the disk: losing
--- it in a crash loses a waiter row or a row lock, which the crash ends anyway.
-
--- name: lock_commit_async
-SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit
 
 -- The release, this owner's liveness, and the oldest waiters with theirs, in
 -- one statement that also rings the first live waiter (`rung`; the NOTIFY

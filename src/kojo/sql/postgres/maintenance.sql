@@ -1,4 +1,5 @@
--- PostgreSQL versions of maintenance.sql queries.
+-- PostgreSQL's text of the maintenance queries that differ by dialect.
+-- sqlite/maintenance.sql defines the same names (tests/unit/test_sql_names.py checks it).
 
 -- name: maintenance_gate_type
 SELECT type_code, schedule_limit, schedule_limit_allowance, auto_delete_interval_duration

@@ -1,13 +1,10 @@
--- PostgreSQL versions of queries whose text differs from messages.sql.
-
--- name: message_insert
-INSERT INTO kojo_message (channel, payload, kojo_process_id, created_at_date_time)
-VALUES (:channel, CAST(:payload AS json), :kojo_process_id, :now)
-RETURNING kojo_message_id
+-- PostgreSQL's text of the publish/subscribe message queries that differ by dialect.
+-- sqlite/messages.sql defines the same names (tests/unit/test_sql_names.py checks it).
 
 -- Insert and wake in one statement (one round trip): the NOTIFY is sent at
 -- commit, in the same format as Backend.notify ('["message", data]'). The
--- message rides inside when the notification stays under :inline_limit bytes.
+-- message rides inside when the notification stays under 7,900 bytes (NOTIFY
+-- refuses 8,000 or more).
 
 -- name: message_publish
 WITH input AS (
@@ -26,5 +23,5 @@ WITH input AS (
 )
 SELECT kojo_message_id,
     pg_notify(:notify_channel,
-        CASE WHEN octet_length(inline) < :inline_limit THEN inline ELSE bare END) AS notified
+        CASE WHEN octet_length(inline) < 7900 THEN inline ELSE bare END) AS notified
 FROM wake

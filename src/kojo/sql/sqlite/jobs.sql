@@ -1,5 +1,6 @@
--- SQLite versions of queries whose text differs from queries.sql. Every write
--- runs inside BEGIN IMMEDIATE, so no row locks are needed.
+-- SQLite's text of the job, job type, schema and process queries that differ by dialect.
+-- postgres/jobs.sql defines the same names (tests/unit/test_sql_names.py checks it).
+-- Every write runs inside BEGIN IMMEDIATE, so no row locks are needed.
 
 -- name: job_claim
 WITH candidate AS (
@@ -42,3 +43,17 @@ FROM kojo_job_type t, json_each(:payloads) AS p
 WHERE t.type_code = :type_code AND t.is_enabled
 ORDER BY p.key
 RETURNING kojo_job_id
+
+-- First statement of a claim's transaction: is this owner still registered? (A reaped
+-- owner's row is gone, and its claims must not go on.) PostgreSQL also asks its anchor.
+
+-- name: owner_vouch
+SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
+
+-- name: job_complete_success
+-- :ids is a JSON array of job ids; jobs no longer claimed by :owner are left alone.
+UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
+    previous_state = 'working', last_transition_date_time = :now,
+    completed_at_date_time = :now, delete_after_date_time = :delete_after
+WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
+  AND assigned_state = 'working' AND kojo_process_id = :owner

@@ -1,0 +1,20 @@
+-- SQLite's text of the maintenance queries that differ by dialect.
+-- postgres/maintenance.sql defines the same names (tests/unit/test_sql_names.py checks it).
+-- Every write runs inside BEGIN IMMEDIATE, so no row locks are needed.
+
+-- The type row inside the gate's transaction (PostgreSQL locks it: postgres/maintenance.sql).
+
+-- name: maintenance_gate_type
+SELECT type_code, schedule_limit, schedule_limit_allowance, auto_delete_interval_duration
+FROM kojo_job_type
+WHERE type_code = :type_code
+
+-- name: maintenance_delete_completed
+DELETE FROM kojo_job WHERE kojo_job_id IN (
+    SELECT kojo_job_id FROM kojo_job
+    WHERE delete_after_date_time <= :now
+      AND assigned_state IN ('complete_success', 'complete_failed',
+          'complete_failed_schedule_limit_check', 'complete_terminated')
+    ORDER BY delete_after_date_time
+    LIMIT :batch
+)
