@@ -59,7 +59,6 @@ class App:
     def __init__(self, database: str | None = None) -> None:
         url = database_url(database)
         self.database_url = url
-        self._backend: Backend | None = None
         self.job_types: dict[str, JobType] = {}
         self._registered: set[str] = set()
         self._type_rows: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -70,13 +69,12 @@ class App:
         self._owners: ProcessOwner | None = None
         self._locks: Locks | None = None
         self.cron_memory = CronMemory()
-        if url.startswith("sqlite"):
-            self._backend = open_backend(url)  # resolves a relative path now, not after a chdir
+        # Opened now (it connects only when used): a bad URL is refused here, and a
+        # relative SQLite path is resolved before any chdir.
+        self._backend = open_backend(url)
 
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = open_backend(self.database_url)
         return self._backend
 
     @property
@@ -84,7 +82,7 @@ class App:
         """Holds this process's owner (see owner())."""
         with self._lock:
             if self._owners is None:
-                self._owners = ProcessOwner(lambda: self.backend)
+                self._owners = ProcessOwner(self.backend)
             return self._owners
 
     @property
@@ -93,7 +91,7 @@ class App:
         owners = self.owners
         with self._lock:
             if self._locks is None:
-                self._locks = Locks(lambda: self.backend, owners)
+                self._locks = Locks(self.backend, owners)
             return self._locks
 
     # -- job types ----------------------------------------------------------------------

@@ -26,7 +26,6 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -252,8 +251,8 @@ class _Wait:
 class Locks:
     """The mutexes and semaphores of one App, as used from this process."""
 
-    def __init__(self, backend: Callable[[], Backend], owners: ProcessOwner) -> None:
-        self._backend = backend  # opened on first use (the App's)
+    def __init__(self, backend: Backend, owners: ProcessOwner) -> None:
+        self._backend = backend
         self._owners = owners
         self._local = threading.local()
         self._store: LockStore | None = None
@@ -267,19 +266,19 @@ class Locks:
     @property
     def store(self) -> LockStore:
         if self._store is None:
-            self._store = LockStore(self._backend())
+            self._store = LockStore(self._backend)
         return self._store
 
     @property
     def ringer(self) -> Ringer:
         if self._ringer is None:
-            self._ringer = self._backend().ringer()
+            self._ringer = self._backend.ringer()
         return self._ringer
 
     def _thread_bell(self) -> Bell:
         """This thread's bell, kept from one wait to the next."""
         pid, bell = getattr(self._local, "bell", (0, None))
-        backend = self._backend()
+        backend = self._backend
         if bell is None or pid != os.getpid() or not bell.usable(backend):
             bell = self.ringer.bell(backend)
             self._local.bell = (os.getpid(), bell)
@@ -309,7 +308,7 @@ class Locks:
                 )
             lease._depth += 1
             return lease
-        if self._backend().in_transaction():
+        if self._backend.in_transaction():
             raise InvalidArgument(
                 f"cannot take {describe(name, slots)} inside a transaction: "
                 "take the lock first, then open the transaction"
@@ -363,7 +362,7 @@ class Locks:
                 ) from None
             except Exception as exc:
                 # A waiter rides through an outage until its deadline (a try-lock does not).
-                if wait is None or not self._backend().is_unavailable(exc):
+                if wait is None or not self._backend.is_unavailable(exc):
                     raise
                 backoff = backoff or Backoff(f"Waiting for {describe(name, slots)}", log)
                 pause = backoff.failed(exc)

@@ -33,7 +33,7 @@ def client_info() -> ProcessInfo:
 class ProcessOwner:
     """Holds one App's owner for the current process."""
 
-    def __init__(self, backend: Callable[[], Backend]) -> None:
+    def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._lock = threading.Lock()
         self._owner: Owner | None = None
@@ -51,7 +51,7 @@ class ProcessOwner:
                 if not (self._own and owner.is_lost()):
                     return owner
                 _quietly(owner.close)  # lost: whatever it held is gone already
-            self._owner = self._backend().register_owner(client_info())
+            self._owner = self._backend.register_owner(client_info())
             self._own = True
             self._pid = os.getpid()
             return self._owner

@@ -60,9 +60,7 @@ def imported(path: Path, known: set[str]) -> set[str]:
         base = package
         for _ in range(node.level - 1):
             base = base.rpartition(".")[0]
-        target = (
-            f"{base}.{node.module}" if node.level and node.module else node.module or base
-        )
+        target = f"{base}.{node.module}" if node.level and node.module else node.module or base
         for alias in node.names:
             candidate = f"{target}.{alias.name}"
             names.add(candidate if candidate in known else target)

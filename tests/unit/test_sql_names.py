@@ -22,9 +22,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "kojo"
 def interface(dialect: str) -> set[str]:
     """The names a dialect defines outside its driver.sql."""
     return {
-        name
-        for name, path in query_files(dialect).items()
-        if path != f"{dialect}/{DRIVER_FILE}"
+        name for name, path in query_files(dialect).items() if path != f"{dialect}/{DRIVER_FILE}"
     }
 
 
