@@ -12,7 +12,7 @@ free, reap holders whose owners are dead (their jobs crash, their slots are
 freed) and try again, else register a waiter row naming the thread's bell
 (backends/bells.py) and sleep on it. Releasing is a compare-and-set on (name,
 slot, token, owner) that rings the oldest live waiter's bell. The queries are
-in lock_store.py and sql/locks.sql; the user's guide is docs/locks.md.
+in backends/lock_store.py and sql/locks.sql; the user's guide is docs/locks.md.
 
 Re-entrancy is per thread: a thread that takes a lock it already holds gets
 its lease back, counted, and the slot is freed at the outermost release.
@@ -35,9 +35,7 @@ from .backends.availability import Backoff, one_line
 from .backends.bells import Bell, Ringer
 from .backends.errors import database_errors
 from .backends.lock_records import Waiter
-from .clock import utcnow
-from .errors import InvalidArgument, KojoError, LeaseLost, LockTimeout, SlotsMismatch
-from .lock_store import (
+from .backends.lock_store import (
     NEAR_HEAD,
     PROBE_INTERVAL,
     SAFETY_INTERVAL,
@@ -45,6 +43,8 @@ from .lock_store import (
     LockStore,
     Queue,
 )
+from .clock import utcnow
+from .errors import InvalidArgument, KojoError, LeaseLost, LockTimeout, SlotsMismatch
 from .logs import get_logger
 from .process_owner import ProcessOwner
 

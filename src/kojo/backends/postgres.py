@@ -272,6 +272,7 @@ class PostgresOwner(Owner):
     """The anchor connection: a session advisory lock on our id, and LISTEN."""
 
     can_be_lost = True
+    backend: PostgresBackend
 
     def __init__(self, backend: PostgresBackend, info: ProcessInfo, now: datetime) -> None:
         self.backend = backend

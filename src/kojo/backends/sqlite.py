@@ -17,7 +17,7 @@ import select
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -258,6 +258,22 @@ class SqliteBackend(Backend):
             owner_id = int(row["kojo_process_id"])
             return SqliteOwner(self, owner_id)
 
+    # Writes are serial (BEGIN IMMEDIATE): a claim cannot interleave with a reaping, and
+    # the claim statement checks its owner's process row itself (claim_vouches).
+
+    def _guard_reap(self, owner_id: int) -> bool:
+        return True
+
+    def _vouch(self, owner_id: int) -> bool:
+        row = self.fetchone("owner_vouch", {"owner": owner_id})
+        return bool(row and row["vouched"])
+
+    def lock_serial_types(self, codes: Iterable[str]) -> None:
+        pass  # nothing to order: no claim runs while this transaction does
+
+    def _id_list(self, ids: list[int]) -> Any:
+        return json.dumps(ids)  # job_complete_success reads it with json_each
+
     def owner_file(self, owner_id: int) -> Path:
         return self.owners_dir / f"{owner_id}.lock"
 
@@ -343,6 +359,8 @@ class SqliteBackend(Backend):
 
 class SqliteOwner(Owner):
     """An owner file held with flock, and a doorbell socket."""
+
+    backend: SqliteBackend
 
     def __init__(self, backend: SqliteBackend, owner_id: int) -> None:
         self.backend = backend

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .backends import Backend
-from .backends.lock_records import Released, Waiter
-from .errors import SlotsMismatch
+from ..errors import SlotsMismatch
+from .base import Backend
+from .lock_records import Released, Waiter
 
 # Waiters a release looks at beyond those it wakes, in case some have gone.
 SPARE_WAITERS = 2

@@ -1,0 +1,313 @@
+"""Job types and jobs: insert, claim, transitions and completion, in one dialect-free
+store on top of the driver. The rules are states.py's; each change is a
+compare-and-set on the job's state (and claim), so no two processes can both
+make one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .. import states
+from ..clock import as_utc, utcnow
+from ..durations import parse_duration
+from ..errors import InvalidTransition, JobNotFound, OwnerLost
+from ..job_types import JobType
+from .driver import Driver, Row
+
+UNIQUE_VIOLATION = "23505"  # SQLSTATE
+# Each failed attempt means another claimer committed a serial job meanwhile.
+CLAIM_ATTEMPTS = 20
+# The only column names a transition may write (plan() output is checked against it).
+WRITABLE_JOB_COLUMNS = frozenset(
+    {
+        "assigned_state",
+        "next_state_request",
+        "previous_state",
+        "last_transition_date_time",
+        "times_worked",
+        "times_retried",
+        "times_held",
+        "times_crashed",
+        "times_panicked",
+        "priority",
+        "completed_at_date_time",
+        "delete_after_date_time",
+        "work_at_date_time",
+        "kojo_process_id",
+        "last_error",
+    }
+)
+LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
+
+
+class JobStore(Driver):
+    """Job types and jobs."""
+
+    # -- job types ----------------------------------------------------------------------
+
+    def type_register(self, job_type: JobType, now: datetime | None = None) -> None:
+        params = job_type.columns()
+        params["now"] = now or utcnow()
+        with self.write():
+            self.execute("type_upsert", params)
+
+    def type_list(self) -> list[Row]:
+        return self.fetchall("type_list")
+
+    def type_get(self, code: str) -> Row | None:
+        return self.fetchone("type_get", {"type_code": code})
+
+    def type_set_flag(self, code: str, flag_query: str, value: bool) -> bool:
+        with self.write():
+            rows = self.fetchall(flag_query, {"type_code": code, "flag": value, "now": utcnow()})
+            if rows and flag_query == "type_set_paused" and not value:
+                self.notify("jobs")
+        return bool(rows)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def job_insert_batch(
+        self,
+        type_code: str,
+        payloads: Sequence[str | None],
+        *,
+        work_at: datetime,
+        importance: int | None,
+        now: datetime,
+    ) -> list[int]:
+        """Insert one job per JSON payload text in one statement (inside write()); their ids
+        in payload order, or [] if the type is missing or disabled."""
+        rows = self.fetchall(
+            "job_insert_batch",
+            {
+                "type_code": type_code,
+                "payloads": json.dumps(list(payloads)),
+                "work_at": as_utc(work_at),
+                "importance": importance,
+                "now": now,
+            },
+        )
+        return sorted(int(r["kojo_job_id"]) for r in rows)  # ids are handed out in row order
+
+    def job_get(self, job_id: int) -> Row | None:
+        return self.fetchone("job_get", {"kojo_job_id": job_id})
+
+    def job_get_with_type(self, job_id: int) -> Row | None:
+        return self.fetchone("job_get_with_type", {"kojo_job_id": job_id})
+
+    def job_list(
+        self, type_code: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[Row]:
+        return self.fetchall("job_list", {"type_code": type_code, "state": state, "limit": limit})
+
+    def job_next_work_at(self, now: datetime) -> datetime | None:
+        """When the next job that is not yet due becomes due."""
+        row = self.fetchone("job_next_work_at", {"now": now})
+        value: datetime | None = row["work_at"] if row else None
+        return value
+
+    def job_claim(
+        self,
+        owner_id: int,
+        limit: int,
+        now: datetime,
+        completed: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Row]:
+        """Complete `completed` (auto-completions, as job_complete_many) and claim up to
+        `limit` runnable jobs for `owner_id`, in one transaction; the claimed rows in
+        selection order.
+
+        A non-parallel type contributes at most one job, and none while one of its jobs
+        is working anywhere. Raises OwnerLost, having changed nothing, when `owner_id` was
+        reaped or (PostgreSQL) its anchor session is gone: the process must stop, since
+        the cluster already treats it as dead.
+        """
+        with self.write():
+            # Where the claim statement checks its owner itself (writes are serial), only
+            # an empty claim needs asking why.
+            if not self.claim_vouches and not self._vouch(owner_id):
+                raise OwnerLost(LOST.format(owner_id))
+            if completed:
+                self.job_complete_many(completed, owner_id, now)
+            params = {"owner": owner_id, "limit": limit, "now": now}
+            if not self.claim_races:
+                rows = self.fetchall("job_claim", params)
+            else:
+                rows = self._claim_retrying(params)
+            if not rows and self.claim_vouches and not self._vouch(owner_id):
+                raise OwnerLost(LOST.format(owner_id))
+        rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
+        return rows
+
+    def _claim_retrying(self, params: Mapping[str, Any]) -> list[Row]:
+        """The claim statement, retried when it loses a race on a serial type.
+
+        Two concurrent claims can each see a serial type idle and pick different
+        jobs of it; the unique index kojo_job_serial_working makes the later one
+        fail once the earlier commits. A savepoint keeps the caller's
+        transaction usable, and the retry's fresh snapshot sees the type busy.
+        """
+        with self.write() as conn:
+            for attempt in range(CLAIM_ATTEMPTS):
+                conn.execute("SAVEPOINT kojo_claim")
+                try:
+                    rows = self.fetchall("job_claim", params)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO SAVEPOINT kojo_claim")
+                    if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                        raise
+                    if attempt == CLAIM_ATTEMPTS - 1:
+                        raise
+                    continue
+                conn.execute("RELEASE SAVEPOINT kojo_claim")
+                return rows
+        raise AssertionError("unreachable")
+
+    def _apply(self, row: Mapping[str, Any], changes: Mapping[str, Any], owner: int | None) -> bool:
+        """Compare-and-set `changes` onto the job if it is still in `row`'s state (and claim)."""
+        bad = set(changes) - WRITABLE_JOB_COLUMNS
+        if bad:
+            raise ValueError(f"not a writable job column: {sorted(bad)}")
+        columns = sorted(changes)
+        assignments = ", ".join(f"{c} = :{c}" for c in columns)
+        sql = (
+            f"UPDATE kojo_job SET {assignments} WHERE kojo_job_id = :kojo_job_id "
+            "AND assigned_state = :expect_assigned AND next_state_request = :expect_request"
+        )
+        if row["assigned_state"] == states.State.WORKING.value and not row.get(
+            "can_work_in_parallel", False
+        ):
+            self.lock_serial_types([row["type_code"]])
+        params = dict(changes)
+        params["kojo_job_id"] = row["kojo_job_id"]
+        params["expect_assigned"] = row["assigned_state"]
+        params["expect_request"] = row["next_state_request"]
+        if owner is not None:
+            sql += " AND kojo_process_id = :expect_owner"
+            params["expect_owner"] = owner
+        cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
+        return int(cur.rowcount) == 1
+
+    def job_transition(
+        self,
+        job_id: int,
+        transition: states.Transition,
+        *,
+        now: datetime | None = None,
+        owner: int | None = None,
+        work_at: datetime | None = None,
+        row: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """Apply a transition with compare-and-set; the new row.
+
+        `row` is the job as the caller last saw it (with the type's
+        auto_delete_interval_duration); without it the row is read first.
+        `owner` restricts the change to a job claimed by that owner.
+        Raises InvalidTransition if the job is not in a state allowing it, or
+        if another process changed it first; JobNotFound if it does not exist.
+        """
+        now = now or utcnow()
+        return self.retrying(
+            lambda: self._transition(job_id, transition, now, owner, work_at, row, extra)
+        )
+
+    def _transition(
+        self,
+        job_id: int,
+        transition: states.Transition,
+        now: datetime,
+        owner: int | None,
+        work_at: datetime | None,
+        row: Mapping[str, Any] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> Row:
+        if row is None:
+            row = self.job_get_with_type(job_id)
+            if row is None:
+                raise JobNotFound(f"no job with id {job_id}")
+        changes = states.plan(
+            transition,
+            row,
+            now=now,
+            auto_delete_interval=parse_duration(row["auto_delete_interval_duration"]),
+            work_at=work_at,
+        )
+        changes.update(extra or {})
+        if not self._apply(row, changes, owner):
+            current = self.job_get(job_id)
+            if current is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            raise InvalidTransition(
+                f"job {job_id}: cannot {transition.name}: it is now "
+                f"{current['assigned_state']}/{current['next_state_request']}"
+                + (" (claimed by another process)" if owner is not None else "")
+            )
+        if transition.assigned_state is states.State.WAITING or (
+            row["assigned_state"] == states.State.WORKING.value
+            and not row.get("can_work_in_parallel", True)
+        ):
+            self.notify("jobs")  # runnable again, or a serial type is free again
+        result = dict(row)
+        result.update(changes)
+        return result
+
+    def job_complete_many(
+        self, jobs: Sequence[Mapping[str, Any]], owner: int, now: datetime
+    ) -> int:
+        """Auto-complete claimed jobs in one batch (inside write()); how many were completed.
+
+        Each row must carry auto_delete_interval_duration. Jobs no longer
+        claimed by `owner` (cancelled meanwhile) are left alone.
+        """
+        by_interval: dict[str, list[int]] = {}
+        for job in jobs:
+            by_interval.setdefault(job["auto_delete_interval_duration"], []).append(
+                int(job["kojo_job_id"])
+            )
+        serial = {job["type_code"] for job in jobs if not job.get("can_work_in_parallel", True)}
+        if serial:
+            self.lock_serial_types(sorted(serial))
+            self.notify("jobs")  # a serial type is free again
+        completed = 0
+        for interval, ids in by_interval.items():
+            completed += self.execute(
+                "job_complete_success",
+                {
+                    "ids": self._id_list(ids),
+                    "owner": owner,
+                    "now": now,
+                    "delete_after": now + parse_duration(interval),
+                },
+            )
+        return completed
+
+    def _crash(self, job: Row, now: datetime, blame: bool, owner_id: int) -> bool:
+        return self._apply(job, self._crash_changes(job, now, blame), owner=owner_id)
+
+    @staticmethod
+    def _crash_changes(job: Mapping[str, Any], now: datetime, blame: bool) -> dict[str, Any]:
+        auto_delete = parse_duration(job["auto_delete_interval_duration"])
+        if not blame:
+            changes = states.plan(states.CRASH, job, now=now, auto_delete_interval=auto_delete)
+            changes["times_crashed"] = job["times_crashed"]
+            changes["priority"] = job["priority"]
+            changes["last_error"] = (
+                "re-run: its process stopped for a reason not counted against the job "
+                "(lost database registration, or kojo's own process tree went away)"
+            )
+            return changes
+        crashes_after = int(job["times_crashed"]) + 1
+        transition = states.CRASH if crashes_after < int(job["max_crashes"]) else states.PANIC
+        changes = states.plan(transition, job, now=now, auto_delete_interval=auto_delete)
+        if transition is states.PANIC:
+            # The process died: that is a crash too, even when it ends the job.
+            changes["times_crashed"] = crashes_after
+            changes["last_error"] = (
+                f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
+            )
+        return changes
