@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import bounds, states
+from . import bounds, json_text, states
 from .backends import Backend, open_backend
 from .backends.availability import driver_unavailable
 from .clock import utcnow
@@ -21,7 +21,6 @@ from .errors import (
     DatabaseUnavailable,
     InvalidArgument,
     InvalidJobType,
-    InvalidPayload,
     JobNotFound,
     JobTypeDisabled,
     KojoError,
@@ -48,12 +47,7 @@ def database_url(explicit: str | None = None) -> str:
 
 def encode_payload(payload: Any) -> str | None:
     """JSON text of a payload; InvalidPayload (naming the value) if it is not JSON."""
-    if payload is None:
-        return None
-    try:
-        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"payload is not JSON-serialisable: {payload!r} ({exc})") from None
+    return None if payload is None else json_text.dumps(payload, "payload")
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:

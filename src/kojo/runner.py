@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .backends.base import backoff_delay
 from .clock import utcnow
 from .errors import InvalidJobType, InvalidTransition, JobNotFound
 from .jobs import Job
 from .logs import get_logger, normalize_exception
+from .retry_policy import backoff_delay, may_retry
 
 if TYPE_CHECKING:
     from .app import App
@@ -83,7 +83,7 @@ def run(
 def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> str:
     text = "".join(traceback.format_exception(exc))[-8000:]
     times_retried = int(job.row["times_retried"])
-    if retry_allowed and times_retried < int(job.row["max_retries"]):
+    if retry_allowed and may_retry(times_retried, int(job.row["max_retries"])):
         now = utcnow()
         work_at = now + backoff_delay(times_retried)
         log.warning(

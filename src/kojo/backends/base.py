@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from .. import states
@@ -875,11 +875,3 @@ class Backend(ABC):
     def _id_list(self, ids: list[int]) -> Any:
         """A list of ids as the job_complete_success query takes it (JSON text by default)."""
         return json.dumps(ids)
-
-
-def backoff_delay(times_retried: int, base: float = 1.0, cap: float = 3600.0) -> timedelta:
-    """Exponential backoff with full jitter in [0.5, 1.5) of base * 2**n, capped."""
-    import random
-
-    seconds = min(cap, base * (2 ** min(times_retried, 30)))
-    return timedelta(seconds=seconds * random.uniform(0.5, 1.5))
