@@ -18,6 +18,7 @@ from . import bounds, states
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidTransition
 from .logs import JobLogger
+from .outcomes import Outcome
 
 if TYPE_CHECKING:
     from .app import App
@@ -38,7 +39,7 @@ class Job:
         self._row: dict[str, Any] = dict(row)
         self._owner_id = owner_id
         self._stop_requested = stop_requested
-        self.request: str | None = None  # the transition name applied, if any
+        self.request: Outcome | None = None  # the request applied, if any
         self.logger = JobLogger(self._row)
 
     # -- what the job is -----------------------------------------------------------------
@@ -152,4 +153,4 @@ class Job:
             extra=extra,
         )
         self.logger.job = self._row
-        self.request = transition.name
+        self.request = Outcome.of(transition)
