@@ -21,18 +21,13 @@ from .jobs import Job
 from .logs import get_logger, normalize_exception
 from .outcomes import Outcome
 from .retry_policy import backoff_delay, may_retry
+from .rows import RunSettings
 
 if TYPE_CHECKING:
     from .app import App
 
 # What running a job needs from its type, beside the job's own columns.
-TYPE_COLUMNS = (
-    "auto_delete_interval_duration",
-    "auto_complete_success",
-    "max_retries",
-    "max_crashes",
-    "timeout",
-)
+TYPE_COLUMNS = tuple(RunSettings.CONVERT)
 log = get_logger("runner")
 
 
@@ -58,7 +53,7 @@ def run(
     """Run the claimed job `row` (with its type's columns); how it ended."""
     job = Job(app, row, owner_id, stop_requested)
     try:
-        worker = app.worker_for(row["type_code"], row["worker_uri"])
+        worker = app.worker_for(job.type_code, job.worker_uri)
     except InvalidJobType as exc:
         return _settle_failure(job, exc, retry_allowed=False)
     try:
@@ -74,7 +69,7 @@ def run(
         return _settle_failure(job, exc, retry_allowed=True)
     if job.request is not None:
         return job.request
-    if row["auto_complete_success"]:
+    if job.settings.auto_complete_success:
         return Outcome.AUTO_COMPLETE
     message = f"Worker related to job with ID[{job.id}] did not request a next state."
     return _panic(job, message, None)
@@ -82,8 +77,8 @@ def run(
 
 def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> Outcome:
     text = "".join(traceback.format_exception(exc))[-8000:]
-    times_retried = int(job.row["times_retried"])
-    if retry_allowed and may_retry(times_retried, int(job.row["max_retries"])):
+    times_retried = job.times_retried
+    if retry_allowed and may_retry(times_retried, job.settings.max_retries):
         now = utcnow()
         work_at = now + backoff_delay(times_retried)
         log.warning(
