@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import bounds, ipc, states
+from . import bounds, ipc, json_text, states
 from .backends import Backend, open_backend
 from .backends.errors import database_errors
 from .clock import utcnow
@@ -20,7 +20,6 @@ from .cron_scheduler import CronMemory
 from .errors import (
     InvalidArgument,
     InvalidJobType,
-    InvalidPayload,
     JobNotFound,
     JobTypeDisabled,
     UnknownJobType,
@@ -45,12 +44,7 @@ def database_url(explicit: str | None = None) -> str:
 
 def encode_payload(payload: Any) -> str | None:
     """JSON text of a payload; InvalidPayload (naming the value) if it is not JSON."""
-    if payload is None:
-        return None
-    try:
-        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"payload is not JSON-serialisable: {payload!r} ({exc})") from None
+    return None if payload is None else json_text.dumps(payload, "payload")
 
 
 class App:

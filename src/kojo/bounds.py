@@ -93,31 +93,48 @@ def check_at(at: object) -> datetime:
         ) from None
 
 
-def delay_seconds(delay: object) -> float:
-    """A delay (seconds or a timedelta) as a float; InvalidArgument if it is neither."""
-    if isinstance(delay, timedelta):
-        return delay.total_seconds()
-    if isinstance(delay, int | float) and not isinstance(delay, bool):
+def _seconds(value: object) -> float | None:
+    """A number of seconds (an int or a float, not a bool; or a timedelta) as a float;
+    None when `value` is none of these. An int too large for a float is infinite."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return float(delay)
-        except OverflowError:  # an int too large for a float
+            return float(value)
+        except OverflowError:
             return math.inf
-    raise InvalidArgument(f"delay must be a number of seconds, got {delay!r}")
+    return None
+
+
+def check_seconds(
+    name: str, value: object, maximum: float = math.inf, *, maximum_text: str | None = None
+) -> float:
+    """`value` (seconds as an int or a float, or a timedelta) as a float from 0 to
+    `maximum` (math.inf admits infinity, "wait forever"); InvalidArgument naming `name`
+    and the value when it is of another type (a bool, a string), NaN, negative, or
+    above `maximum` (`maximum_text` says it in the message, else the number does)."""
+    seconds = _seconds(value)
+    if seconds is None:
+        raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}")
+    if not 0 <= seconds <= maximum:  # also refuses NaN, which compares false with all
+        limit = maximum_text or f"{maximum:g}"
+        raise InvalidArgument(
+            f"{name} must be a number of seconds from 0 to {limit}, not {value!r}"
+        )
+    return seconds
 
 
 def check_delay(now: datetime, delay: object) -> datetime:
     """`now + delay`; InvalidArgument naming the delay when it is negative, not a number,
     or ends after the last date Python can hold (9999-12-31)."""
-    seconds = delay_seconds(delay)
+    room = (DATE_MAX - now) // timedelta(seconds=1)
+    until = f"{room} (until {format_date(DATE_MAX)})"
+    seconds = check_seconds("delay", delay, (DATE_MAX - now).total_seconds(), maximum_text=until)
     try:
-        if not 0 <= seconds < math.inf:  # also refuses NaN
-            raise OverflowError
         return now + (delay if isinstance(delay, timedelta) else timedelta(seconds=seconds))
-    except OverflowError:
-        room = (DATE_MAX - now) // timedelta(seconds=1)
+    except OverflowError:  # within a float's rounding of the last date, but past it
         raise InvalidArgument(
-            f"delay must be a number of seconds from 0 to {room} "
-            f"(until {format_date(DATE_MAX)}), not {delay!r}"
+            f"delay must be a number of seconds from 0 to {until}, not {delay!r}"
         ) from None
 
 

@@ -10,6 +10,7 @@ from .backends import ProcessInfo
 from .clock import utcnow
 from .errors import InvalidTransition, JobNotFound
 from .logs import metadata
+from .outcomes import Outcome
 
 if TYPE_CHECKING:
     from .app import App
@@ -43,7 +44,7 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
         row = runner.with_type(app, row, max_age=0)
         metadata.job = row
         outcome = runner.run(app, row, owner.id)
-        if outcome == runner.AUTO_COMPLETE:
+        if outcome == Outcome.AUTO_COMPLETE:
             with backend.write():
                 backend.job_complete_many([row], owner.id, utcnow())
         metadata.job = None

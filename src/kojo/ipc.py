@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from . import json_text
 from .backends.base import MESSAGE_TOPIC, Backend, Notification, Owner, ProcessInfo
 from .backends.errors import database_errors, driver_errors
 from .clock import utcnow
-from .errors import DatabaseError, InvalidArgument, InvalidPayload, KojoError
+from .errors import DatabaseError, InvalidArgument, KojoError
 from .logs import get_logger, metadata
 
 TOPIC = MESSAGE_TOPIC
@@ -69,16 +70,7 @@ def check_channel(channel: object) -> str:
 
 def encode_message(message: Any) -> str:
     """The JSON text of a message; InvalidPayload if it is not JSON or too large."""
-    try:
-        text = json.dumps(message, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"message is not JSON-serialisable: {_short(message)} ({exc})")
-    size = len(text.encode())
-    if size > MAX_MESSAGE_BYTES:
-        raise InvalidPayload(
-            f"message is too large: {size} bytes of JSON, the limit is {MAX_MESSAGE_BYTES}"
-        )
-    return text
+    return json_text.dumps(message, "message", max_bytes=MAX_MESSAGE_BYTES, shown=80)
 
 
 def _describe(exc: BaseException) -> str:

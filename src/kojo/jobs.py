@@ -18,6 +18,8 @@ from . import bounds, states
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidTransition
 from .logs import JobLogger
+from .outcomes import Outcome
+from .rows import JobRow, RunSettings
 
 if TYPE_CHECKING:
     from .app import App
@@ -35,37 +37,160 @@ class Job:
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         self._app = app
-        self._row: dict[str, Any] = dict(row)
         self._owner_id = owner_id
         self._stop_requested = stop_requested
-        self.request: str | None = None  # the transition name applied, if any
-        self.logger = JobLogger(self._row)
+        self.request: Outcome | None = None  # the request applied, if any
+        self.logger = JobLogger({})
+        self._set_row(row)
+
+    def _set_row(self, row: Mapping[str, Any]) -> None:
+        """The job as last written: the columns (for the store's compare-and-set), their
+        typed view, and its type's settings when the row carries them (a claimed job's
+        does, see runner.with_type)."""
+        self._row: dict[str, Any] = dict(row)
+        self._fields = JobRow.from_mapping(self._row)
+        has_settings = all(name in self._row for name in RunSettings.CONVERT)
+        self._settings = RunSettings.from_mapping(self._row) if has_settings else None
+        self.logger.job = self._row
 
     # -- what the job is -----------------------------------------------------------------
 
     @property
     def id(self) -> int:
-        return int(self._row["kojo_job_id"])
+        return self._fields.kojo_job_id
+
+    @property
+    def kojo_job_id(self) -> int:
+        return self._fields.kojo_job_id
 
     @property
     def type_code(self) -> str:
-        return str(self._row["type_code"])
+        return self._fields.type_code
 
     @property
     def payload(self) -> Any:
-        return self._row.get("payload")
+        """The JSON value given at scheduling, or None."""
+        return self._fields.payload
 
     @property
     def row(self) -> dict[str, Any]:
         """Every column of the job as last written by this process."""
         return dict(self._row)
 
-    def __getattr__(self, name: str) -> Any:
-        # times_worked, times_retried, times_crashed, priority, importance, ...
-        row = self.__dict__.get("_row", {})
-        if name in row:
-            return row[name]
-        raise AttributeError(name)
+    @property
+    def name(self) -> str:
+        return self._fields.name
+
+    @property
+    def priority(self) -> int:
+        return self._fields.priority
+
+    @property
+    def importance(self) -> int:
+        return self._fields.importance
+
+    @property
+    def work_at_date_time(self) -> datetime:
+        return self._fields.work_at_date_time
+
+    @property
+    def assigned_state(self) -> states.State:
+        return self._fields.assigned_state
+
+    @property
+    def next_state_request(self) -> states.Request:
+        return self._fields.next_state_request
+
+    @property
+    def previous_state(self) -> states.State:
+        return self._fields.previous_state
+
+    @property
+    def worker_uri(self) -> str:
+        return self._fields.worker_uri
+
+    @property
+    def can_work_in_parallel(self) -> bool:
+        return self._fields.can_work_in_parallel
+
+    @property
+    def last_transition_date_time(self) -> datetime:
+        return self._fields.last_transition_date_time
+
+    @property
+    def times_worked(self) -> int:
+        return self._fields.times_worked
+
+    @property
+    def times_retried(self) -> int:
+        return self._fields.times_retried
+
+    @property
+    def times_held(self) -> int:
+        return self._fields.times_held
+
+    @property
+    def times_crashed(self) -> int:
+        return self._fields.times_crashed
+
+    @property
+    def times_panicked(self) -> int:
+        return self._fields.times_panicked
+
+    @property
+    def created_at_date_time(self) -> datetime:
+        return self._fields.created_at_date_time
+
+    @property
+    def completed_at_date_time(self) -> datetime | None:
+        return self._fields.completed_at_date_time
+
+    @property
+    def delete_after_date_time(self) -> datetime | None:
+        return self._fields.delete_after_date_time
+
+    @property
+    def kojo_process_id(self) -> int | None:
+        """The process that claimed the job."""
+        return self._fields.kojo_process_id
+
+    @property
+    def cron_fire_date_time(self) -> datetime | None:
+        """The due minute a cron-made job is for (UTC); None for other jobs."""
+        return self._fields.cron_fire_date_time
+
+    @property
+    def last_error(self) -> str | None:
+        return self._fields.last_error
+
+    # Its type's settings, as they were when the job was claimed.
+
+    @property
+    def settings(self) -> RunSettings:
+        """Its type's settings; AttributeError for a job read without them."""
+        if self._settings is None:
+            raise AttributeError("settings: this job was read without its type's columns")
+        return self._settings
+
+    @property
+    def auto_delete_interval_duration(self) -> str:
+        return self.settings.auto_delete_interval_duration
+
+    @property
+    def auto_complete_success(self) -> bool:
+        return self.settings.auto_complete_success
+
+    @property
+    def max_retries(self) -> int:
+        return self.settings.max_retries
+
+    @property
+    def max_crashes(self) -> int:
+        return self.settings.max_crashes
+
+    @property
+    def timeout(self) -> float | None:
+        return self.settings.timeout
 
     @property
     def stop_requested(self) -> bool:
@@ -100,13 +225,13 @@ class Job:
     def transaction(self) -> Iterator[Any]:
         """A transaction on kojo's own database: user writes, requests and new jobs commit
         together, or none of them do."""
-        before = (self.request, dict(self._row))
+        request, row = self.request, self._row
         try:
             with self._app.backend.write() as conn:
                 yield conn
         except BaseException:
-            self.request, self._row = before[0], before[1]
-            self.logger.job = self._row
+            self.request = request
+            self._set_row(row)
             raise
 
     def retry(self, delay: float | timedelta | None = None, at: datetime | None = None) -> None:
@@ -142,7 +267,7 @@ class Job:
                 f"job {self.id}: {self.request} was already requested; "
                 f"cannot also {transition.name}"
             )
-        self._row = self._app.backend.job_transition(
+        row = self._app.backend.job_transition(
             self.id,
             transition,
             now=now,
@@ -151,5 +276,5 @@ class Job:
             row=self._row,
             extra=extra,
         )
-        self.logger.job = self._row
-        self.request = transition.name
+        self._set_row(row)
+        self.request = Outcome.of(transition)

@@ -2,7 +2,7 @@
 
 - The worker requested a state (retry, hold, complete_*): it stands.
 - It returned without a request: complete_success if the type auto-completes
-  (returned as AUTO_COMPLETE so the caller can batch it), else panicked
+  (returned as Outcome.AUTO_COMPLETE so the caller can batch it), else panicked
   ("did not request a next state").
 - It raised: retried with exponential backoff and jitter while max_retries
   allows, else panicked; the traceback goes to the log and to last_error.
@@ -15,24 +15,19 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .backends.base import backoff_delay
 from .clock import utcnow
 from .errors import InvalidJobType, InvalidTransition, JobNotFound
 from .jobs import Job
 from .logs import get_logger, normalize_exception
+from .outcomes import Outcome
+from .retry_policy import backoff_delay, may_retry
+from .rows import RunSettings
 
 if TYPE_CHECKING:
     from .app import App
 
-AUTO_COMPLETE = "auto_complete"
 # What running a job needs from its type, beside the job's own columns.
-TYPE_COLUMNS = (
-    "auto_delete_interval_duration",
-    "auto_complete_success",
-    "max_retries",
-    "max_crashes",
-    "timeout",
-)
+TYPE_COLUMNS = tuple(RunSettings.CONVERT)
 log = get_logger("runner")
 
 
@@ -54,11 +49,11 @@ def run(
     row: Mapping[str, Any],
     owner_id: int | None,
     stop_requested: Callable[[], bool] = lambda: False,
-) -> str:
-    """Run the claimed job `row` (with its type's columns); the outcome's name."""
+) -> Outcome:
+    """Run the claimed job `row` (with its type's columns); how it ended."""
     job = Job(app, row, owner_id, stop_requested)
     try:
-        worker = app.worker_for(row["type_code"], row["worker_uri"])
+        worker = app.worker_for(job.type_code, job.worker_uri)
     except InvalidJobType as exc:
         return _settle_failure(job, exc, retry_allowed=False)
     try:
@@ -74,16 +69,16 @@ def run(
         return _settle_failure(job, exc, retry_allowed=True)
     if job.request is not None:
         return job.request
-    if row["auto_complete_success"]:
-        return AUTO_COMPLETE
+    if job.settings.auto_complete_success:
+        return Outcome.AUTO_COMPLETE
     message = f"Worker related to job with ID[{job.id}] did not request a next state."
     return _panic(job, message, None)
 
 
-def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> str:
+def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> Outcome:
     text = "".join(traceback.format_exception(exc))[-8000:]
-    times_retried = int(job.row["times_retried"])
-    if retry_allowed and times_retried < int(job.row["max_retries"]):
+    times_retried = job.times_retried
+    if retry_allowed and may_retry(times_retried, job.settings.max_retries):
         now = utcnow()
         work_at = now + backoff_delay(times_retried)
         log.warning(
@@ -94,17 +89,17 @@ def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> str
             job._request(states.RETRY, now=now, work_at=work_at, extra={"last_error": text})
         except (InvalidTransition, JobNotFound) as lost:
             log.warning(f"Could not retry job with ID[{job.id}]: {lost}")
-            return "lost"
-        return states.RETRY.name
+            return Outcome.LOST
+        return Outcome.RETRY
     return _panic(job, f"Panicking job with ID[{job.id}].", exc, text)
 
 
-def _panic(job: Job, message: str, exc: BaseException | None, text: str | None = None) -> str:
+def _panic(job: Job, message: str, exc: BaseException | None, text: str | None = None) -> Outcome:
     context = {"exception": normalize_exception(exc)} if exc is not None else {}
     log.critical(message, extra={"context": context, "job": job.row})
     try:
         job._request(states.PANIC, extra={"last_error": text or message})
     except (InvalidTransition, JobNotFound) as lost:
         log.warning(f"Could not panic job with ID[{job.id}]: {lost}")
-        return "lost"
-    return states.PANIC.name
+        return Outcome.LOST
+    return Outcome.PANIC

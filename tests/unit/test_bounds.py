@@ -140,6 +140,31 @@ def test_at_and_delay_together_or_of_the_wrong_kind() -> None:
     assert bounds.work_at(NOW, None, None) == NOW
 
 
+# -- seconds: the one validator of delays and timeouts ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(0, 0.0), (2, 2.0), (0.25, 0.25), (timedelta(minutes=1), 60.0), (10**400, math.inf)],
+)
+def test_seconds_as_a_float(value: object, seconds: float) -> None:
+    assert bounds.check_seconds("timeout", value) == seconds
+
+
+@pytest.mark.parametrize("value", ["5", True, None, [1], NOW])
+def test_seconds_of_another_type_are_refused_naming_them(value: object) -> None:
+    with pytest.raises(kojo.InvalidArgument) as raised:
+        bounds.check_seconds("timeout", value)
+    assert one_line(raised.value) == f"timeout must be a number of seconds, got {value!r}"
+
+
+@pytest.mark.parametrize("value", [math.nan, -1, -0.001, timedelta(seconds=-1), 61, math.inf])
+def test_seconds_out_of_range_are_refused_naming_them(value: object) -> None:
+    with pytest.raises(kojo.InvalidArgument) as raised:
+        bounds.check_seconds("wait", value, 60)
+    assert one_line(raised.value) == f"wait must be a number of seconds from 0 to 60, not {value!r}"
+
+
 # -- saturating arithmetic -------------------------------------------------------------------
 
 

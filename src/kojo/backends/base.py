@@ -8,8 +8,6 @@ knows which dialect it runs on.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from .driver import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -37,11 +35,3 @@ __all__ = [
 
 class Backend(ProcessStore):
     """A database holding kojo's tables, as seen from one process."""
-
-
-def backoff_delay(times_retried: int, base: float = 1.0, cap: float = 3600.0) -> timedelta:
-    """Exponential backoff with full jitter in [0.5, 1.5) of base * 2**n, capped."""
-    import random
-
-    seconds = min(cap, base * (2 ** min(times_retried, 30)))
-    return timedelta(seconds=seconds * random.uniform(0.5, 1.5))

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import states
+from ..bounds import add_saturating
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
 from ..errors import InvalidTransition, JobNotFound, OwnerLost
@@ -281,7 +282,7 @@ class JobStore(Driver):
                     "ids": self._id_list(ids),
                     "owner": owner,
                     "now": now,
-                    "delete_after": now + parse_duration(interval),
+                    "delete_after": add_saturating(now, parse_duration(interval)),
                 },
             )
         return completed

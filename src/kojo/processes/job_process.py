@@ -30,6 +30,7 @@ from ..backends.availability import Backoff, one_line
 from ..clock import utcnow
 from ..errors import DatabaseUnavailable, InvalidTransition, JobNotFound, KojoError, OwnerLost
 from ..logs import get_logger, metadata
+from ..outcomes import Outcome
 from . import patience
 from .idle_board import IdleBoard
 from .lineage import Lineage
@@ -382,7 +383,7 @@ class JobProcess:
                 keeper.finished(None)
                 unsettled = (int(current["kojo_job_id"]), one_line(exc))
                 break
-            keeper.finished(current if outcome == runner.AUTO_COMPLETE else None)
+            keeper.finished(current if outcome == Outcome.AUTO_COMPLETE else None)
             if time.monotonic() - started > QUICK_JOB:
                 quick = False
             if self.stop_requested():
@@ -397,7 +398,7 @@ class JobProcess:
                     raise
         return unsettled
 
-    def _work(self, owner: Owner, keeper: BatchKeeper, row: dict[str, Any]) -> str:
+    def _work(self, owner: Owner, keeper: BatchKeeper, row: dict[str, Any]) -> Outcome:
         timeout = row.get("timeout")
         if timeout:
             # The kernel ends this process when the timer fires (SIGALRM's default
@@ -415,7 +416,7 @@ class JobProcess:
             if self.app.backend.is_unavailable(exc):
                 raise
             log.exception(f"Could not settle job with ID[{row['kojo_job_id']}].")
-            return "lost"
+            return Outcome.LOST
         finally:
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
