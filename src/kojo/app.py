@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -284,7 +283,9 @@ class App:
         with database_errors():
             row = self.backend.job_transition(job_id, states.COMPLETE_TERMINATED)
             if row.get("previous_state") == states.State.WORKING.value:
-                self.backend.notify("control", json.dumps({"cancel": job_id}))
+                self.backend.notify(
+                    "control", json_text.dumps({"cancel": job_id}, "control command")
+                )
         return row
 
     # -- IPC (docs/ipc.md) ---------------------------------------------------------------

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import json_text
 from .backends.errors import database_errors
 from .errors import InvalidArgument
 
@@ -156,4 +157,4 @@ class Control:
                 raise InvalidArgument(
                     f"no live kojo server has host name {host!r} (live servers: {live})"
                 )
-            backend.notify(TOPIC, json.dumps(command, separators=(",", ":")))
+            backend.notify(TOPIC, json_text.dumps(command, "control command"))

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-from . import json_text
+from . import bounds, json_text
 from .backends.base import MESSAGE_TOPIC, Backend, Notification, Owner, ProcessInfo
 from .backends.errors import database_errors, driver_errors
 from .clock import utcnow
@@ -40,6 +40,7 @@ from .logs import get_logger, metadata
 TOPIC = MESSAGE_TOPIC
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_CHANNEL_LENGTH = 255
+MAX_TIMEOUT = 365 * 86400.0  # a finite wait: None waits forever
 # SQLite: read the table this often even without a wake-up (a lost datagram).
 SAFETY_POLL_SECONDS = 1.0
 READ_BATCH = 500
@@ -141,12 +142,8 @@ class Subscription:
 
     def messages(self, timeout: float | None = None) -> Iterator[Any]:
         """Each message as it arrives; ends after `timeout` seconds without one (None: never)."""
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 <= timeout < float("inf")
-        ):
-            raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None: {timeout!r}")
+        if timeout is not None:
+            timeout = bounds.check_seconds("timeout", timeout, MAX_TIMEOUT)
         return self._iterate(timeout)
 
     def _iterate(self, timeout: float | None) -> Iterator[Any]:

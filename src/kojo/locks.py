@@ -30,6 +30,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from . import bounds
 from .backends import Backend, Owner
 from .backends.availability import Backoff, one_line
 from .backends.bells import Bell, Ringer
@@ -90,13 +91,12 @@ def check_slots(slots: object) -> int:
 
 
 def check_timeout(timeout: object) -> float | None:
+    """Seconds to wait (None or infinity: forever, 0: try once); InvalidArgument naming a
+    bad value."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise InvalidArgument(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if math.isnan(timeout) or timeout < 0:
-        raise InvalidArgument(f"timeout must not be negative, got {timeout!r}")
-    return None if math.isinf(timeout) else float(timeout)
+    seconds = bounds.check_seconds("timeout", timeout)
+    return None if math.isinf(seconds) else seconds
 
 
 def check_job_id(job_id: object) -> int | None:

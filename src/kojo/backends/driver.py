@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from .. import json_text
 from ..clock import utcnow
 from ..errors import SchemaMissing
 from ..logs import get_logger
@@ -385,7 +386,7 @@ class Driver(ABC):
 
     @staticmethod
     def encode_notification(note: Notification) -> str:
-        return json.dumps([note.topic, note.data], separators=(",", ":"))
+        return json_text.dumps([note.topic, note.data], "notification")
 
     @staticmethod
     def decode_notification(text: str | bytes) -> Notification | None:
@@ -398,7 +399,7 @@ class Driver(ABC):
     @staticmethod
     def message_wake_data(message_id: int, channel: str) -> str:
         """The data of a "message" wake-up (PostgreSQL builds the same in SQL)."""
-        return json.dumps({"id": message_id, "channel": channel}, separators=(",", ":"))
+        return json_text.dumps({"id": message_id, "channel": channel}, "message wake-up")
 
     def message_publish(self, channel: str, payload: str, publisher: int | None, now: Any) -> int:
         """Inside write(): store a message (JSON text) and wake the channel's subscribers
@@ -473,7 +474,7 @@ class Driver(ABC):
             "path": info.path,
             "kind": info.kind,
             "now": now,
-            "info": json.dumps(dict(info.extra or {})),
+            "info": json_text.dumps(dict(info.extra or {}), "process info"),
         }
 
     @abstractmethod
