@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from . import settings
 from .app import database_errors
 from .backends.base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo
 from .clock import utcnow
@@ -124,7 +125,7 @@ def publish(backend: Backend, channel: str, message: Any, publisher: int | None 
 def subscriber_info(channel: str) -> ProcessInfo:
     parent = metadata.process.get("path") or f"/client[{os.getpid()}]"
     return ProcessInfo(
-        host_name=os.environ.get("KOJO_HOST_NAME") or metadata.host_name,
+        host_name=settings.host_name(),
         process_id=os.getpid(),
         parent_process_id=os.getppid(),
         path=f"{parent}/subscriber",

@@ -16,8 +16,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import settings
 from .backends import Backend, Owner, ProcessInfo
-from .logs import metadata
 
 if TYPE_CHECKING:
     from .app import App
@@ -28,7 +28,7 @@ _KEEPERS_LOCK = threading.Lock()
 def client_info() -> ProcessInfo:
     pid = os.getpid()
     return ProcessInfo(
-        host_name=os.environ.get("KOJO_HOST_NAME") or metadata.host_name,
+        host_name=settings.host_name(),
         process_id=pid,
         parent_process_id=os.getppid(),
         path=f"/client[{pid}]",
