@@ -144,7 +144,7 @@ def decide(pool: Pool, due: int, now: float) -> Decision:
     fill = pool.fill
     if missing > 0:
         grow = missing if fill else max(0 if jobs else 1, due)
-        grow = min(grow, pool.free_slots)
+        grow = min(grow, missing, pool.free_slots)
         actions += [Spawn("job")] * grow
         fill = fill and grow < missing
     surplus = sorted((c.pid for c in jobs), reverse=True)[: max(0, len(jobs) - pool.target)]

@@ -38,7 +38,7 @@ from ..backends.availability import Backoff
 from ..clock import SYSTEM_CLOCK, Clock
 from ..control import parse_command
 from ..logs import get_logger
-from ..settings import DEFAULT_IDLE_RETIRE, MAX_PROCESSES, Settings
+from ..settings import MAX_PROCESSES, Settings
 from . import patience, pool_policy
 from .idle_board import IdleBoard
 from .job_process import JobProcess
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 log = get_logger("root")
 CANCEL_GRACE = 10.0  # seconds a cancelled job's process has to stop before SIGKILL
-IDLE_RETIRE = DEFAULT_IDLE_RETIRE  # seconds a surplus job process may stay idle
 DEMAND_CHECK_INTERVAL = 0.1  # at most this often the root counts due work
 
 
@@ -164,13 +163,7 @@ class Root:
                 if signum == signal.SIGCHLD:
                     continue  # reaped below
                 if signum == signal.SIGTTIN:
-                    if self.target >= MAX_PROCESSES:
-                        log.warning(
-                            f"Ignoring SIGTTIN: already at the most job processes a host "
-                            f"may run ({MAX_PROCESSES})."
-                        )
-                        continue
-                    self._scale(self.target + 1)
+                    self._add_one()
                 elif signum == signal.SIGTTOU:
                     self._scale(max(0, self.target - 1))
                 elif signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
@@ -301,6 +294,16 @@ class Root:
             log.warning(f"Process[{kill.pid}][{child.kind}] did not stop in time: killing it.")
             child.kill_at = None
         self._signal(kill.pid, signal.SIGKILL)
+
+    def _add_one(self) -> None:
+        """SIGTTIN: one job process more, up to the bound."""
+        if self.target >= MAX_PROCESSES:
+            log.warning(
+                "Ignoring SIGTTIN: already at the most job processes a host "
+                f"may run ({MAX_PROCESSES})."
+            )
+            return
+        self._scale(self.target + 1)
 
     def _scale(self, target: int) -> None:
         log.info(f"Scaling job processes to {target}.")
