@@ -33,7 +33,7 @@ from ..logs import get_logger, metadata
 from ..settings import Settings
 from . import patience
 from .idle_board import IdleBoard
-from .lifetime import Lifetime, process_info
+from .lifetime import Lifetime
 from .lineage import Lineage
 from .signal_queue import SignalQueue
 
@@ -294,7 +294,8 @@ class JobProcess:
     def run(self) -> int:
         life = Lifetime(
             self.app,
-            process_info(self.settings, self.lineage, "job"),
+            self.settings,
+            self.lineage,
             f"Job process [{os.getpid()}]",
             log,
             [signal.SIGTERM, signal.SIGUSR1],

@@ -3,6 +3,11 @@ use the registration as the app's owner → the process's loop → close.
 
 A loop returning patience.EXIT_REGISTRATION_LOST closes the registration without blame
 (its jobs are re-run, not counted as crashed); any other end blames it.
+
+Job processes and the maintainer live exactly this (`Lifetime.run`). The server uses
+`Lifetime.register` after installing the schema (and again when its registration is
+lost); the root registers from inside its loop without blocking it, so it shares only
+`process_info` and `close_owner`.
 """
 
 from __future__ import annotations
@@ -51,25 +56,36 @@ class Lifetime:
     def __init__(
         self,
         app: App,
-        info: ProcessInfo,
+        settings: Settings,
+        lineage: Lineage,
         name: str,
         log: Logger,
         signals: Iterable[signal.Signals],
+        **extra: object,
     ) -> None:
         self.app = app
-        self.info = info
+        self.settings = settings
+        self.lineage = lineage
+        self.extra = extra
         self.signals = SignalQueue(signals)
         self.backoff = Backoff(name, log)
 
+    def register(self, stop: Callable[[], bool]) -> Owner | None:
+        """Register as soon as the database answers and make it the app's owner; None if
+        `stop()` said so first."""
+        info = process_info(self.settings, self.lineage, self.lineage.kind, **self.extra)
+        owner = patience.register(self.app.backend, info, self.backoff, self.signals, stop)
+        if owner is not None:
+            self.app.use_owner(owner)
+        return owner
+
     def run(self, loop: Callable[[Owner], int], stop: Callable[[], bool]) -> int:
-        backend = self.app.backend
-        owner = patience.register(backend, self.info, self.backoff, self.signals, stop)
+        owner = self.register(stop)
         if owner is None:
             return 0
-        self.app.use_owner(owner)
         code = 0
         try:
             code = loop(owner)
             return code
         finally:
-            close_owner(backend, owner, blame=code != patience.EXIT_REGISTRATION_LOST)
+            close_owner(self.app.backend, owner, blame=code != patience.EXIT_REGISTRATION_LOST)

@@ -22,7 +22,7 @@ from ..locks import Lease
 from ..logs import get_logger
 from ..settings import Settings
 from . import patience
-from .lifetime import Lifetime, process_info
+from .lifetime import Lifetime
 from .lineage import Lineage
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class Maintainer:
     def run(self) -> int:
         self.life = Lifetime(
             self.app,
-            process_info(self.settings, self.lineage, "maintainer"),
+            self.settings,
+            self.lineage,
             f"Maintainer [{os.getpid()}]",
             log,
             [signal.SIGTERM],

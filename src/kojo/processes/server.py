@@ -15,14 +15,13 @@ import time
 from typing import TYPE_CHECKING
 
 from ..backends import Owner
-from ..backends.availability import Backoff
 from ..clock import SYSTEM_CLOCK, Clock
 from ..control import parse_command
 from ..errors import LockTimeout
 from ..logs import get_logger
 from ..settings import Settings
 from . import patience
-from .lifetime import close_owner, process_info
+from .lifetime import Lifetime, close_owner
 from .lineage import Lineage, describe_status, fork_child, server_lineage
 from .root import Root
 from .signal_queue import SignalQueue
@@ -44,13 +43,20 @@ class Server:
         self.root_pid: int | None = None
         self.stopping = 0  # 0 running, 1 draining, 2 stopping now
         self.owner: Owner | None = None
-        self.backoff = Backoff("Server", log)
 
     def run(self) -> int:
         self.lineage.announce()
-        signals = SignalQueue(
-            [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU]
+        self.life = Lifetime(
+            self.app,
+            self.settings,
+            self.lineage,
+            "Server",
+            log,
+            [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU],
+            max_processes=self.settings.max_processes,
         )
+        self.backoff = self.life.backoff
+        signals = self.life.signals
         owner = self._start(signals)
         if owner is None:
             return 0
@@ -93,16 +99,8 @@ class Server:
         return owner
 
     def _register(self, signals: SignalQueue) -> Owner | None:
-        info = process_info(
-            self.settings, self.lineage, "server", max_processes=self.settings.max_processes
-        )
-        owner = patience.register(
-            self.app.backend, info, self.backoff, signals, lambda: bool(signals.pop_all())
-        )
-        self.owner = owner
-        if owner is not None:
-            self.app.use_owner(owner)
-        return owner
+        self.owner = self.life.register(lambda: bool(signals.pop_all()))
+        return self.owner
 
     def _hold_host_name(self, owner: Owner) -> bool:
         """Take the mutex of this host name, held by the registration (it dies with the
