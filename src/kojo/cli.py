@@ -7,6 +7,7 @@ output whose keys are the table's column names.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -23,6 +24,7 @@ from . import bounds, states
 from .app import App, database_url
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, KojoError
+from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -482,23 +484,23 @@ def server() -> None:
 
 
 def default_host_name() -> str:
-    import socket
+    from .settings import host_name
 
-    return os.environ.get("KOJO_HOST_NAME") or socket.gethostname()
+    return host_name()
 
 
 @server.command("start")
 @click.option(
     "--max-processes",
-    type=click.IntRange(min=0),
-    default=lambda: os.cpu_count() or 2,
+    type=click.IntRange(min=0, max=MAX_PROCESSES),
+    default=lambda: default_max_processes(),
     show_default="number of CPUs",
     help="Job processes to keep running.",
 )
 @click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
-    default=30.0,
+    default=DEFAULT_SHUTDOWN_TIMEOUT,
     show_default=True,
     help="Seconds running jobs get to finish on SIGTERM.",
 )
@@ -517,22 +519,22 @@ def server_start(
 ) -> None:
     """Run this host's server → root → job process tree in the foreground (JSON logs)."""
     from . import logs
-    from .cron_scheduler import disabled_type_log_level
-    from .processes.root import PoolOptions, idle_retire_seconds
     from .processes.server import Server
+    from .settings import Settings, use_host_name
 
     if not host_name.strip():
         raise click.BadParameter("must not be empty", param_hint="--host-name")
-    logs.configure()
-    disabled_type_log_level()  # bad KOJO_DISABLED_TYPE_LOG_LEVEL / KOJO_IDLE_RETIRE_SECONDS
-    idle_retire_seconds()  # stop the start in one line instead of failing in every root
-    logs.metadata.host_name = host_name.strip()
-    os.environ["KOJO_HOST_NAME"] = host_name.strip()  # for lock and subscriber clients in jobs
+    # Every bad setting stops the start in one line instead of failing in every root.
+    settings = Settings.parse(
+        host_name=host_name, max_processes=max_processes, shutdown_timeout=shutdown_timeout
+    )
+    logs.configure(settings.log_format, settings.log_level)
+    use_host_name(settings.host_name)  # for lock and subscriber clients in jobs too
     app = ctx.app()
     if path:
         app.load_job_types(path)
-    options = PoolOptions(host_name.strip(), max_processes, shutdown_timeout)
-    sys.exit(Server(app, options).run())
+    settings = dataclasses.replace(settings, database_url=app.database_url)
+    sys.exit(Server(app, settings).run())
 
 
 @cli.command("work")
@@ -685,7 +687,7 @@ def ctl_resume(ctx: Context, code: str) -> None:
 
 @ctl.command("scale")
 @click.argument("host")
-@click.argument("processes", metavar="N", type=click.IntRange(min=0, max=1024))
+@click.argument("processes", metavar="N", type=click.IntRange(min=0, max=MAX_PROCESSES))
 @shared_options
 @pass_context
 @handle_errors

@@ -1,12 +1,40 @@
-"""Time in kojo: always timezone-aware UTC. Tests inject their own `now`."""
+"""Time in kojo: always timezone-aware UTC. Tests inject their own `now`.
+
+Loops that measure intervals (the root's pool, a job process's batch keeper, the
+idle board) read time through a `Clock`, so unit tests drive them with a fake one
+instead of sleeping.
+"""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from typing import Protocol
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (deadlines, intervals)."""
+        ...
+
+    def now(self) -> datetime:
+        """The wall-clock time, aware UTC (what is written to the database)."""
+        ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return utcnow()
+
+
+SYSTEM_CLOCK: Clock = SystemClock()
 
 
 def as_utc(value: datetime) -> datetime:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from . import json_text
 from .backends.errors import database_errors
 from .errors import InvalidArgument
+from .settings import MAX_PROCESSES, check_max_processes
 
 if TYPE_CHECKING:
     from .app import App
 
 TOPIC = "control"
-MAX_PROCESSES = 1024
 
 
 @dataclass(frozen=True)
@@ -131,15 +131,7 @@ class Control:
 
     def scale(self, host: str, processes: int) -> None:
         """Ask the server of `host` to run `processes` job processes."""
-        if (
-            isinstance(processes, bool)
-            or not isinstance(processes, int)
-            or not 0 <= processes <= MAX_PROCESSES
-        ):
-            raise InvalidArgument(
-                f"number of processes must be an integer from 0 to {MAX_PROCESSES}, "
-                f"got {processes!r}"
-            )
+        check_max_processes(processes)
         self._send(host, {"command": "scale", "host": host, "processes": processes})
 
     def drain(self, host: str) -> None:

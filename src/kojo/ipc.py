@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-from . import bounds, json_text
+from . import bounds, json_text, settings
 from .backends.base import MESSAGE_TOPIC, Backend, Notification, Owner, ProcessInfo
 from .backends.errors import database_errors, driver_errors
 from .clock import utcnow
@@ -94,7 +94,7 @@ def publish(backend: Backend, channel: str, message: Any, publisher: int | None 
 def subscriber_info(channel: str) -> ProcessInfo:
     parent = metadata.process.get("path") or f"/client[{os.getpid()}]"
     return ProcessInfo(
-        host_name=os.environ.get("KOJO_HOST_NAME") or metadata.host_name,
+        host_name=settings.host_name(),
         process_id=os.getpid(),
         parent_process_id=os.getppid(),
         path=f"{parent}/subscriber",

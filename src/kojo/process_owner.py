@@ -15,14 +15,14 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from . import settings
 from .backends import Backend, Owner, ProcessInfo
-from .logs import metadata
 
 
 def client_info() -> ProcessInfo:
     pid = os.getpid()
     return ProcessInfo(
-        host_name=os.environ.get("KOJO_HOST_NAME") or metadata.host_name,
+        host_name=settings.host_name(),
         process_id=pid,
         parent_process_id=os.getppid(),
         path=f"/client[{pid}]",

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import mmap
 import struct
-import time
 
-SLOTS = 1024
+from ..clock import SYSTEM_CLOCK, Clock
+from ..settings import MAX_PROCESSES
+
+SLOTS = MAX_PROCESSES  # one per job process
 _DOUBLE = struct.Struct("d")
 _SLOT = 2 * _DOUBLE.size  # idle since, deadline
 BUSY = 0.0
@@ -22,12 +24,17 @@ NO_DEADLINE = 0.0
 
 
 class IdleBoard:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._map = mmap.mmap(-1, SLOTS * _SLOT)  # anonymous, shared with children
         self._free = list(range(SLOTS - 1, -1, -1))
 
+    def free(self) -> int:
+        """How many more job processes the board has room for."""
+        return len(self._free)
+
     def take(self) -> int:
-        """A free slot for a new job process, marked idle from now."""
+        """A free slot for a new job process, marked idle from now (IndexError if none)."""
         slot = self._free.pop()
         self.mark_idle(slot)
         self.set_deadline(slot, None)
@@ -37,7 +44,7 @@ class IdleBoard:
         self._free.append(slot)
 
     def mark_idle(self, slot: int) -> None:
-        _DOUBLE.pack_into(self._map, slot * _SLOT, time.monotonic())
+        _DOUBLE.pack_into(self._map, slot * _SLOT, self._clock.monotonic())
 
     def mark_busy(self, slot: int) -> None:
         _DOUBLE.pack_into(self._map, slot * _SLOT, BUSY)

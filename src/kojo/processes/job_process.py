@@ -20,19 +20,21 @@ import os
 import select
 import signal
 import threading
-import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import runner, states
-from ..backends import Owner, ProcessInfo
+from ..backends import Owner
 from ..backends.availability import Backoff, one_line
-from ..clock import utcnow
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DatabaseUnavailable, InvalidTransition, JobNotFound, KojoError, OwnerLost
 from ..logs import get_logger, metadata
 from ..outcomes import Outcome
+from ..settings import Settings
 from . import patience
 from .idle_board import IdleBoard
+from .lifetime import Lifetime
 from .lineage import Lineage
 from .signal_queue import SignalQueue
 
@@ -49,6 +51,16 @@ VOUCH_INTERVAL = 1.0  # seconds between asking the database whether it still vou
 log = get_logger("job")
 
 
+@dataclass
+class _Due:
+    """The keeper thread's next step: wait, or write and check what it took."""
+
+    wait: float | None = None
+    prefetched: list[dict[str, Any]] = field(default_factory=list)
+    completed: list[dict[str, Any]] = field(default_factory=list)
+    vouch: bool = False
+
+
 class BatchKeeper:
     """Claimed jobs not yet started, and completions not yet written, shared with a thread
     that hands them back to the database when the running job takes too long.
@@ -62,9 +74,13 @@ class BatchKeeper:
     for the main loop (`take_woken`).
     """
 
-    def __init__(self, backend: Backend, owner: Owner) -> None:
+    def __init__(
+        self, backend: Backend, owner: Owner, clock: Clock = SYSTEM_CLOCK, thread: bool = True
+    ) -> None:
+        """`thread=False`: no keeper thread; tests turn it by hand (`tick`)."""
         self.backend = backend
         self.owner = owner
+        self.clock = clock
         self.owner_id = owner.id
         self._watch_anchor = owner.can_be_lost
         self._next_look = 0.0
@@ -75,8 +91,9 @@ class BatchKeeper:
         self._completed: list[dict[str, Any]] = []
         self._running_since: float | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._watch, name="kojo-batch-keeper", daemon=True)
-        self._thread.start()
+        if thread:
+            watcher = threading.Thread(target=self._watch, name="kojo-batch-keeper", daemon=True)
+            watcher.start()
 
     def hand(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -88,7 +105,7 @@ class BatchKeeper:
 
     def started(self) -> None:
         with self._lock:
-            self._running_since = time.monotonic()
+            self._running_since = self.clock.monotonic()
             self._lock.notify()
 
     def take_woken(self) -> bool:
@@ -145,37 +162,59 @@ class BatchKeeper:
                     self._lock.wait()
                 if self._closed:
                     return
-                now = time.monotonic()
-                since = self._running_since
-                assert since is not None
-                pending = bool(self._prefetched or self._completed)
-                hand_back_at = since + PREFETCH_HOLD if pending else math.inf
-                look_at = max(since, self._next_look) if self._watch_anchor else math.inf
-                vouch_at = max(since, self._next_vouch) if self._watch_anchor else math.inf
-                due = min(hand_back_at, look_at, vouch_at)
-                if due > now:
-                    self._lock.wait(None if due == math.inf else due - now)
+                due = self._take_due(self.clock.monotonic())
+                if due.wait is not None:
+                    self._lock.wait(None if due.wait == math.inf else due.wait)
                     continue
-                prefetched: list[dict[str, Any]] = []
-                completed: list[dict[str, Any]] = []
-                if hand_back_at <= now:
-                    prefetched, self._prefetched = self._prefetched, []
-                    completed, self._completed = self._completed, []
-                if look_at <= now:
-                    self._next_look = now + WATCH_INTERVAL
-                    # Under the lock: the main loop reads the anchor only once no job
-                    # runs (finished() waits for this look to end).
-                    self._look_at_anchor()
-                vouch = vouch_at <= now
-                if vouch:
-                    self._next_vouch = now + VOUCH_INTERVAL
-            try:
-                self._write_or_keep(prefetched, completed)
-            except Exception as exc:
-                if not self.backend.is_unavailable(exc):
-                    log.exception("Could not hand back prefetched jobs.")
-            if vouch:
-                self._check_vouched()
+            self._act(due)
+
+    def tick(self) -> float | None:
+        """One turn of the keeper thread's work, in the caller's thread: the seconds until
+        the next is due (0.0: something was done now), None while no job runs."""
+        with self._lock:
+            if self._closed or self._running_since is None:
+                return None
+            due = self._take_due(self.clock.monotonic())
+            if due.wait is not None:
+                return due.wait
+        self._act(due)
+        return 0.0
+
+    def _take_due(self, now: float) -> _Due:
+        """What is due at `now` while a job runs (under the lock): the prefetched jobs and
+        completions to hand back once it has run PREFETCH_HOLD, a look at the anchor
+        (done here), a vouching check; or how long to wait for the first of them."""
+        since = self._running_since
+        assert since is not None
+        pending = bool(self._prefetched or self._completed)
+        hand_back_at = since + PREFETCH_HOLD if pending else math.inf
+        look_at = max(since, self._next_look) if self._watch_anchor else math.inf
+        vouch_at = max(since, self._next_vouch) if self._watch_anchor else math.inf
+        soonest = min(hand_back_at, look_at, vouch_at)
+        if soonest > now:
+            return _Due(wait=soonest - now)
+        due = _Due()
+        if hand_back_at <= now:
+            due.prefetched, self._prefetched = self._prefetched, []
+            due.completed, self._completed = self._completed, []
+        if look_at <= now:
+            self._next_look = now + WATCH_INTERVAL
+            # Under the lock: the main loop reads the anchor only once no job
+            # runs (finished() waits for this look to end).
+            self._look_at_anchor()
+        if vouch_at <= now:
+            self._next_vouch = now + VOUCH_INTERVAL
+            due.vouch = True
+        return due
+
+    def _act(self, due: _Due) -> None:
+        try:
+            self._write_or_keep(due.prefetched, due.completed)
+        except Exception as exc:
+            if not self.backend.is_unavailable(exc):
+                log.exception("Could not hand back prefetched jobs.")
+        if due.vouch:
+            self._check_vouched()
 
     def _look_at_anchor(self) -> None:
         try:
@@ -207,7 +246,7 @@ class BatchKeeper:
     def _write(self, prefetched: list[dict[str, Any]], completed: list[dict[str, Any]]) -> None:
         if not prefetched and not completed:
             return
-        now = utcnow()
+        now = self.clock.now()
         backend = self.backend
 
         def write() -> None:
@@ -231,13 +270,15 @@ class JobProcess:
         self,
         app: App,
         lineage: Lineage,
-        host_name: str,
+        settings: Settings,
         board: IdleBoard | None = None,
         slot: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
         self.lineage = lineage
-        self.host_name = host_name
+        self.settings = settings
+        self.clock = clock
         self.board = board
         self.slot = slot
         self.stopping = False
@@ -252,37 +293,28 @@ class JobProcess:
         return self.stopping
 
     def run(self) -> int:
-        app = self.app
-        backend = app.backend
-        signals = self.signals = SignalQueue([signal.SIGTERM, signal.SIGUSR1])
-        backoff = Backoff(f"Job process [{os.getpid()}]", log)
-        owner = patience.register(
-            backend,
-            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "job"),
-            backoff,
-            signals,
-            self.stop_requested,
+        life = Lifetime(
+            self.app,
+            self.settings,
+            self.lineage,
+            f"Job process [{os.getpid()}]",
+            log,
+            [signal.SIGTERM, signal.SIGUSR1],
         )
-        if owner is None:
-            return 0
-        app.use_owner(owner)
-        keeper = BatchKeeper(backend, owner)
-        code = 0
+        self.signals = life.signals
+        return life.run(lambda owner: self._live(owner, life), self.stop_requested)
+
+    def _live(self, owner: Owner, life: Lifetime) -> int:
+        backend = self.app.backend
+        keeper = BatchKeeper(backend, owner, self.clock)
         try:
-            code = self._loop(owner, signals, keeper, backoff)
+            return self._loop(owner, life.signals, keeper, life.backoff)
         finally:
             try:
                 keeper.close()
             except Exception as exc:
                 if not backend.is_unavailable(exc):
                     raise
-            finally:
-                try:
-                    owner.close(blame=code != patience.EXIT_REGISTRATION_LOST)
-                except Exception as exc:
-                    if not backend.is_unavailable(exc):
-                        raise  # else: whoever reaps this owner later crashes what it held
-        return code
 
     def _handle_signals(self, signals: SignalQueue) -> None:
         for signum in signals.pop_all():
@@ -305,7 +337,7 @@ class JobProcess:
             completed = keeper.take_completed()
             try:
                 if wake or completed:
-                    now = utcnow()
+                    now = self.clock.now()
                     rows = backend.retrying(
                         functools.partial(backend.job_claim, owner.id, self.batch, now, completed)
                     )
@@ -341,7 +373,7 @@ class JobProcess:
     def _idle(self, owner: Owner, signals: SignalQueue) -> bool:
         """Wait for work; True when a claim is worth trying."""
         timeout = POLL
-        now = utcnow()
+        now = self.clock.now()
         next_at = self.app.backend.job_next_work_at(now)
         if next_at is not None:
             timeout = max(0.001, min(POLL, (next_at - now).total_seconds()))
@@ -374,7 +406,7 @@ class JobProcess:
         quick = True
         unsettled: tuple[int, str] | None = None
         while current is not None:
-            started = time.monotonic()
+            started = self.clock.monotonic()
             try:
                 outcome = self._work(owner, keeper, current)
             except Exception as exc:
@@ -384,7 +416,7 @@ class JobProcess:
                 unsettled = (int(current["kojo_job_id"]), one_line(exc))
                 break
             keeper.finished(current if outcome == Outcome.AUTO_COMPLETE else None)
-            if time.monotonic() - started > QUICK_JOB:
+            if self.clock.monotonic() - started > QUICK_JOB:
                 quick = False
             if self.stop_requested():
                 break
@@ -407,7 +439,7 @@ class JobProcess:
             keeper.flush()
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
             if self.board is not None:  # the root kills us if SIGALRM cannot (frozen)
-                self.board.set_deadline(self.slot, time.monotonic() + float(timeout))
+                self.board.set_deadline(self.slot, self.clock.monotonic() + float(timeout))
         metadata.job = row
         keeper.started()
         try:

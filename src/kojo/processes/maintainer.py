@@ -15,14 +15,15 @@ import signal
 from typing import TYPE_CHECKING
 
 from .. import maintenance
-from ..backends import ProcessInfo
+from ..backends import Owner
 from ..backends.availability import Backoff
 from ..errors import KojoError, LockTimeout
 from ..locks import Lease
 from ..logs import get_logger
+from ..settings import Settings
 from . import patience
+from .lifetime import Lifetime
 from .lineage import Lineage
-from .signal_queue import SignalQueue
 
 if TYPE_CHECKING:
     from ..app import App
@@ -33,35 +34,34 @@ log = get_logger("maintainer")
 
 
 class Maintainer:
-    def __init__(self, app: App, lineage: Lineage, host_name: str) -> None:
+    def __init__(self, app: App, lineage: Lineage, settings: Settings) -> None:
         self.app = app
         self.lineage = lineage
-        self.host_name = host_name
+        self.settings = settings
+        self.stopped: list[int] = []
 
     def run(self) -> int:
-        backend = self.app.backend
-        signals = SignalQueue([signal.SIGTERM])
-        backoff = Backoff(f"Maintainer [{os.getpid()}]", log)
-        stopped: list[int] = []
-
-        def stop() -> bool:
-            stopped.extend(signals.pop_all())
-            return bool(stopped)
-
-        owner = patience.register(
-            backend,
-            ProcessInfo(self.host_name, os.getpid(), os.getppid(), self.lineage.path, "maintainer"),
-            backoff,
-            signals,
-            stop,
+        self.life = Lifetime(
+            self.app,
+            self.settings,
+            self.lineage,
+            f"Maintainer [{os.getpid()}]",
+            log,
+            [signal.SIGTERM],
         )
-        if owner is None:
-            return 0
-        self.app.use_owner(owner)
+        return self.life.run(self._loop, self.stop)
+
+    def stop(self) -> bool:
+        self.stopped.extend(self.life.signals.pop_all())
+        return bool(self.stopped)
+
+    def _loop(self, owner: Owner) -> int:
+        backend = self.app.backend
+        signals, backoff = self.life.signals, self.life.backoff
         lease: Lease | None = None
         code = 0
         try:
-            while not stop():
+            while not self.stop():
                 if owner.is_lost():
                     log.warning("Maintainer: lost its database registration; stopping.")
                     code = patience.EXIT_REGISTRATION_LOST
@@ -92,16 +92,13 @@ class Maintainer:
                     lease.release()
                 except KojoError:
                     pass
-            try:
-                owner.close(blame=code == 0)
-            except Exception as exc:
-                if not backend.is_unavailable(exc):
-                    raise
 
     def _pass(self, backoff: Backoff) -> None:
         """One maintenance pass; a duty failing because the database is away counts as an
         outage (one line), any other failure is logged with its traceback."""
-        report = maintenance.run_once(self.app)
+        report = maintenance.run_once(
+            self.app, disabled_log_level=self.settings.disabled_type_log_level
+        )
         failures: list[BaseException] = report.get("failures", [])
         unavailable = [exc for exc in failures if self.app.backend.is_unavailable(exc)]
         if unavailable:

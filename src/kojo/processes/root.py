@@ -9,6 +9,8 @@ IDLE_RETIRE seconds (`KOJO_IDLE_RETIRE_SECONDS`, default 300) is retired while
 another one is idle too, so a quiet host keeps one; when every job process is
 busy and due work is waiting, the root forks more, up to the target. Each job
 process tells the root whether it is idle through a board in shared memory.
+These rules are pool_policy.decide; the root gathers what it sees, executes
+the actions, and reads time only through its clock.
 
 A job process that dies is replaced; its jobs are marked crashed at once (the
 root reaps the dead process's registration, and only it: it knows how the child
@@ -31,17 +33,19 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..backends import Owner, ProcessInfo
+from ..backends import Owner
 from ..backends.availability import Backoff
-from ..clock import utcnow
+from ..clock import SYSTEM_CLOCK, Clock
 from ..control import parse_command
-from ..errors import InvalidArgument
 from ..logs import get_logger
-from . import patience
+from ..settings import MAX_PROCESSES, Settings
+from . import patience, pool_policy
 from .idle_board import IdleBoard
 from .job_process import JobProcess
+from .lifetime import close_owner, process_info
 from .lineage import Lineage, describe_status, fork_child
 from .maintainer import Maintainer
+from .pool_policy import Drained, Kill, Retire, Spawn, StopNow
 from .signal_queue import SignalQueue
 
 if TYPE_CHECKING:
@@ -49,26 +53,7 @@ if TYPE_CHECKING:
 
 log = get_logger("root")
 CANCEL_GRACE = 10.0  # seconds a cancelled job's process has to stop before SIGKILL
-RESPAWN_BACKOFF_MAX = 10.0
-IDLE_RETIRE = 300.0  # seconds a surplus job process may stay idle
 DEMAND_CHECK_INTERVAL = 0.1  # at most this often the root counts due work
-# A job process still alive this long after its job's timeout did not act on its SIGALRM
-# (frozen by SIGSTOP, or the signal blocked): the root kills it.
-TIMEOUT_GRACE = 1.0
-
-
-def idle_retire_seconds() -> float:
-    """KOJO_IDLE_RETIRE_SECONDS, else IDLE_RETIRE; a bad value is a clear error."""
-    text = os.environ.get("KOJO_IDLE_RETIRE_SECONDS")
-    if text is None:
-        return IDLE_RETIRE
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise InvalidArgument(f"KOJO_IDLE_RETIRE_SECONDS must be a positive number, not {text!r}")
-    return value
 
 
 # PostgreSQL ends a killed client's session, and drops its advisory lock, a moment after
@@ -77,13 +62,6 @@ def idle_retire_seconds() -> float:
 REAP_PATIENCE = 5.0
 REAP_POLL = 0.02
 REAP_POLL_MAX = 1.0
-
-
-@dataclass
-class PoolOptions:
-    host_name: str
-    max_processes: int
-    shutdown_timeout: float = 30.0
 
 
 @dataclass
@@ -111,13 +89,13 @@ class DeadChild:
 class Root:
     app: App
     lineage: Lineage
-    options: PoolOptions
+    settings: Settings
+    clock: Clock = SYSTEM_CLOCK
     children: dict[int, Child] = field(default_factory=dict)
     target: int = 0
     fill: bool = True  # fork up to the target without waiting for demand
     next_demand_check: float = 0.0
-    idle_retire: float = field(default_factory=lambda: idle_retire_seconds())
-    board: IdleBoard = field(default_factory=IdleBoard)
+    board: IdleBoard = field(init=False)
     draining: bool = False
     drain_deadline: float = 0.0
     respawn_delay: float = 0.0
@@ -127,8 +105,11 @@ class Root:
     backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
     next_register: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.board = IdleBoard(self.clock)
+
     def run(self) -> int:
-        self.target = self.options.max_processes
+        self.target = self.settings.max_processes
         signals = SignalQueue(
             [
                 signal.SIGTERM,
@@ -145,11 +126,7 @@ class Root:
             return self._loop(signals)
         finally:
             if self.owner is not None:
-                try:
-                    self.owner.close()
-                except Exception as exc:
-                    if not self.app.backend.is_unavailable(exc):
-                        raise
+                close_owner(self.app.backend, self.owner)
 
     def _register(self, now: float) -> None:
         """Register (again, after the registration was lost), unless the database is
@@ -157,9 +134,7 @@ class Root:
         if now < self.next_register:
             return
         backend = self.app.backend
-        info = ProcessInfo(
-            self.options.host_name, os.getpid(), os.getppid(), self.lineage.path, "root"
-        )
+        info = process_info(self.settings, self.lineage, "root")
         try:
             if self.owner is not None:
                 lost, self.owner = self.owner, None
@@ -188,7 +163,7 @@ class Root:
                 if signum == signal.SIGCHLD:
                     continue  # reaped below
                 if signum == signal.SIGTTIN:
-                    self._scale(self.target + 1)
+                    self._add_one()
                 elif signum == signal.SIGTTOU:
                     self._scale(max(0, self.target - 1))
                 elif signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
@@ -196,24 +171,15 @@ class Root:
                         return self._stop_now()
                     self._drain()
             self._reap_children()
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if self.owner is None or self.owner.is_lost():
                 if self.owner is not None and not self.backoff.failing:
                     log.warning("Root: lost its database registration; registering again.")
                 self._register(now)
             self._retry_reaps(now)
-            self._enforce_job_timeouts(now)
-            self._enforce_kill_deadlines(now)
-            if self.draining:
-                if not self.children:
-                    self._finish_reaps()
-                    log.info("Root drained.")
-                    return 0
-                if now >= self.drain_deadline:
-                    log.warning("Shutdown timeout reached: killing the remaining job processes.")
-                    return self._stop_now()
-            else:
-                self._converge(now)
+            code = self.turn(now)
+            if code is not None:
+                return code
             watched = [signals.fileno()]
             owner = self.owner
             if owner is not None and not owner.is_lost():
@@ -235,7 +201,7 @@ class Root:
 
     def _timeout(self, now: float) -> float:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
-        deadlines += [due for due, _ in self._job_deadlines()]
+        deadlines += [due for due, _ in pool_policy.job_deadlines(self.pool())]
         if self.draining:
             deadlines.append(self.drain_deadline)
         if self.next_respawn > now:
@@ -249,41 +215,66 @@ class Root:
 
     # -- the pool ---------------------------------------------------------------------
 
-    def _job_pids(self, *, include_retiring: bool = False) -> list[int]:
-        return [
-            pid
-            for pid, c in self.children.items()
-            if c.kind == "job" and (include_retiring or not c.retiring)
-        ]
+    def pool(self) -> pool_policy.Pool:
+        """What the pool policy decides from: the children, as the idle board shows them."""
+        views = []
+        for pid, child in self.children.items():
+            slot = child.slot
+            views.append(
+                pool_policy.ChildView(
+                    pid,
+                    child.kind,
+                    retiring=child.retiring,
+                    kill_at=child.kill_at,
+                    idle_since=None if slot is None else self.board.idle_since(slot),
+                    job_deadline=None if slot is None else self.board.deadline(slot),
+                    timed_out=child.timed_out,
+                )
+            )
+        return pool_policy.Pool(
+            tuple(views),
+            target=self.target,
+            idle_retire=self.settings.idle_retire_seconds,
+            shutdown_timeout=self.settings.shutdown_timeout,
+            fill=self.fill,
+            free_slots=self.board.free(),
+            next_respawn=self.next_respawn,
+            draining=self.draining,
+            drain_deadline=self.drain_deadline,
+        )
 
-    def _converge(self, now: float) -> None:
-        if now < self.next_respawn:
-            return
-        if not any(c.kind == "maintainer" for c in self.children.values()):
-            self._spawn("maintainer")
-        jobs = self._job_pids()
-        missing = self.target - len(jobs)
-        if missing > 0:
-            grow = missing if self.fill else max(0 if jobs else 1, self._demand(jobs, missing, now))
-            for _ in range(grow):
-                self._spawn("job")
-            self.fill = self.fill and grow < missing
-        for pid in sorted(jobs, reverse=True)[: max(0, len(jobs) - self.target)]:
-            self._retire(pid, grace=self.options.shutdown_timeout)
-        self._retire_idle(jobs, now)
+    def turn(self, now: float) -> int | None:
+        """Decide (pool_policy) and act; the root's exit code once it is done."""
+        pool = self.pool()
+        limit = pool_policy.due_count_wanted(pool, now, self.next_demand_check)
+        decision = pool_policy.decide(pool, self._count_due(limit, now) if limit else 0, now)
+        self.fill = decision.fill
+        for action in decision.actions:
+            if isinstance(action, Kill):
+                self._kill(action)
+            elif isinstance(action, Spawn):
+                self._spawn(action.kind)
+            elif isinstance(action, Retire):
+                if action.idle_for is not None:
+                    log.debug(
+                        f"Retiring process[{action.pid}][job]: idle for {action.idle_for:g} s."
+                    )
+                self._retire(action.pid, action.grace)
+            elif isinstance(action, Drained):
+                self._finish_reaps()
+                log.info("Root drained.")
+                return 0
+            elif isinstance(action, StopNow):
+                log.warning("Shutdown timeout reached: killing the remaining job processes.")
+                return self._stop_now()
+        return None
 
-    def _idle_since(self, pid: int) -> float | None:
-        slot = self.children[pid].slot
-        return None if slot is None else self.board.idle_since(slot)
-
-    def _demand(self, jobs: list[int], limit: int, now: float) -> int:
-        """How many more job processes the due work calls for: none while one is idle."""
-        if now < self.next_demand_check or any(self._idle_since(pid) is not None for pid in jobs):
-            return 0
+    def _count_due(self, limit: int, now: float) -> int:
+        """Due jobs, up to `limit` (0 while the database is away: the next try backs off)."""
         self.next_demand_check = now + DEMAND_CHECK_INTERVAL
         backend = self.app.backend
         try:
-            row = backend.fetchone("job_due_count", {"now": utcnow(), "limit": limit})
+            row = backend.fetchone("job_due_count", {"now": self.clock.now(), "limit": limit})
         except Exception as exc:
             if not backend.is_unavailable(exc):
                 raise
@@ -291,13 +282,28 @@ class Root:
             return 0
         return int(row["due"]) if row else 0
 
-    def _retire_idle(self, jobs: list[int], now: float) -> None:
-        """Retire the longest-idle job process once it has idled IDLE_RETIRE seconds,
-        as long as another one stays idle."""
-        idle = sorted((since, pid) for pid in jobs if (since := self._idle_since(pid)) is not None)
-        if len(idle) > 1 and now - idle[0][0] >= self.idle_retire:
-            log.debug(f"Retiring process[{idle[0][1]}][job]: idle for {self.idle_retire:g} s.")
-            self._retire(idle[0][1], grace=self.options.shutdown_timeout)
+    def _kill(self, kill: Kill) -> None:
+        child = self.children[kill.pid]
+        if kill.reason == "timeout":
+            log.error(
+                f"Process[{kill.pid}][job] outlived its job's timeout without ending (frozen, "
+                "or SIGALRM blocked): killing it."
+            )
+            child.timed_out = True
+        else:
+            log.warning(f"Process[{kill.pid}][{child.kind}] did not stop in time: killing it.")
+            child.kill_at = None
+        self._signal(kill.pid, signal.SIGKILL)
+
+    def _add_one(self) -> None:
+        """SIGTTIN: one job process more, up to the bound."""
+        if self.target >= MAX_PROCESSES:
+            log.warning(
+                "Ignoring SIGTTIN: already at the most job processes a host "
+                f"may run ({MAX_PROCESSES})."
+            )
+            return
+        self._scale(self.target + 1)
 
     def _scale(self, target: int) -> None:
         log.info(f"Scaling job processes to {target}.")
@@ -316,11 +322,11 @@ class Root:
 
         def run(lineage: Lineage) -> int:
             if slot is not None:
-                return JobProcess(self.app, lineage, self.options.host_name, self.board, slot).run()
-            return Maintainer(self.app, lineage, self.options.host_name).run()
+                return JobProcess(self.app, lineage, self.settings, self.board, slot).run()
+            return Maintainer(self.app, lineage, self.settings).run()
 
         pid = fork_child(self.lineage, kind, run, drop_inherited)
-        self.children[pid] = Child(kind, time.monotonic(), slot=slot)
+        self.children[pid] = Child(kind, self.clock.monotonic(), slot=slot)
         log.debug(f"Forked process[{pid}][{kind}].")
 
     def _retire(self, pid: int, grace: float) -> None:
@@ -328,41 +334,14 @@ class Root:
         if child is None or child.retiring:
             return
         child.retiring = True
-        child.kill_at = time.monotonic() + grace
+        child.kill_at = self.clock.monotonic() + grace
         self._signal(pid, signal.SIGTERM)
-
-    def _job_deadlines(self) -> list[tuple[float, int]]:
-        """(deadline + grace, pid) of each job process working a job with a timeout."""
-        found = []
-        for pid, child in self.children.items():
-            if child.slot is not None and not child.timed_out:
-                deadline = self.board.deadline(child.slot)
-                if deadline is not None:
-                    found.append((deadline + TIMEOUT_GRACE, pid))
-        return found
-
-    def _enforce_job_timeouts(self, now: float) -> None:
-        for due, pid in self._job_deadlines():
-            if now >= due:
-                log.error(
-                    f"Process[{pid}][job] outlived its job's timeout without ending (frozen, "
-                    "or SIGALRM blocked): killing it."
-                )
-                self.children[pid].timed_out = True
-                self._signal(pid, signal.SIGKILL)
 
     def _signal(self, pid: int, signum: int) -> None:
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
-
-    def _enforce_kill_deadlines(self, now: float) -> None:
-        for pid, child in list(self.children.items()):
-            if child.kill_at is not None and now >= child.kill_at:
-                log.warning(f"Process[{pid}][{child.kind}] did not stop in time: killing it.")
-                self._signal(pid, signal.SIGKILL)
-                child.kill_at = None
 
     def _reap_children(self, block: bool = False) -> None:
         while self.children:
@@ -400,13 +379,11 @@ class Root:
             ):
                 text += ": its job exceeded the job type's timeout"
             log.error(f"Process[{pid}][{child.kind}] died ({text}); its jobs are crashed.")
-            lived = time.monotonic() - child.started
-            self.respawn_delay = (
-                min(RESPAWN_BACKOFF_MAX, max(0.1, self.respawn_delay * 2)) if lived < 1.0 else 0.0
-            )
-            self.next_respawn = time.monotonic() + self.respawn_delay
+            now = self.clock.monotonic()
+            self.respawn_delay = pool_policy.respawn_delay(self.respawn_delay, now - child.started)
+            self.next_respawn = now + self.respawn_delay
         self.unreaped[pid] = DeadChild(blame=not lost)
-        self._retry_reaps(time.monotonic(), only=pid)
+        self._retry_reaps(self.clock.monotonic(), only=pid)
 
     def _retry_reaps(self, now: float, only: int | None = None) -> None:
         """Crash the jobs of dead children (their registrations may outlive them a moment
@@ -417,7 +394,7 @@ class Root:
                 continue
             try:
                 if dead.owners is None:
-                    owners = backend.owners_of_process(self.options.host_name, pid)
+                    owners = backend.owners_of_process(self.settings.host_name, pid)
                     if dead.late:  # its pid may be a newer child's by now: only the dead
                         owners = [o for o in owners if backend.owner_is_dead(o)]
                     dead.owners = owners
@@ -446,12 +423,12 @@ class Root:
     def _finish_reaps(self) -> None:
         """When stopping: reap what can be within REAP_PATIENCE; the rest is the
         maintainer's (the cluster's housekeeping reaps every dead registration)."""
-        give_up_at = time.monotonic() + REAP_PATIENCE
-        while self.unreaped and time.monotonic() < give_up_at:
+        give_up_at = self.clock.monotonic() + REAP_PATIENCE
+        while self.unreaped and self.clock.monotonic() < give_up_at:
             for dead in self.unreaped.values():
-                dead.next_try = min(dead.next_try, time.monotonic())
+                dead.next_try = min(dead.next_try, self.clock.monotonic())
                 dead.delay = REAP_POLL
-            self._retry_reaps(time.monotonic())
+            self._retry_reaps(self.clock.monotonic())
             if self.unreaped:
                 time.sleep(REAP_POLL)
 
@@ -460,10 +437,10 @@ class Root:
     def _drain(self) -> None:
         log.info(
             "Draining: no new jobs; running jobs have "
-            f"{self.options.shutdown_timeout:g} s to finish."
+            f"{self.settings.shutdown_timeout:g} s to finish."
         )
         self.draining = True
-        self.drain_deadline = time.monotonic() + self.options.shutdown_timeout
+        self.drain_deadline = self.clock.monotonic() + self.settings.shutdown_timeout
         for pid in list(self.children):
             self.children[pid].retiring = True
             self._signal(pid, signal.SIGTERM)
@@ -484,7 +461,7 @@ class Root:
             log.warning(f'Ignoring a control message that is not a command: "{data}".')
         elif command.command == "cancel" and command.job_id is not None:
             self._cancel(command.job_id)
-        elif command.command == "scale" and command.is_for(self.options.host_name):
+        elif command.command == "scale" and command.is_for(self.settings.host_name):
             assert command.processes is not None
             self._scale(command.processes)
 
@@ -496,7 +473,7 @@ class Root:
                 raise
             log.warning(f"Could not look up the process of cancelled job with ID[{job_id}].")
             return
-        if row is None or row["host_name"] != self.options.host_name:
+        if row is None or row["host_name"] != self.settings.host_name:
             return
         pid = int(row["process_id"])
         if pid in self.children:

@@ -14,14 +14,16 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from ..backends import Owner, ProcessInfo
-from ..backends.availability import Backoff
+from ..backends import Owner
+from ..clock import SYSTEM_CLOCK, Clock
 from ..control import parse_command
 from ..errors import LockTimeout
 from ..logs import get_logger
+from ..settings import Settings
 from . import patience
+from .lifetime import Lifetime, close_owner
 from .lineage import Lineage, describe_status, fork_child, server_lineage
-from .root import PoolOptions, Root
+from .root import Root
 from .signal_queue import SignalQueue
 
 if TYPE_CHECKING:
@@ -33,37 +35,41 @@ DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
 class Server:
-    def __init__(self, app: App, options: PoolOptions) -> None:
+    def __init__(self, app: App, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.app = app
-        self.options = options
+        self.settings = settings
+        self.clock = clock
         self.lineage: Lineage = server_lineage()
         self.root_pid: int | None = None
         self.stopping = 0  # 0 running, 1 draining, 2 stopping now
         self.owner: Owner | None = None
-        self.backoff = Backoff("Server", log)
 
     def run(self) -> int:
         self.lineage.announce()
-        signals = SignalQueue(
-            [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU]
+        self.life = Lifetime(
+            self.app,
+            self.settings,
+            self.lineage,
+            "Server",
+            log,
+            [*DRAIN_SIGNALS, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU],
+            max_processes=self.settings.max_processes,
         )
+        self.backoff = self.life.backoff
+        signals = self.life.signals
         owner = self._start(signals)
         if owner is None:
             return 0
         try:
             log.info(
-                f"Server started for host [{self.options.host_name}] with "
-                f"{self.options.max_processes} job processes.",
+                f"Server started for host [{self.settings.host_name}] with "
+                f"{self.settings.max_processes} job processes.",
                 extra={"context": {"database": self.app.backend.safe_url()}},
             )
             return self._loop(owner, signals)
         finally:
-            try:
-                if self.owner is not None:
-                    self.owner.close()
-            except Exception as exc:
-                if not self.app.backend.is_unavailable(exc):
-                    raise
+            if self.owner is not None:
+                close_owner(self.app.backend, self.owner)
 
     def _start(self, signals: SignalQueue) -> Owner | None:
         """Install (or check) the schema, register the job types and this server, and take
@@ -86,35 +92,22 @@ class Server:
         owner = self._register(signals)
         if owner is not None and not self._hold_host_name(owner):
             log.warning(
-                f"A kojo server is already running for host [{self.options.host_name}] "
+                f"A kojo server is already running for host [{self.settings.host_name}] "
                 "on this database. Quitting."
             )
             return None
         return owner
 
     def _register(self, signals: SignalQueue) -> Owner | None:
-        info = ProcessInfo(
-            self.options.host_name,
-            os.getpid(),
-            os.getppid(),
-            self.lineage.path,
-            "server",
-            {"max_processes": self.options.max_processes},
-        )
-        owner = patience.register(
-            self.app.backend, info, self.backoff, signals, lambda: bool(signals.pop_all())
-        )
-        self.owner = owner
-        if owner is not None:
-            self.app.use_owner(owner)
-        return owner
+        self.owner = self.life.register(lambda: bool(signals.pop_all()))
+        return self.owner
 
     def _hold_host_name(self, owner: Owner) -> bool:
         """Take the mutex of this host name, held by the registration (it dies with the
         server); False if another live server holds it."""
         while True:
             try:
-                self.app.mutex(f"kojo.server:{self.options.host_name}", timeout=0).acquire()
+                self.app.mutex(f"kojo.server:{self.settings.host_name}", timeout=0).acquire()
                 return True
             except LockTimeout:
                 return False
@@ -145,7 +138,7 @@ class Server:
                     raise
                 continue
             log.error(
-                f"Another kojo server took host name [{self.options.host_name}] while this "
+                f"Another kojo server took host name [{self.settings.host_name}] while this "
                 "one was cut off from the database: draining this one."
             )
             self._stop(1)
@@ -160,7 +153,7 @@ class Server:
             self.app.backend.after_fork()
 
         def run(lineage: Lineage) -> int:
-            return Root(self.app, lineage, self.options).run()
+            return Root(self.app, lineage, self.settings, self.clock).run()
 
         self.root_pid = fork_child(self.lineage, "root", run, drop_inherited)
         log.debug(f"Forked process[{self.root_pid}][root].")
@@ -185,8 +178,12 @@ class Server:
                     log.error(f"Root process failed while stopping ({describe_status(exited)}).")
                     return 1
                 log.error(f"Root process died ({describe_status(exited)}); forking a new one.")
-                respawn_at = time.monotonic() + ROOT_RESPAWN_DELAY
-            if respawn_at is not None and time.monotonic() >= respawn_at and not self.stopping:
+                respawn_at = self.clock.monotonic() + ROOT_RESPAWN_DELAY
+            if (
+                respawn_at is not None
+                and self.clock.monotonic() >= respawn_at
+                and not self.stopping
+            ):
                 respawn_at = None
                 self._fork_root()
             if self.stopping and self.root_pid is None:
@@ -216,7 +213,7 @@ class Server:
         return (
             command is not None
             and command.command == "drain"
-            and command.is_for(self.options.host_name)
+            and command.is_for(self.settings.host_name)
         )
 
     def _stop(self, level: int) -> None:
