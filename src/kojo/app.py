@@ -130,13 +130,13 @@ class App:
 
     def set_type_enabled(self, code: str, enabled: bool) -> None:
         with database_errors():
-            if not self.backend.type_set_flag(code, "type_set_enabled", enabled):
+            if not self.backend.type_set_enabled(code, enabled):
                 raise UnknownJobType(f"unknown job type: {code!r}")
         self._type_rows.pop(code, None)
 
     def set_type_paused(self, code: str, paused: bool) -> None:
         with database_errors():
-            if not self.backend.type_set_flag(code, "type_set_paused", paused):
+            if not self.backend.type_set_paused(code, paused):
                 raise UnknownJobType(f"unknown job type: {code!r}")
 
     def type_row(self, code: str, max_age: float = TYPE_CACHE_SECONDS) -> dict[str, Any]:
@@ -258,9 +258,7 @@ class App:
         """Every live kojo process of the cluster, with the ids of the jobs it is working."""
         with database_errors():
             rows = self.backend.processes()
-            working: dict[int, list[int]] = {}
-            for row in self.backend.fetchall("job_working_owners"):
-                working.setdefault(int(row["kojo_process_id"]), []).append(int(row["kojo_job_id"]))
+            working = self.backend.jobs_working_by_owner()
         for row in rows:
             row["jobs"] = working.get(int(row["kojo_process_id"]), [])
         return rows

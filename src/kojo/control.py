@@ -83,7 +83,7 @@ class Control:
         with database_errors():
             backend = self.app.backend
             processes = backend.processes()  # live ones only: dead rows are reaped
-            running = backend.fetchall("control_running_jobs")
+            running = backend.jobs_running()
         servers = []
         for server in processes:
             if server["kind"] != "server":

@@ -30,9 +30,7 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
     app.use_owner(owner)
     try:
         with backend.write():
-            row = backend.fetchone(
-                "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner.id, "now": utcnow()}
-            )
+            row = backend.job_claim_by_id(job_id, owner.id, utcnow())
             if row is None:
                 current = backend.job_get(job_id)
                 if current is None:

@@ -404,5 +404,5 @@ def test_closing_an_owner_crashes_its_claims_at_once(database_url: str) -> None:
         owner.close()
         row = app.job(job_id)
         assert (row["assigned_state"], row["times_crashed"]) == ("crashed", 1), round_
-        assert backend.fetchone("process_get", {"kojo_process_id": owner.id}) is None
+        assert backend.process_get(owner.id) is None
         app.cancel(job_id)

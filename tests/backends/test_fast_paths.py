@@ -176,9 +176,7 @@ def test_claim_by_id_is_work_as_planned(database_url: str) -> None:
     (job_id, _) = insert(backend, "plain", T0)
     before = app.job(job_id)
     with registered(backend) as owner, backend.write():
-        row = backend.fetchone(
-            "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner.id, "now": CLAIM_AT}
-        )
+        row = backend.job_claim_by_id(job_id, owner.id, CLAIM_AT)
         assert row is not None
         after = app.job(job_id)
     assert_as_planned(after, planned(app, states.WORK, before, CLAIM_AT))

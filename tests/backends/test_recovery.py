@@ -49,7 +49,7 @@ def test_a_row_that_cannot_be_crashed_is_skipped_and_the_rest_recovered(
     assert owner.id in reaped
     assert app.job(good)["assigned_state"] == "crashed"
     assert app.job(bad)["assigned_state"] == "working"  # skipped, logged with its id
-    assert backend.fetchone("process_get", {"kojo_process_id": owner.id}) is None
+    assert backend.process_get(owner.id) is None
     # Its lock was freed all the same, and listing processes still works.
     holders = f"SELECT count(*) FROM kojo_semaphore_slot WHERE kojo_process_id = {owner.id}"
     assert scalar(backend, holders) == 0

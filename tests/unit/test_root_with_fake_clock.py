@@ -7,6 +7,7 @@ spawn_worker and kill_worker); the real forks are proven by tests/processes.
 from __future__ import annotations
 
 import signal
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,9 +30,9 @@ class FakeBackend:
         self.due = due
         self.queries: list[tuple[str, dict[str, Any]]] = []
 
-    def fetchone(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-        self.queries.append((name, params))
-        return {"due": min(self.due, params["limit"])}
+    def job_due_count(self, now: datetime, limit: int) -> int:
+        self.queries.append(("job_due_count", {"now": now, "limit": limit}))
+        return min(self.due, limit)
 
     def owners_of_process(self, host_name: str, pid: int) -> list[int]:
         return []

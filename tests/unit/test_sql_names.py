@@ -80,6 +80,29 @@ def test_a_dialects_own_queries_are_run_by_its_driver_only(dialect: str) -> None
             )
 
 
+# Outside backends/ (the drivers and the stores), a module runs only the queries of its
+# own concern's file: the rest of the package goes through the stores' methods.
+CONCERNS = {
+    "cron_scheduler.py": {"cron.sql"},
+    "maintenance.py": {"maintenance.sql", "messages.sql"},
+    "ipc.py": {"messages.sql"},
+}
+
+
+def concern(path: str) -> str:
+    return path.rpartition("/")[2]  # sqlite/jobs.sql is jobs.sql's concern
+
+
+def test_outside_the_stores_a_module_runs_only_its_own_concerns_queries() -> None:
+    files = {name: concern(path) for d in DIALECTS for name, path in query_files(d).items()}
+    for module, strings in modules().items():
+        if module.startswith("backends/"):
+            continue
+        allowed = CONCERNS.get(module, set())
+        strays = sorted(n for n in strings & set(files) if files[n] not in allowed)
+        assert not strays, f"{module} runs queries of other concerns: {strays}"
+
+
 def test_every_shipped_query_is_run_by_the_package() -> None:
     used = set().union(*modules().values())
     for dialect in DIALECTS:

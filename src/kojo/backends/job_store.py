@@ -62,10 +62,19 @@ class JobStore(Driver):
     def type_get(self, code: str) -> Row | None:
         return self.fetchone("type_get", {"type_code": code})
 
-    def type_set_flag(self, code: str, flag_query: str, value: bool) -> bool:
+    def type_set_enabled(self, code: str, enabled: bool) -> bool:
+        """Enable or disable a type; False if there is no such type."""
+        return self._set_type_flag("type_set_enabled", code, enabled)
+
+    def type_set_paused(self, code: str, paused: bool) -> bool:
+        """Pause or resume a type's claims (resuming wakes the job processes); False if there
+        is no such type."""
+        return self._set_type_flag("type_set_paused", code, paused)
+
+    def _set_type_flag(self, query: str, code: str, value: bool) -> bool:
         with self.write():
-            rows = self.fetchall(flag_query, {"type_code": code, "flag": value, "now": utcnow()})
-            if rows and flag_query == "type_set_paused" and not value:
+            rows = self.fetchall(query, {"type_code": code, "flag": value, "now": utcnow()})
+            if rows and query == "type_set_paused" and not value:
                 self.notify("jobs")
         return bool(rows)
 
@@ -96,6 +105,33 @@ class JobStore(Driver):
 
     def job_get(self, job_id: int) -> Row | None:
         return self.fetchone("job_get", {"kojo_job_id": job_id})
+
+    def job_claim_by_id(self, job_id: int, owner_id: int, now: datetime) -> Row | None:
+        """Inside write(): claim one waiting or crashed job, whatever its due time or type
+        (`kojo work JOB_ID`); None when it is in another state (or missing)."""
+        return self.fetchone(
+            "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner_id, "now": now}
+        )
+
+    def job_due_count(self, now: datetime, limit: int) -> int:
+        """Due jobs a job process could claim now, counted up to `limit`."""
+        row = self.fetchone("job_due_count", {"now": now, "limit": limit})
+        return int(row["due"]) if row else 0
+
+    def job_owner_process(self, job_id: int) -> Row | None:
+        """The process row (id, host name, pid) of whoever has claimed the job."""
+        return self.fetchone("job_owner_process", {"kojo_job_id": job_id})
+
+    def jobs_working_by_owner(self) -> dict[int, list[int]]:
+        """The ids of the working jobs of each owner."""
+        working: dict[int, list[int]] = {}
+        for row in self.fetchall("job_working_owners"):
+            working.setdefault(int(row["kojo_process_id"]), []).append(int(row["kojo_job_id"]))
+        return working
+
+    def jobs_running(self) -> list[Row]:
+        """Every working job with the host, pid and kind of the process that claimed it."""
+        return self.fetchall("job_running")
 
     def job_get_with_type(self, job_id: int) -> Row | None:
         return self.fetchone("job_get_with_type", {"kojo_job_id": job_id})

@@ -106,6 +106,10 @@ class ProcessStore(JobStore):
                 alive.append(row)
         return alive, reaped
 
+    def process_get(self, owner_id: int) -> Row | None:
+        """An owner's process row, None once it was reaped (or never was)."""
+        return self.fetchone("process_get", {"kojo_process_id": owner_id})
+
     def owners_of_process(self, host_name: str, pid: int) -> list[int]:
         """Every registration (live or not yet reaped) of process `pid` on `host_name`."""
         rows = self.fetchall("process_find", {"host_name": host_name, "process_id": pid})

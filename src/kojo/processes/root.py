@@ -274,13 +274,12 @@ class Root:
         self.next_demand_check = now + DEMAND_CHECK_INTERVAL
         backend = self.app.backend
         try:
-            row = backend.fetchone("job_due_count", {"now": self.clock.now(), "limit": limit})
+            return backend.job_due_count(self.clock.now(), limit)
         except Exception as exc:
             if not backend.is_unavailable(exc):
                 raise
             self.next_demand_check = now + self.backoff.failed(exc)
             return 0
-        return int(row["due"]) if row else 0
 
     def _kill(self, kill: Kill) -> None:
         child = self.children[kill.pid]
@@ -417,7 +416,7 @@ class Root:
             dead.delay = min(REAP_POLL_MAX, dead.delay * 2)
 
     def _still_registered(self, owner_id: int) -> bool:
-        row = self.app.backend.fetchone("process_get", {"kojo_process_id": owner_id})
+        row = self.app.backend.process_get(owner_id)
         return row is not None
 
     def _finish_reaps(self) -> None:
@@ -467,7 +466,7 @@ class Root:
 
     def _cancel(self, job_id: int) -> None:
         try:
-            row = self.app.backend.fetchone("job_owner_process", {"kojo_job_id": job_id})
+            row = self.app.backend.job_owner_process(job_id)
         except Exception as exc:
             if not self.app.backend.is_unavailable(exc):
                 raise

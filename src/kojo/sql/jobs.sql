@@ -155,3 +155,12 @@ SELECT count(*) AS due FROM (
             AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
     LIMIT :limit
 ) AS due_jobs
+
+-- Every working job with the process that claimed it (`kojo ctl ping`).
+
+-- name: job_running
+SELECT j.kojo_job_id, j.type_code, j.kojo_process_id, j.last_transition_date_time,
+    j.times_worked, p.host_name, p.process_id, p.kind
+FROM kojo_job j JOIN kojo_process p ON p.kojo_process_id = j.kojo_process_id
+WHERE j.assigned_state = 'working'
+ORDER BY p.host_name, j.kojo_job_id
