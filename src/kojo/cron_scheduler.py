@@ -17,8 +17,6 @@ policy). It only moves forward. See docs/cron.md.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +29,7 @@ from .clock import as_utc, utcnow
 from .durations import parse_duration
 from .errors import InvalidArgument
 from .logs import get_logger
+from .settings import DEFAULT_LOG_LEVEL, LOG_LEVEL_ENV, disabled_type_log_level
 
 if TYPE_CHECKING:
     from .app import App
@@ -41,8 +40,6 @@ MINUTE = timedelta(minutes=1)
 # At most this many missed minutes are made per type and pass (`catch_up="all"`); the most
 # recent ones win. A wide window on an every-minute type would otherwise insert without end.
 MAX_CATCH_UP = 1000
-LOG_LEVEL_ENV = "KOJO_DISABLED_TYPE_LOG_LEVEL"
-DEFAULT_LOG_LEVEL = logging.WARNING
 
 log = get_logger("cron")
 
@@ -54,30 +51,6 @@ class CronMemory:
 
     disabled_logged: dict[str, datetime] = field(default_factory=dict)  # type -> minute logged
     bad_level_reported: bool = False
-
-
-def disabled_type_log_level(value: str | int | None = None) -> int:
-    """The level of "Scheduler skipping disabled job type" lines.
-
-    `value` (a level name or number), else $KOJO_DISABLED_TYPE_LOG_LEVEL, else
-    warning. An unknown level raises InvalidArgument naming it: call this once
-    at startup so a typo stops the server instead of failing every pass.
-    """
-    source = "disabled type log level"
-    if value is None:
-        value = os.environ.get(LOG_LEVEL_ENV) or None
-        source = LOG_LEVEL_ENV
-    if value is None:
-        return DEFAULT_LOG_LEVEL
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value in logging.getLevelNamesMapping().values():
-            return value
-    elif isinstance(value, str):
-        level = logging.getLevelNamesMapping().get(value.strip().upper())
-        if level is not None and level != logging.NOTSET:
-            return level
-    names = "debug, info, warning, error, critical"
-    raise InvalidArgument(f"{source} must be one of {names}, not {value!r}")
 
 
 def ceil_minute(moment: datetime) -> datetime:

@@ -103,8 +103,6 @@ class Settings:
     ) -> Settings:
         """The flags given, the environment for the rest; checked in the order a server
         used to meet them (log settings first), the first bad one raised."""
-        from .cron_scheduler import disabled_type_log_level
-
         env = os.environ
         log_format = (env.get("KOJO_LOG_FORMAT") or "json").lower()
         log_level = (env.get("KOJO_LOG_LEVEL") or "info").lower()
@@ -120,6 +118,34 @@ class Settings:
             log_level=log_level,
             disabled_type_log_level=disabled_level,
         )
+
+
+LOG_LEVEL_ENV = "KOJO_DISABLED_TYPE_LOG_LEVEL"
+DEFAULT_LOG_LEVEL = logging.WARNING
+
+
+def disabled_type_log_level(value: str | int | None = None) -> int:
+    """The level of "Scheduler skipping disabled job type" lines.
+
+    `value` (a level name or number), else $KOJO_DISABLED_TYPE_LOG_LEVEL, else
+    warning. An unknown level raises InvalidArgument naming it: call this once
+    at startup so a typo stops the server instead of failing every pass.
+    """
+    source = "disabled type log level"
+    if value is None:
+        value = os.environ.get(LOG_LEVEL_ENV) or None
+        source = LOG_LEVEL_ENV
+    if value is None:
+        return DEFAULT_LOG_LEVEL
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in logging.getLevelNamesMapping().values():
+            return value
+    elif isinstance(value, str):
+        level = logging.getLevelNamesMapping().get(value.strip().upper())
+        if level is not None and level != logging.NOTSET:
+            return level
+    names = "debug, info, warning, error, critical"
+    raise InvalidArgument(f"{source} must be one of {names}, not {value!r}")
 
 
 def _check_logging(log_format: str, log_level: str) -> None:
