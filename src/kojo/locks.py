@@ -44,7 +44,7 @@ from .backends.lock_store import (
     LockStore,
     Queue,
 )
-from .clock import utcnow
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import InvalidArgument, KojoError, LeaseLost, LockTimeout, SlotsMismatch
 from .logs import get_logger
 from .process_owner import ProcessOwner
@@ -251,8 +251,11 @@ class _Wait:
 class Locks:
     """The mutexes and semaphores of one App, as used from this process."""
 
-    def __init__(self, backend: Backend, owners: ProcessOwner) -> None:
+    def __init__(
+        self, backend: Backend, owners: ProcessOwner, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._backend = backend
+        self.clock = clock  # deadlines and acquisition times (a fake one in unit tests)
         self._owners = owners
         self._local = threading.local()
         self._store: LockStore | None = None
@@ -313,7 +316,7 @@ class Locks:
                 f"cannot take {describe(name, slots)} inside a transaction: "
                 "take the lock first, then open the transaction"
             )
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
         wait = _Wait() if timeout != 0 else None
         with database_errors():
             try:
@@ -344,7 +347,7 @@ class Locks:
                 owner = self._owners.get()
                 outcome = self._attempt(owner, name, slots, job_id, wait)
                 if not isinstance(outcome, Lease) and wait is not None:
-                    if deadline is not None and time.monotonic() >= deadline:
+                    if deadline is not None and self.clock.monotonic() >= deadline:
                         raise LockTimeout(
                             f"{describe(name, slots)}: not acquired within {timeout} s"
                         )
@@ -366,7 +369,7 @@ class Locks:
                     raise
                 backoff = backoff or Backoff(f"Waiting for {describe(name, slots)}", log)
                 pause = backoff.failed(exc)
-                if deadline is not None and time.monotonic() + pause >= deadline:
+                if deadline is not None and self.clock.monotonic() + pause >= deadline:
                     raise LockTimeout(
                         f"{describe(name, slots)}: not acquired within {timeout} s "
                         f"(the database was unavailable: {one_line(exc)})"
@@ -387,7 +390,7 @@ class Locks:
         """Try once: a Lease, or where this contender stands (registered as a waiter)."""
         me, store = owner.id, self.store
         waiter_id = wait.waiter_id if wait is not None else None
-        now = utcnow()
+        now = self.clock.now()
         # A woken waiter of a semaphore takes the full path, which also wakes
         # others for any further free slots.
         if waiter_id is None or slots == 1:
@@ -472,11 +475,11 @@ class Locks:
         while True:
             bell.watch(queue.pids)
             interval = PROBE_INTERVAL if queue.ahead < slots + NEAR_HEAD else SAFETY_INTERVAL
-            look_at = time.monotonic() + _jitter(interval)
+            look_at = self.clock.monotonic() + _jitter(interval)
             until = look_at if deadline is None else min(look_at, deadline)
-            if bell.wait(until - time.monotonic()):
+            if bell.wait(until - self.clock.monotonic()):
                 return
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and self.clock.monotonic() >= deadline:
                 return
             queue = self.store.look(me, name, slots, wait.waiter_id)
             if queue.free or queue.dead:

@@ -19,8 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 import kojo
+from fake_clock import FakeClock
 from kojo import InvalidArgument, LeaseLost, LockTimeout, SlotsMismatch
 from kojo.cli import cli
+from kojo.locks import Locks
 
 WAIT = 20.0  # generous bound for what should happen at once
 
@@ -145,6 +147,34 @@ def test_timeout_expires_and_leaves_no_waiter(app: kojo.App, other: kojo.App) ->
             other.mutex("slow", timeout=0.3).acquire()
         assert time.monotonic() - started >= 0.3
         assert not waiting(app, "slow")
+
+
+def test_a_waiters_deadline_and_lease_times_are_the_engines_clock(
+    app: kojo.App, other: kojo.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 600 s wait, over in milliseconds: the engine reads time from its clock only, and
+    # each sleep on the bell here moves the fake clock by what was asked.
+    clock = FakeClock()
+    engine = Locks(other.backend, other.owners, clock=clock)
+    bell_type = type(engine._thread_bell())
+    waited: list[float] = []
+
+    def sleep_on_the_bell(bell: Any, timeout: float) -> bool:
+        waited.append(timeout)
+        clock.advance(timeout)
+        return False
+
+    monkeypatch.setattr(bell_type, "wait", sleep_on_the_bell)
+    with app.mutex("clocked"):
+        started = time.monotonic()
+        with pytest.raises(LockTimeout):
+            engine.request("clocked", 1, 600.0, None).acquire()
+        assert time.monotonic() - started < WAIT
+    assert sum(waited) == pytest.approx(600.0)
+    assert len(waited) > 1  # looked again between sleeps, as a waiter near the head does
+    with engine.request("clocked", 1, 0, None) as lease:
+        assert lease.acquired_at == clock.now()
+    assert not waiting(app, "clocked")
 
 
 def test_a_blocked_waiter_gets_the_lock_when_it_is_released(app: kojo.App, other: kojo.App) -> None:
