@@ -48,16 +48,25 @@ class Job:
         typed view, and its type's settings when the row carries them (a claimed job's
         does, see runner.with_type)."""
         self._row: dict[str, Any] = dict(row)
-        self._fields = JobRow.from_mapping(self._row)
-        has_settings = all(name in self._row for name in RunSettings.CONVERT)
-        self._settings = RunSettings.from_mapping(self._row) if has_settings else None
+        # The typed views are made when first read: most jobs never need them, and making
+        # them costs more than running a no-op job (the fields a run reads come straight
+        # from the row, which the store typed already).
+        self._typed: JobRow | None = None
+        self._typed_settings: RunSettings | None = None
         self.logger.job = self._row
+
+    @property
+    def _fields(self) -> JobRow:
+        typed = self._typed
+        if typed is None:
+            typed = self._typed = JobRow.from_mapping(self._row)
+        return typed
 
     # -- what the job is -----------------------------------------------------------------
 
     @property
     def id(self) -> int:
-        return self._fields.kojo_job_id
+        return int(self._row["kojo_job_id"])
 
     @property
     def kojo_job_id(self) -> int:
@@ -65,7 +74,7 @@ class Job:
 
     @property
     def type_code(self) -> str:
-        return self._fields.type_code
+        return str(self._row["type_code"])
 
     @property
     def payload(self) -> Any:
@@ -107,7 +116,7 @@ class Job:
 
     @property
     def worker_uri(self) -> str:
-        return self._fields.worker_uri
+        return str(self._row["worker_uri"])
 
     @property
     def can_work_in_parallel(self) -> bool:
@@ -168,9 +177,12 @@ class Job:
     @property
     def settings(self) -> RunSettings:
         """Its type's settings; AttributeError for a job read without them."""
-        if self._settings is None:
-            raise AttributeError("settings: this job was read without its type's columns")
-        return self._settings
+        settings = self._typed_settings
+        if settings is None:
+            if not all(name in self._row for name in RunSettings.CONVERT):
+                raise AttributeError("settings: this job was read without its type's columns")
+            settings = self._typed_settings = RunSettings.from_mapping(self._row)
+        return settings
 
     @property
     def auto_delete_interval_duration(self) -> str:
@@ -178,7 +190,9 @@ class Job:
 
     @property
     def auto_complete_success(self) -> bool:
-        return self.settings.auto_complete_success
+        if "auto_complete_success" not in self._row:
+            return self.settings.auto_complete_success  # raises, naming what is missing
+        return bool(self._row["auto_complete_success"])
 
     @property
     def max_retries(self) -> int:

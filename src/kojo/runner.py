@@ -69,7 +69,7 @@ def run(
         return _settle_failure(job, exc, retry_allowed=True)
     if job.request is not None:
         return job.request
-    if job.settings.auto_complete_success:
+    if job.auto_complete_success:
         return Outcome.AUTO_COMPLETE
     message = f"Worker related to job with ID[{job.id}] did not request a next state."
     return _panic(job, message, None)
