@@ -105,7 +105,7 @@ def baseline(url: str, jobs: int, processes: int) -> float:
 
 
 def _job_processes(app: kojo.App) -> int:
-    return sum(1 for row in app.backend.processes() if row["kind"] == "job")
+    return sum(1 for row in app.backend.processes() if row.kind == "job")
 
 
 def _completed(app: kojo.App, code: str) -> int:

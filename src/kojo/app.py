@@ -257,11 +257,9 @@ class App:
     def process_table(self) -> list[dict[str, Any]]:
         """Every live kojo process of the cluster, with the ids of the jobs it is working."""
         with database_errors():
-            rows = self.backend.processes()
+            processes = self.backend.processes()
             working = self.backend.jobs_working_by_owner()
-        for row in rows:
-            row["jobs"] = working.get(int(row["kojo_process_id"]), [])
-        return rows
+        return [{**p.as_dict(), "jobs": working.get(p.kojo_process_id, [])} for p in processes]
 
     def hold(self, job_id: int) -> dict[str, Any]:
         """Park a waiting or working job: it is not worked again until released."""

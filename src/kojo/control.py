@@ -86,25 +86,25 @@ class Control:
             running = backend.jobs_running()
         servers = []
         for server in processes:
-            if server["kind"] != "server":
+            if server.kind != "server":
                 continue
-            host = server["host_name"]
+            host = server.host_name
             servers.append(
                 {
                     "host_name": host,
-                    "process_id": server["process_id"],
-                    "kojo_process_id": server["kojo_process_id"],
-                    "path": server["path"],
-                    "started_at_date_time": server["started_at_date_time"],
-                    "info": server.get("info") or {},
+                    "process_id": server.process_id,
+                    "kojo_process_id": server.kojo_process_id,
+                    "path": server.path,
+                    "started_at_date_time": server.started_at_date_time,
+                    "info": server.info or {},
                     "job_processes": [
                         {
-                            "process_id": p["process_id"],
-                            "kojo_process_id": p["kojo_process_id"],
-                            "path": p["path"],
+                            "process_id": p.process_id,
+                            "kojo_process_id": p.kojo_process_id,
+                            "path": p.path,
                         }
                         for p in processes
-                        if p["kind"] == "job" and p["host_name"] == host
+                        if p.kind == "job" and p.host_name == host
                     ],
                     "running_jobs": [
                         {
@@ -143,7 +143,7 @@ class Control:
             raise InvalidArgument(f"host name must be a non-empty string, got {host!r}")
         with database_errors():
             backend = self.app.backend
-            hosts = sorted({p["host_name"] for p in backend.processes() if p["kind"] == "server"})
+            hosts = sorted({p.host_name for p in backend.processes() if p.kind == "server"})
             if host not in hosts:
                 live = ", ".join(repr(h) for h in hosts) or "none"
                 raise InvalidArgument(

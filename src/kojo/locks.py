@@ -251,9 +251,7 @@ class _Wait:
 class Locks:
     """The mutexes and semaphores of one App, as used from this process."""
 
-    def __init__(
-        self, backend: Backend, owners: ProcessOwner, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, backend: Backend, owners: ProcessOwner, clock: Clock = SYSTEM_CLOCK) -> None:
         self._backend = backend
         self.clock = clock  # deadlines and acquisition times (a fake one in unit tests)
         self._owners = owners

@@ -367,7 +367,7 @@ def test_a_dead_holder_is_reaped_by_the_next_contender(app: kojo.App, other: koj
     other.owner().abandon()  # its process "died": flock/session gone, rows left behind
     with app.mutex("crashy", timeout=0) as taken:
         assert taken.token == lease.token + 1
-    assert all(r["kojo_process_id"] != lease.owner_id for r in app.backend.processes())
+    assert all(r.kojo_process_id != lease.owner_id for r in app.backend.processes())
 
 
 def test_a_waiter_gets_the_slot_of_a_holder_that_died(app: kojo.App, other: kojo.App) -> None:

@@ -216,9 +216,9 @@ def test_close_from_another_thread_ends_a_waiting_iteration(app: kojo.App) -> No
 
 def test_a_subscriber_is_a_registered_process_until_closed(app: kojo.App) -> None:
     with app.subscribe("registered"):
-        rows = [p for p in app.backend.processes() if p["kind"] == "subscriber"]
-        assert [r["info"] for r in rows] == [{"channel": "registered"}]
-    assert [p for p in app.backend.processes() if p["kind"] == "subscriber"] == []
+        rows = [p for p in app.backend.processes() if p.kind == "subscriber"]
+        assert [r.info for r in rows] == [{"channel": "registered"}]
+    assert [p for p in app.backend.processes() if p.kind == "subscriber"] == []
 
 
 def test_a_lost_wake_up_costs_latency_not_the_message(sqlite_url: str) -> None:

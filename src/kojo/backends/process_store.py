@@ -10,7 +10,7 @@ import functools
 from datetime import datetime
 
 from ..clock import utcnow
-from .driver import Row
+from ..rows import ProcessRow
 from .job_store import JobStore
 
 
@@ -69,7 +69,7 @@ class ProcessStore(JobStore):
         """Reap every registered process that has died (but those a live root will reap),
         and every owner that working jobs or lock slots still name without a process
         row; their ids. Nothing reaped here is blamed on its jobs."""
-        reaped = [int(row["kojo_process_id"]) for row in self._reap_dead(now)[1]]
+        reaped = [row.kojo_process_id for row in self._reap_dead(now)[1]]
         return reaped + self.reap_orphans(now)
 
     def reap_orphans(self, now: datetime | None = None) -> list[int]:
@@ -77,27 +77,28 @@ class ProcessStore(JobStore):
         orphans = [int(row["kojo_process_id"]) for row in self.fetchall("orphan_owners")]
         return [owner for owner in orphans if self.reap_owner(owner, now, blame=False)]
 
-    def _reap_dead(self, now: datetime | None = None) -> tuple[list[Row], list[Row]]:
+    def _reap_dead(self, now: datetime | None = None) -> tuple[list[ProcessRow], list[ProcessRow]]:
         """(live, reaped) process rows. Each owner is probed outside any transaction
         first, so a pass over live processes writes nothing (and, on SQLite, takes no
         write lock); only the dead are reaped, re-probed inside the reaping transaction.
 
         A dead job process or maintainer whose root lives is left to that root: it saw
         how its child died, and only it can tell a crash from a lost registration."""
-        rows = self.fetchall("process_list")
-        dead = {int(r["kojo_process_id"]) for r in rows if self.owner_is_dead(r["kojo_process_id"])}
+        rows = [ProcessRow.from_mapping(r) for r in self.fetchall("process_list")]
+        dead = {r.kojo_process_id for r in rows if self.owner_is_dead(r.kojo_process_id)}
         live_roots = {
-            (r["host_name"], int(r["process_id"]))
+            (r.host_name, r.process_id)
             for r in rows
-            if r["kind"] == "root" and int(r["kojo_process_id"]) not in dead
+            if r.kind == "root" and r.kojo_process_id not in dead
         }
-        alive, reaped = [], []
+        alive: list[ProcessRow] = []
+        reaped: list[ProcessRow] = []
         for row in rows:
-            owner_id = int(row["kojo_process_id"])
+            owner_id = row.kojo_process_id
             if owner_id not in dead:
                 alive.append(row)
-            elif row["kind"] in ("job", "maintainer") and (
-                (row["host_name"], int(row["parent_process_id"])) in live_roots
+            elif row.kind in ("job", "maintainer") and (
+                (row.host_name, row.parent_process_id) in live_roots
             ):
                 continue
             elif self.reap_owner(owner_id, now, blame=False):
@@ -106,15 +107,16 @@ class ProcessStore(JobStore):
                 alive.append(row)
         return alive, reaped
 
-    def process_get(self, owner_id: int) -> Row | None:
+    def process_get(self, owner_id: int) -> ProcessRow | None:
         """An owner's process row, None once it was reaped (or never was)."""
-        return self.fetchone("process_get", {"kojo_process_id": owner_id})
+        row = self.fetchone("process_get", {"kojo_process_id": owner_id})
+        return None if row is None else ProcessRow.from_mapping(row)
 
     def owners_of_process(self, host_name: str, pid: int) -> list[int]:
         """Every registration (live or not yet reaped) of process `pid` on `host_name`."""
         rows = self.fetchall("process_find", {"host_name": host_name, "process_id": pid})
         return [int(row["kojo_process_id"]) for row in rows]
 
-    def processes(self) -> list[Row]:
+    def processes(self) -> list[ProcessRow]:
         """Registered processes that are alive (dead ones are reaped on the way)."""
         return self._reap_dead()[0]
