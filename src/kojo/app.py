@@ -14,7 +14,7 @@ from . import bounds, ipc, json_text, states
 from .backends import Backend, open_backend
 from .backends.errors import database_errors
 from .clock import utcnow
-from .control import Control
+from .control import Control, send_command
 from .cron_scheduler import CronMemory
 from .errors import (
     InvalidArgument,
@@ -279,9 +279,7 @@ class App:
         with database_errors():
             row = self.backend.job_transition(job_id, states.COMPLETE_TERMINATED)
             if row.get("previous_state") == states.State.WORKING.value:
-                self.backend.notify(
-                    "control", json_text.dumps({"cancel": job_id}, "control command")
-                )
+                send_command(self.backend, {"cancel": job_id})
         return row
 
     # -- IPC (docs/ipc.md) ---------------------------------------------------------------

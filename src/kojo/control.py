@@ -2,38 +2,49 @@
 
 Membership comes from the database: every live kojo process has a
 `kojo_process` row whose liveness is probed (anchor lock or flock), so `ping`
-knows exactly which servers exist without waiting for replies. Commands that
-change a running server (`scale`, `drain`) are "control" notifications, acted
-on by the server of the named host; `pause`/`resume` are persisted on the job
-type, so they hold across restarts and for servers that start later.
+knows exactly which servers exist without waiting for replies. `pause`/`resume`
+are persisted on the job type, so they hold across restarts and for servers that
+start later.
 
-Control notification data (JSON), for the process tree:
+Commands that change a running server (`scale`, `drain`) and the stop of a
+cancelled job are rows of kojo_message on the channel CHANNEL, written with the
+rights that scheduling needs. A server acts only on what it reads there: the
+wake-up that follows a command (a NOTIFY, a datagram) is a hint to look, and a
+forged one makes it read the table, nothing more. Each server reads the commands
+stored after it started (`CommandFeed`), in order, once.
+
+Commands (JSON):
 
     {"command": "scale", "host": HOST, "processes": N}
     {"command": "drain", "host": HOST}
-    {"cancel": JOB_ID}                      (sent by App.cancel)
+    {"cancel": JOB_ID}                      (stored by App.cancel)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import json_text
+from . import ipc
+from .backends import Backend, Notification
+from .backends.base import MESSAGE_TOPIC
 from .backends.errors import database_errors
 from .errors import InvalidArgument
+from .logs import get_logger
 from .settings import MAX_PROCESSES, check_max_processes
 
 if TYPE_CHECKING:
     from .app import App
 
-TOPIC = "control"
+CHANNEL = "kojo.control"  # the kojo_message channel that holds the commands
+log = get_logger("control")
 
 
 @dataclass(frozen=True)
 class Command:
-    """A parsed control notification: command is "scale", "drain" or "cancel"."""
+    """A parsed command: command is "scale", "drain" or "cancel"."""
 
     command: str
     host: str | None = None
@@ -45,13 +56,9 @@ class Command:
         return self.host == host_name
 
 
-def parse_command(data: str) -> Command | None:
-    """A control notification's data as a Command; None if it is not a valid one."""
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(value, dict):
+def parse_command(value: Any) -> Command | None:
+    """A stored command (its JSON value) as a Command; None if it is not a valid one."""
+    if not isinstance(value, Mapping):
         return None
     job_id = value.get("cancel")
     if isinstance(job_id, int) and not isinstance(job_id, bool):
@@ -149,4 +156,75 @@ class Control:
                 raise InvalidArgument(
                     f"no live kojo server has host name {host!r} (live servers: {live})"
                 )
-            backend.notify(TOPIC, json_text.dumps(command, "control command"))
+            send_command(backend, command)
+
+
+def send_command(backend: Backend, command: dict[str, Any]) -> int:
+    """Store a command for the servers (at commit, inside a caller's write()); its id.
+    Storing it wakes them: they read it from the table."""
+    return ipc.publish(backend, CHANNEL, command)
+
+
+class CommandFeed:
+    """The commands stored after this process first looked, each read once, in order.
+
+    A wake-up is only a reason to look (`hint`); what is acted on is read from the
+    table, at the latest every LOOK_EVERY seconds (a wake-up can be lost). While the
+    database is away, looks are tried again every RETRY seconds.
+    """
+
+    LOOK_EVERY = 5.0
+    RETRY = 1.0
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.after: int | None = None  # the last id read; None until the first look
+        self.pending = False
+        self.next_look = 0.0
+
+    def hint(self, note: Notification) -> None:
+        """Look soon if `note` may announce a command (a stored message of CHANNEL)."""
+        if note.topic != MESSAGE_TOPIC:
+            return
+        try:
+            data = json.loads(note.data)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("channel") == CHANNEL:
+            self.pending = True
+
+    def look(self, now: float) -> list[Command]:
+        """The commands stored since the last look, when one is due at `now` (monotonic):
+        a hint came, or LOOK_EVERY passed. The first look only notes where to start."""
+        if not self.pending and now < self.next_look:
+            return []
+        try:
+            if self.after is None:
+                self.after = ipc.last_message_id(self.backend, CHANNEL)
+                commands = []
+            else:
+                commands = self._read()
+        except Exception as exc:
+            if not self.backend.is_unavailable(exc):
+                raise
+            self.pending = False
+            self.next_look = now + self.RETRY
+            return []
+        self.pending = False
+        self.next_look = now + self.LOOK_EVERY
+        return commands
+
+    def _read(self) -> list[Command]:
+        assert self.after is not None
+        commands: list[Command] = []
+        while True:
+            batch = ipc.messages_after(self.backend, CHANNEL, self.after)
+            for message_id, value in batch:
+                self.after = message_id
+                command = parse_command(value)
+                if command is None:
+                    log.warning(f"Ignoring stored control message [{message_id}]: not a command.")
+                else:
+                    commands.append(command)
+            if len(batch) < ipc.READ_BATCH:
+                return commands

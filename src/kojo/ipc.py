@@ -91,6 +91,20 @@ def publish(backend: Backend, channel: str, message: Any, publisher: int | None 
         return backend.message_publish(channel, encode_message(message), publisher, utcnow())
 
 
+def last_message_id(backend: Backend, channel: str) -> int:
+    """The id of the newest message of `channel` (0 when there is none)."""
+    row = backend.fetchone("message_last_id", {"channel": channel})
+    return int(row["last_id"]) if row and row["last_id"] is not None else 0
+
+
+def messages_after(
+    backend: Backend, channel: str, after: int, limit: int = READ_BATCH
+) -> list[tuple[int, Any]]:
+    """(id, message) of the messages of `channel` with ids above `after`, oldest first."""
+    rows = backend.fetchall("message_after", {"channel": channel, "after": after, "limit": limit})
+    return [(int(row["kojo_message_id"]), row["payload"]) for row in rows]
+
+
 def subscriber_info(channel: str) -> ProcessInfo:
     parent = metadata.process.get("path") or f"/client[{os.getpid()}]"
     return ProcessInfo(

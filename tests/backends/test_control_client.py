@@ -18,9 +18,9 @@ import pytest
 
 import kojo
 from kojo import InvalidArgument, UnknownJobType
-from kojo.backends import Backend, Notification, Owner, ProcessInfo
+from kojo.backends import Backend, Owner, ProcessInfo
 from kojo.cli import main
-from kojo.control import Command, parse_command
+from kojo.control import CHANNEL, Command, CommandFeed, parse_command
 
 WAIT = 20.0
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)  # "now" for claims: every job is due
@@ -54,13 +54,13 @@ def register(stack: ExitStack, backend: Backend, host: str, kind: str) -> Owner:
     return owner
 
 
-def control_notes(owner: Owner) -> list[Notification]:
-    """The control notifications reaching `owner`: waits for one, then takes any others."""
+def hinted(feed: CommandFeed, owner: Owner) -> None:
+    """Hand the wake-ups reaching `owner` to `feed` until one makes it look."""
     deadline = time.monotonic() + WAIT
-    notes: list[Notification] = []
-    while not notes and time.monotonic() < deadline:
-        notes = [n for n in owner.wait(deadline - time.monotonic()) if n.topic == "control"]
-    return notes + [n for n in owner.wait(0.2) if n.topic == "control"]
+    while not feed.pending:
+        assert time.monotonic() < deadline, "no wake-up announced a command"
+        for note in owner.wait(deadline - time.monotonic()):
+            feed.hint(note)
 
 
 def claim(backend: Backend, owner: Owner) -> list[int]:
@@ -135,22 +135,41 @@ def test_pause_of_an_unknown_type_is_refused(app: kojo.App) -> None:
 # -- scale / drain ----------------------------------------------------------------------------
 
 
-def test_scale_and_drain_send_control_notifications(app: kojo.App, owners: ExitStack) -> None:
+def test_scale_and_drain_are_stored_commands_announced_by_a_wake_up(
+    app: kojo.App, owners: ExitStack
+) -> None:
     register(owners, app.backend, "alpha", "server")
     register(owners, app.backend, "beta", "server")
     listener = register(owners, app.backend, "alpha", "root")
+    feed = CommandFeed(app.backend)
+    assert feed.look(0.0) == []  # only what is stored from now on
 
     app.control.scale("alpha", 3)
-    [note] = control_notes(listener)
-    assert json.loads(note.data) == {"command": "scale", "host": "alpha", "processes": 3}
-    assert parse_command(note.data) == Command("scale", host="alpha", processes=3)
+    hinted(feed, listener)
+    assert feed.look(0.0) == [Command("scale", host="alpha", processes=3)]
 
     app.control.drain("beta")
-    [note] = control_notes(listener)
-    assert json.loads(note.data) == {"command": "drain", "host": "beta"}
-    command = parse_command(note.data)
+    hinted(feed, listener)
+    [command] = feed.look(0.0)
     assert command == Command("drain", host="beta")
-    assert command is not None and command.is_for("beta") and not command.is_for("alpha")
+    assert command.is_for("beta") and not command.is_for("alpha")
+    assert feed.look(0.0) == []  # each is read once
+
+
+def test_a_forged_wake_up_is_only_a_reason_to_look(app: kojo.App, owners: ExitStack) -> None:
+    listener = register(owners, app.backend, "alpha", "root")
+    feed = CommandFeed(app.backend)
+    feed.look(0.0)
+    scale = {"command": "scale", "host": "alpha", "processes": 3}
+    app.backend.notify("control", json.dumps(scale))  # the old format: not even a hint
+    forged = {"id": 10**9, "channel": CHANNEL, "message": scale}
+    app.backend.notify("message", json.dumps(forged))
+    hinted(feed, listener)
+    assert feed.look(0.0) == []  # nothing stored: nothing to obey
+    app.publish(CHANNEL, {"command": "explode"})  # stored, but not a command
+    app.publish(CHANNEL, {"cancel": True})
+    hinted(feed, listener)
+    assert feed.look(0.0) == []
 
 
 def test_commands_for_a_host_without_a_live_server_are_refused(
@@ -158,14 +177,14 @@ def test_commands_for_a_host_without_a_live_server_are_refused(
 ) -> None:
     register(owners, app.backend, "alpha", "server")
     register(owners, app.backend, "ghost", "job")  # a job process is not a server
-    listener = register(owners, app.backend, "alpha", "root")
+    feed = CommandFeed(app.backend)
+    feed.look(0.0)
     with pytest.raises(InvalidArgument, match=r"'ghost' \(live servers: 'alpha'\)"):
         app.control.scale("ghost", 2)
     with pytest.raises(InvalidArgument, match="'nowhere'"):
         app.control.drain("nowhere")
-    app.control.drain("alpha")  # the next notification is this one, not a refused one
-    [note] = control_notes(listener)
-    assert json.loads(note.data) == {"command": "drain", "host": "alpha"}
+    app.control.drain("alpha")
+    assert feed.look(10.0) == [Command("drain", host="alpha")]  # nothing stored before it
 
 
 @pytest.mark.parametrize("processes", [-1, 1025, 2.0, True, "3", None])
@@ -190,11 +209,19 @@ def test_scale_refuses_a_bad_number_of_processes(
         ('{"command": "explode", "host": "h"}', None),
         ('{"cancel": "12"}', None),
         ('["drain"]', None),
+        ('{"command": "scale", "host": "h", "processes": 1000000}', None),
+        ('{"command": "scale", "host": 3, "processes": 1}', None),
         ("commandProcess.addProcess('job')", None),
     ],
 )
 def test_parse_command(data: str, expected: Command | None) -> None:
-    assert parse_command(data) == expected
+    # A stored command is a JSON value; text (what a wake-up carries) is never one.
+    assert parse_command(data) is None
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return
+    assert parse_command(value) == expected
 
 
 # -- kojo ctl -----------------------------------------------------------------------------
@@ -232,14 +259,14 @@ def test_kojo_ctl_commands(
     assert run_cli(["ctl", "resume", "mail", *db], capsys)[0] == 0
     assert app.backend.type_get("mail")["is_paused"] is False  # type: ignore[index]
 
+    feed = CommandFeed(app.backend)
+    feed.look(0.0)
     assert run_cli(["ctl", "scale", "alpha", "4", *db], capsys)[0] == 0
-    assert [json.loads(n.data) for n in control_notes(job)] == [
-        {"command": "scale", "host": "alpha", "processes": 4}
-    ]
+    hinted(feed, job)
+    assert feed.look(0.0) == [Command("scale", host="alpha", processes=4)]
     assert run_cli(["ctl", "drain", "alpha", *db], capsys)[0] == 0
-    assert [json.loads(n.data) for n in control_notes(job)] == [
-        {"command": "drain", "host": "alpha"}
-    ]
+    hinted(feed, job)
+    assert feed.look(0.0) == [Command("drain", host="alpha")]
 
 
 @pytest.mark.parametrize(

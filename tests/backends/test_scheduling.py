@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -13,6 +12,7 @@ import kojo
 from foundation_helpers import T0, claim, make_app, noop, owner_of, scalar, update_job
 from kojo import states
 from kojo.clock import utcnow
+from kojo.control import Command, CommandFeed
 from kojo.job_types import define
 
 EVERY_FIELD: dict[str, Any] = {
@@ -336,19 +336,21 @@ def test_cancel(database_url: str, state: str, request_: str) -> None:
 
 
 def test_cancel_a_working_job_tells_its_process(database_url: str) -> None:
+    # The stop is a stored command (read by the process's root), announced by a wake-up.
     app = make_app(database_url, q={})
     job_id = app.schedule("q", at=T0)
+    feed = CommandFeed(app.backend)
+    assert feed.look(0.0) == []  # from now on
     with owner_of(app.backend) as worker, owner_of(app.backend) as listener:
         assert claim(app.backend, worker, 1) == [job_id]
         listener.wait(0)  # forget wake-ups from the setup
         assert app.cancel(job_id)["assigned_state"] == "complete_terminated"
-        notes = []
         for _ in range(20):  # other topics may arrive first; each wait returns when one does
-            notes += listener.wait(5)
-            if any(n.topic == "control" for n in notes):
+            for note in listener.wait(5):
+                feed.hint(note)
+            if feed.pending:
                 break
-        control = [json.loads(n.data) for n in notes if n.topic == "control"]
-        assert {"cancel": job_id} in control
+        assert feed.look(0.0) == [Command("cancel", job_id=job_id)]
 
 
 @pytest.mark.parametrize(

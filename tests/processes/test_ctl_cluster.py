@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -61,6 +62,26 @@ def test_scale_changes_the_job_processes_of_one_host(tree: Tree) -> None:
     wait_for(lambda: job_processes(tree, "alpha") == 1, SETTLE, "alpha to run 1 job process")
     assert job_processes(tree, "beta") == 1
     assert len(ping(tree)["alpha"]["job_processes"]) == 1
+
+
+def test_a_forged_wake_up_commands_nothing(tree: Tree) -> None:
+    # Wake-ups (NOTIFY kojo, a doorbell datagram) reach servers without the database
+    # rights that scheduling needs: one carrying a command, in the old control format or
+    # as a forged message of the command channel, is only a reason to read the table.
+    alpha, beta = two_servers(tree)
+    scale = {"command": "scale", "host": "alpha", "processes": 3}
+    drain = {"command": "drain", "host": "alpha"}
+    backend = tree.app.backend
+    for command in (scale, drain):
+        backend.notify("control", json.dumps(command))
+        forged = {"id": 10**9, "channel": "kojo.control", "message": command}
+        backend.notify("message", json.dumps(forged))
+    ctl(tree, "scale", "beta", "2")  # a real command, stored after the forgeries were sent
+    wait_for(lambda: job_processes(tree, "beta") == 2, SETTLE, "beta to run 2 job processes")
+    time.sleep(1.0)  # the forgeries arrived first; give alpha as long again to misbehave
+    assert alpha.exited() is None and beta.exited() is None
+    assert job_processes(tree, "alpha") == 2
+    assert "Drain requested through kojo ctl." not in alpha.messages()
 
 
 def test_drain_stops_one_server_gracefully(tree: Tree) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from ..backends import Owner
 from ..backends.availability import Backoff
 from ..clock import SYSTEM_CLOCK, Clock
-from ..control import parse_command
+from ..control import Command, CommandFeed
 from ..logs import get_logger
 from ..settings import MAX_PROCESSES, Settings
 from . import patience, pool_policy
@@ -104,9 +104,11 @@ class Root:
     unreaped: dict[int, DeadChild] = field(default_factory=dict)  # by pid
     backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
     next_register: float = 0.0
+    commands: CommandFeed = field(init=False)
 
     def __post_init__(self) -> None:
         self.board = IdleBoard(self.clock)
+        self.commands = CommandFeed(self.app.backend)
 
     def run(self) -> int:
         self.target = self.settings.max_processes
@@ -177,6 +179,8 @@ class Root:
                     log.warning("Root: lost its database registration; registering again.")
                 self._register(now)
             self._retry_reaps(now)
+            for command in self.commands.look(now):
+                self._obey(command)
             code = self.turn(now)
             if code is not None:
                 return code
@@ -196,8 +200,7 @@ class Root:
                 return  # the loop registers again
             raise
         for note in notes:
-            if note.topic == "control":
-                self._control(note.data)
+            self.commands.hint(note)
 
     def _timeout(self, now: float) -> float:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
@@ -454,11 +457,9 @@ class Root:
 
     # -- control commands ----------------------------------------------------------------
 
-    def _control(self, data: str) -> None:
-        command = parse_command(data)
-        if command is None:
-            log.warning(f'Ignoring a control message that is not a command: "{data}".')
-        elif command.command == "cancel" and command.job_id is not None:
+    def _obey(self, command: Command) -> None:
+        """A command read from kojo's tables (control.py): never one from a wake-up."""
+        if command.command == "cancel" and command.job_id is not None:
             self._cancel(command.job_id)
         elif command.command == "scale" and command.is_for(self.settings.host_name):
             assert command.processes is not None

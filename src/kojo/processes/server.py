@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..backends import Owner
 from ..clock import SYSTEM_CLOCK, Clock
-from ..control import parse_command
+from ..control import CommandFeed
 from ..errors import LockTimeout
 from ..logs import get_logger
 from ..settings import Settings
@@ -43,6 +43,7 @@ class Server:
         self.root_pid: int | None = None
         self.stopping = 0  # 0 running, 1 draining, 2 stopping now
         self.owner: Owner | None = None
+        self.commands = CommandFeed(app.backend)
 
     def run(self) -> int:
         self.lineage.announce()
@@ -89,6 +90,7 @@ class Server:
                 patience.pause(signals, self.backoff.failed(exc))
                 if signals.pop_all():
                     return None
+        self.commands.look(self.clock.monotonic())  # only commands stored from now on
         owner = self._register(signals)
         if owner is not None and not self._hold_host_name(owner):
             log.warning(
@@ -204,17 +206,11 @@ class Server:
                         raise
                     continue
                 for note in notes:
-                    if note.topic == "control" and self._is_drain_for_me(note.data):
-                        log.info("Drain requested through kojo ctl.")
-                        self._stop(1)
-
-    def _is_drain_for_me(self, data: str) -> bool:
-        command = parse_command(data)
-        return (
-            command is not None
-            and command.command == "drain"
-            and command.is_for(self.settings.host_name)
-        )
+                    self.commands.hint(note)
+            for command in self.commands.look(self.clock.monotonic()):
+                if command.command == "drain" and command.is_for(self.settings.host_name):
+                    log.info("Drain requested through kojo ctl.")
+                    self._stop(1)
 
     def _stop(self, level: int) -> None:
         if level <= self.stopping:
