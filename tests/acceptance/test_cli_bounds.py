@@ -222,3 +222,19 @@ def test_types_list_survives_a_stored_expression_that_never_fires(
         conn.execute("UPDATE kojo_job_type SET cron_expression = '0 0 31 2 *'")
     (row,) = kojo.json("types", "list")
     assert (row["cron_expression"], row["next_fire"]) == ("0 0 31 2 *", None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:hunter2@127.0.0.1:1/kojo",
+        "postgresql://bob@127.0.0.1:1/kojo?password=hunter2",
+        "postgresql://bob@127.0.0.1:1/kojo?password=hun%zzter2",
+        "pgsql://bob:hunter2@127.0.0.1:1/kojo",
+    ],
+)
+def test_a_password_in_the_database_url_is_never_printed(url: str, tmp_path: Path) -> None:
+    result = Kojo(url, tmp_path)("jobs", "list")
+    assert result.returncode == 1, result.stderr
+    assert "hunter2" not in result.stderr and "hun%zzter2" not in result.stderr
+    assert "***" in result.stderr

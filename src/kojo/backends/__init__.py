@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import DatabaseError
 from .base import Backend, Notification, Owner, ProcessInfo
+from .url_secrets import mask_url
 
 __all__ = ["Backend", "Notification", "Owner", "ProcessInfo", "open_backend"]
 
@@ -20,5 +21,6 @@ def open_backend(url: str) -> Backend:
 
         return PostgresBackend(url)
     raise DatabaseError(
-        f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://user@host/db"
+        f"unsupported database URL {mask_url(url)!r}: use sqlite:///PATH or "
+        "postgresql://user@host/db"
     )

@@ -38,6 +38,7 @@ from ..sql import SCHEMA_VERSION, queries, schema
 from .bells import Ringer
 from .errors import is_unavailable
 from .lock_records import Released
+from .url_secrets import mask_url
 
 NOTIFY_CHANNEL = "kojo"
 MESSAGE_TOPIC = "message"  # the wake-up of a published message (ipc.py)
@@ -541,5 +542,5 @@ class Driver(ABC):
             )
 
     def safe_url(self) -> str:
-        """The URL without its password, for messages."""
-        return self.url
+        """The URL without its password, for messages and logs."""
+        return mask_url(self.url)

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -31,6 +30,7 @@ from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
+from .url_secrets import redact
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
 LOCK_NAMESPACE = 0x6B6F6A6F
@@ -100,7 +100,7 @@ class PostgresBackend(Backend):
             )
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to {self.safe_url()}: {_first_line(exc)}"
+                f"cannot connect to {self.safe_url()}: {redact(_first_line(exc), self.url)}"
             ) from exc
 
     def _prepare(self, text: str) -> str:
@@ -132,13 +132,6 @@ class PostgresBackend(Backend):
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
-
-    def safe_url(self) -> str:
-        parts = urlsplit(self.url)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return urlunsplit(parts._replace(netloc=netloc))
-        return self.url
 
     # -- owners -------------------------------------------------------------------------
 
@@ -291,7 +284,7 @@ class PostgresOwner(Owner):
             )
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to {backend.safe_url()}: {_first_line(exc)}"
+                f"cannot connect to {backend.safe_url()}: {redact(_first_line(exc), backend.url)}"
             ) from exc
         params = backend.process_info_params(info, now)
         with self.anchor.transaction():
