@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from . import bounds, cron
+from . import bounds, cron, settings
 from .clock import utcnow
 from .durations import DurationTooLong, format_duration, parse_duration
 from .errors import InvalidJobType
@@ -128,6 +128,9 @@ def import_worker(uri: str) -> Worker:
     if not isinstance(uri, str) or uri.count(":") != 1:
         raise _bad("worker", uri, 'must be "module:callable"')
     module_name, attr_path = uri.split(":")
+    allowed = settings.allowed_worker_modules()
+    if allowed is not None and not settings.worker_module_allowed(module_name, allowed):
+        raise _bad("worker", uri, f"is outside {settings.WORKER_MODULES_ENV}={','.join(allowed)}")
     try:
         target: Any = importlib.import_module(module_name)
         for attr in attr_path.split("."):

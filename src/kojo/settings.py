@@ -57,6 +57,23 @@ def use_host_name(name: str) -> None:
     logs.metadata.host_name = name
 
 
+WORKER_MODULES_ENV = "KOJO_WORKER_MODULES"
+
+
+def allowed_worker_modules() -> tuple[str, ...] | None:
+    """The packages workers may be imported from ($KOJO_WORKER_MODULES, comma-separated),
+    or None: any (docs/security.md says who can then choose what a server imports)."""
+    text = os.environ.get(WORKER_MODULES_ENV, "").strip()
+    if not text:
+        return None
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def worker_module_allowed(module: str, allowed: tuple[str, ...]) -> bool:
+    """True when `module` is one of `allowed` or inside one of those packages."""
+    return any(module == name or module.startswith(name + ".") for name in allowed)
+
+
 def default_max_processes() -> int:
     return min(MAX_PROCESSES, os.cpu_count() or 2)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import textwrap
 import uuid
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 import kojo
-from kojo.job_types import define, load_yaml
+from kojo.job_types import define, import_worker, load_yaml
 
 
 def work(job: Any) -> None:
@@ -426,3 +428,21 @@ def test_yaml_error_stops_the_whole_file(tmp_path: Path, workers: str) -> None:
     with pytest.raises(kojo.InvalidJobType, match="max_retries=-1"):
         app.load_job_types(path)
     assert app.job_types == {}
+
+
+def test_the_worker_allow_list_refuses_other_modules_before_importing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KOJO_WORKER_MODULES", "json, email.mime")
+    assert import_worker("json:dumps") is json.dumps
+    assert import_worker("email.mime.text:MIMEText").__name__ == "MIMEText"
+    imported = set(sys.modules)
+    for uri in ("os:getcwd", "jsonschema_evil:run", "email:message_from_string"):
+        with pytest.raises(
+            kojo.InvalidJobType, match=r"KOJO_WORKER_MODULES=json,email\.mime"
+        ) as refused:
+            import_worker(uri)
+        assert uri in str(refused.value)
+    assert set(sys.modules) == imported  # refused before any import
+    monkeypatch.delenv("KOJO_WORKER_MODULES")
+    assert import_worker("os:getcwd") is os.getcwd
