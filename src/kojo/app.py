@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_DATABASE = "sqlite:///kojo.db"
 TYPE_CACHE_SECONDS = 5.0
 BATCH_INSERT_ROWS = 5000  # jobs per INSERT statement in schedule_many
+MAX_PAYLOAD_BYTES = 1024 * 1024  # the default cap of one job's payload (App(max_payload_bytes=))
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -41,16 +42,27 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("KOJO_DATABASE_URL") or DEFAULT_DATABASE
 
 
-def encode_payload(payload: Any) -> str | None:
-    """JSON text of a payload; InvalidPayload (naming the value) if it is not JSON."""
-    return None if payload is None else json_text.dumps(payload, "payload")
+def encode_payload(payload: Any, max_bytes: int = MAX_PAYLOAD_BYTES) -> str | None:
+    """JSON text of a payload; InvalidPayload (naming the value) if it is not JSON, or
+    is larger than `max_bytes` once encoded."""
+    if payload is None:
+        return None
+    return json_text.dumps(payload, "payload", max_bytes=max_bytes, shown=200)
 
 
 class App:
     """A kojo application: where its database is and which job types it defines."""
 
-    def __init__(self, database: str | None = None) -> None:
+    def __init__(
+        self, database: str | None = None, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    ) -> None:
+        """`max_payload_bytes`: the largest job payload accepted, as UTF-8 JSON (a job
+        table of huge payloads is slow to list and to work; store big data elsewhere and
+        pass its key)."""
         url = database_url(database)
+        self.max_payload_bytes = bounds.check_integer(
+            "max_payload_bytes", max_payload_bytes, 1, bounds.INT8_MAX
+        )
         self.database_url = url
         self.job_types: dict[str, JobType] = {}
         self._registered: set[str] = set()
@@ -209,7 +221,7 @@ class App:
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:
             importance = bounds.check_importance(importance)
-        encoded = [encode_payload(p) for p in payloads]
+        encoded = [encode_payload(p, self.max_payload_bytes) for p in payloads]
         if not encoded:
             return []
         with database_errors():

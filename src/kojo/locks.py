@@ -50,7 +50,7 @@ from .logs import get_logger
 from .process_owner import ProcessOwner
 
 MAX_NAME_LENGTH = 255
-MAX_SLOTS = 10000
+MAX_SLOTS = 1024  # each slot is a row kept forever (its fencing counter)
 # `kojo locks --json` keys: the tables' column names (waiters have no slot or token).
 LISTING_KEYS = (
     "state",

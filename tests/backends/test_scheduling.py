@@ -407,3 +407,21 @@ def test_a_transition_restricted_to_another_owner_is_refused(database_url: str) 
             app.backend.job_transition(job_id, states.COMPLETE_SUCCESS, owner=intruder.id)
         done = app.backend.job_transition(job_id, states.COMPLETE_SUCCESS, owner=owner.id)
         assert done["assigned_state"] == "complete_success"
+
+
+def test_a_payload_over_the_cap_is_refused_in_one_line_and_nothing_is_stored(
+    database_url: str,
+) -> None:
+    app = make_app(database_url, q={})
+    big = "x" * (1024 * 1024)  # its JSON is two bytes longer than 1 MiB
+    with pytest.raises(kojo.InvalidPayload, match="payload is too large: 1048578 bytes") as refused:
+        app.schedule_many("q", [1, big])
+    assert "\n" not in str(refused.value)
+    assert app.jobs() == []  # the whole batch is refused before anything is written
+    small = kojo.App(database=database_url, max_payload_bytes=10)
+    small.job_type("q")(noop)
+    assert small.schedule("q", payload="12345678") > 0  # 10 bytes with its quotes
+    with pytest.raises(kojo.InvalidPayload, match="limit is 10"):
+        small.schedule("q", payload="123456789")
+    with pytest.raises(kojo.InvalidArgument, match="max_payload_bytes"):
+        kojo.App(database=database_url, max_payload_bytes=0)
