@@ -24,7 +24,7 @@ from .errors import (
     UnknownJobType,
 )
 from .ipc import Subscription
-from .job_types import JobType, Worker, define, import_worker, load_yaml
+from .job_types import CODE_PATTERN, JobType, Worker, define, import_worker, load_yaml
 from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
 
@@ -217,6 +217,11 @@ class App:
         importance: int | None = None,
     ) -> list[int]:
         """Create one job per payload, in one transaction; their ids."""
+        if not isinstance(type_code, str) or not CODE_PATTERN.match(type_code):
+            # No such type can exist; refused before the driver meets text it cannot encode.
+            raise InvalidArgument(
+                f"job type code must match [a-z0-9_.-]{{1,255}}, got {type_code!r}"
+            )
         now = utcnow()
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:

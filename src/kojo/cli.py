@@ -379,7 +379,13 @@ def parse_payload(_: click.Context, __: click.Parameter, value: str | None) -> A
     try:
         return json.loads(value)
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not JSON ({exc})")
+        raise click.BadParameter(f"{shorten(value)!r} is not JSON ({exc})")
+    except RecursionError:
+        raise click.BadParameter(f"{shorten(value)!r} is nested too deeply") from None
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @jobs.command("schedule")
@@ -608,12 +614,17 @@ def publish(ctx: Context, channel: str, message: Any, as_json: bool) -> None:
 @handle_errors
 def listen(ctx: Context, channel: str, timeout: float | None, count: int | None) -> None:
     """Print each message published on CHANNEL from now on, one JSON line each."""
-    from .ipc import check_channel
+    from .ipc import MAX_TIMEOUT, check_channel
 
     try:
         check_channel(channel)
     except KojoError as exc:
         raise click.BadParameter(str(exc), param_hint="CHANNEL")
+    if timeout is not None:
+        try:
+            timeout = bounds.check_seconds("timeout", timeout, MAX_TIMEOUT)
+        except KojoError as exc:
+            raise click.BadParameter(str(exc), param_hint="--timeout")
     received = 0
     with ctx.app().subscribe(channel) as subscription:
         click.echo(f"listening on {channel!r}", err=True)  # scripts may wait for this line

@@ -27,6 +27,8 @@ def dumps(
         raise InvalidPayload(
             f"{what} is not JSON-serialisable: {_repr(value, shown)} ({exc})"
         ) from None
+    except RecursionError:
+        raise InvalidPayload(f"{what} is nested too deeply to be JSON") from None
     if max_bytes is not None:
         size = len(text.encode())
         if size > max_bytes:

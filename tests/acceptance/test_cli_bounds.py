@@ -238,3 +238,24 @@ def test_a_password_in_the_database_url_is_never_printed(url: str, tmp_path: Pat
     assert result.returncode == 1, result.stderr
     assert "hunter2" not in result.stderr and "hun%zzter2" not in result.stderr
     assert "***" in result.stderr
+
+
+def test_a_payload_nested_too_deeply_is_one_line(kojo: Kojo) -> None:
+    deep = "[" * 30000 + "]" * 30000
+    line = one_line_error(kojo("jobs", "schedule", "q", "--payload", deep), 2)
+    assert line.startswith("error: Invalid value for '--payload': '[[[[")
+    assert line.endswith("...' is nested too deeply")
+    assert kojo.json("jobs", "list") == []
+
+
+def test_a_type_code_that_is_not_text_is_one_line(kojo: Kojo) -> None:
+    # Bytes that are not UTF-8 reach Python as surrogates, which no driver can encode.
+    line = one_line_error(kojo("jobs", "schedule", "\udcff\udcfe"), 2)
+    assert line == "error: job type code must match [a-z0-9_.-]{1,255}, got '\\udcff\\udcfe'"
+
+
+def test_listen_refuses_an_endless_timeout_before_listening(kojo: Kojo) -> None:
+    result = kojo("listen", "ch", "--timeout", "inf")
+    line = one_line_error(result, 2)
+    assert line.startswith("error: Invalid value for --timeout: timeout must be a number")
+    assert "listening" not in result.stdout + result.stderr
