@@ -113,6 +113,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=_jsonable, indent=self.indent)
 
 
+# Control characters in a text line are written escaped: a message (a job type code, an
+# error text a worker chose) must never start a line of its own that looks like kojo's.
+_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127] if code != 9}
+_ESCAPES.update({10: "\\n", 13: "\\r"})
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         job = getattr(record, "job", None) or metadata.job
@@ -122,7 +128,7 @@ class TextFormatter(logging.Formatter):
             f"{record.levelname.lower():8}",
             f"{metadata.process.get('path', os.getpid())!s:40}",
             f"{(job or {}).get('type_code', '-')!s:20}",
-            record.getMessage(),
+            record.getMessage().translate(_ESCAPES),
         ]
         context = _context(record)
         if context:
