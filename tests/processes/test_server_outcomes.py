@@ -149,3 +149,20 @@ def test_a_job_that_keeps_killing_its_process_is_panicked_after_max_crashes(tree
         "the pool to be refilled",
     )
     assert len(tree.records("start", job_id)) == 2
+
+
+def test_cancelling_a_running_job_stops_its_process(tree: Tree) -> None:
+    """The root reads the stored stop command (a wake-up only announces it) and retires
+    the process working the job; the job stays complete_terminated."""
+    server = tree.start()
+    job_id = tree.app.schedule("sleeper", payload={"seconds": 60})
+    [start] = tree.wait_record("start", job_id, SETTLE)
+    assert tree.app.cancel(job_id)["assigned_state"] == "complete_terminated"
+    wait_for(
+        lambda: not any(p.pid == start["pid"] for p in server.tree()),
+        SETTLE,
+        "the cancelled job's process to stop",
+    )
+    _log_line(tree, lambda ln: f"its job with ID[{job_id}] was cancelled" in str(ln["message"]))
+    assert tree.app.job(job_id)["assigned_state"] == "complete_terminated"
+    assert tree.records("end", job_id) == []
