@@ -296,7 +296,7 @@ class SqliteBackend(Backend):
 
     # -- owners -------------------------------------------------------------------------
 
-    def secure_dirs(self) -> None:
+    def secure_dirs(self, *, create: bool = True) -> bool:
         """Make `<db>.kojo/` and `owners/` (0700), or check the ones there: real
         folders (no symlinks), of this user, that nobody else may write.
 
@@ -304,23 +304,31 @@ class SqliteBackend(Backend):
         replace or delete a file in them, so a missing owner file means its owner
         closed or was reaped, and `owner_is_dead` may trust it. Checked once per
         backend; a folder that passed can only be changed by this user afterwards.
+        False when they are not there (and not `create`): no owner has registered yet.
         """
         if self._dirs_checked:
-            return
+            return True
         for folder in (self.state_dir, self.owners_dir):
             try:
-                os.mkdir(folder, 0o700)
+                if create:
+                    os.mkdir(folder, 0o700)
             except FileExistsError:
                 pass
             except OSError as exc:
                 raise DatabaseUnavailable(f"cannot create kojo folder {folder}: {exc}") from exc
-            st = os.lstat(folder)
+            try:
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return False
             if stat.S_ISLNK(st.st_mode):
                 raise UnsafeSqliteFiles(f"refusing kojo folder {folder}: it is a symlink")
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafeSqliteFiles(f"refusing kojo folder {folder}: not a directory")
             _check_owned(folder, st, "kojo folder")
         self._dirs_checked = True
+        return True
 
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
         self.secure_dirs()
@@ -351,8 +359,9 @@ class SqliteBackend(Backend):
 
     def open_owner_file(self, owner_id: int, flags: int) -> int:
         """A descriptor of an owner file, never through a symlink."""
-        self.secure_dirs()
         path = self.owner_file(owner_id)
+        if not self.secure_dirs(create=bool(flags & os.O_CREAT)):
+            raise FileNotFoundError(errno.ENOENT, "no kojo owner folder", str(path))
         try:
             return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
         except OSError as exc:
@@ -375,7 +384,8 @@ class SqliteBackend(Backend):
         return True
 
     def _owner_forgotten(self, owner_id: int) -> None:
-        self.secure_dirs()
+        if not self.secure_dirs(create=False):
+            return
         path = self.owner_file(owner_id)
         try:
             st = os.lstat(path)
@@ -424,7 +434,8 @@ class SqliteBackend(Backend):
             self._sender.setblocking(False)
             self._sender_pid = os.getpid()
         packets = [self.encode_notification(n).encode() for n in notes]
-        self.secure_dirs()
+        if not self.secure_dirs(create=False):
+            return
         try:
             names = os.listdir(self.owners_dir)
         except FileNotFoundError:
