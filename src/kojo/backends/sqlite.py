@@ -3,7 +3,13 @@
 WAL journal, every write in BEGIN IMMEDIATE, a long busy timeout. Liveness is
 a flock on one owner file per process (the kernel drops it on any death, kill
 -9 included). Wake-ups are datagrams sent to each live owner's doorbell, an
-abstract-namespace unix socket (no path length limit, gone with the process).
+abstract-namespace unix socket (no path length limit, gone with the process) whose
+random name is written in the owner file; receivers drop other users' datagrams (see
+sqlite_bells).
+
+Files: the database is created 0600, `<db>.kojo/` and its `owners/` 0700; a database
+or folder that another user owns or may write, or a symlink where kojo keeps its own
+files, is refused with `UnsafeSqliteFiles`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import select
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -39,7 +46,7 @@ from .base import (
 from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
-from .sqlite_bells import SocketRinger
+from .sqlite_bells import SocketRinger, bind_bell, receive
 
 WAL_SWITCH_TIMEOUT = 60.0
 # Result codes (sqlite3.Error.sqlite_errorname) that say "not now" rather than "wrong":
@@ -72,6 +79,23 @@ def is_missing_table(exc: BaseException) -> bool:
 
 
 register_driver(DriverErrors(sqlite3.Error, is_unavailable, is_missing_table))
+
+
+class UnsafeSqliteFiles(DatabaseError):
+    """A database file or kojo folder that another user could read or change."""
+
+
+def _check_owned(path: Path, st: os.stat_result, what: str) -> None:
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise UnsafeSqliteFiles(
+            f"refusing {what} {path}: it belongs to uid {st.st_uid}, not to this user (uid {uid})"
+        )
+    if st.st_mode & 0o022:
+        raise UnsafeSqliteFiles(
+            f"refusing {what} {path}: group or others may write it "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod go-w)"
+        )
 
 
 def path_from_url(url: str) -> Path:
@@ -164,9 +188,11 @@ class SqliteBackend(Backend):
         self.state_dir = Path(f"{self.path}.kojo")
         self.owners_dir = self.state_dir / "owners"
         real = os.path.realpath(self.path)
-        self._bell_prefix = "\0kojo." + hashlib.sha1(real.encode()).hexdigest()[:16] + "."
+        self.bell_prefix = "kojo." + hashlib.sha1(real.encode()).hexdigest()[:16] + "."
         self._sender: socket.socket | None = None
         self._sender_pid = 0
+        self._dirs_checked = False
+        self._doorbells: dict[str, str] = {}  # owner file name -> its doorbell's address
         super().__init__(url)
 
     # -- connections -----------------------------------------------------------------
@@ -176,6 +202,7 @@ class SqliteBackend(Backend):
             raise DatabaseUnavailable(
                 f"directory of sqlite database does not exist: {self.path.parent}"
             )
+        self._secure_database_file()
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=60.0, check_same_thread=False
@@ -189,6 +216,25 @@ class SqliteBackend(Backend):
             error = DatabaseUnavailable if is_unavailable(exc) else DatabaseError
             raise error(f"cannot open sqlite database {self.path}: {exc}") from exc
         return conn
+
+    def _secure_database_file(self) -> None:
+        """Create the database 0600 (SQLite gives its -wal and -shm files the same
+        mode), and refuse one that another user owns or may write."""
+        try:
+            fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+            )
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot create sqlite database {self.path}: {exc}") from exc
+        else:
+            os.close(fd)  # new and empty: no connection of ours holds a lock on it
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
+        _check_owned(self.path, st, "sqlite database")
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
         """Put the database in WAL mode (once per file; it is persistent).
@@ -250,8 +296,42 @@ class SqliteBackend(Backend):
 
     # -- owners -------------------------------------------------------------------------
 
+    def secure_dirs(self, *, create: bool = True) -> bool:
+        """Make `<db>.kojo/` and `owners/` (0700), or check the ones there: real
+        folders (no symlinks), of this user, that nobody else may write.
+
+        This is what keeps owner files honest: only this user (or root) can create,
+        replace or delete a file in them, so a missing owner file means its owner
+        closed or was reaped, and `owner_is_dead` may trust it. Checked once per
+        backend; a folder that passed can only be changed by this user afterwards.
+        False when they are not there (and not `create`): no owner has registered yet.
+        """
+        if self._dirs_checked:
+            return True
+        for folder in (self.state_dir, self.owners_dir):
+            try:
+                if create:
+                    os.mkdir(folder, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise DatabaseUnavailable(f"cannot create kojo folder {folder}: {exc}") from exc
+            try:
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return False
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeSqliteFiles(f"refusing kojo folder {folder}: it is a symlink")
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafeSqliteFiles(f"refusing kojo folder {folder}: not a directory")
+            _check_owned(folder, st, "kojo folder")
+        self._dirs_checked = True
+        return True
+
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
-        self.owners_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.secure_dirs()
         with self.write():
             row = self.fetchone("process_register", self.process_info_params(info, now or utcnow()))
             assert row is not None
@@ -277,12 +357,22 @@ class SqliteBackend(Backend):
     def owner_file(self, owner_id: int) -> Path:
         return self.owners_dir / f"{owner_id}.lock"
 
-    def bell_address(self, owner_id: int) -> str:
-        return f"{self._bell_prefix}{owner_id}"
+    def open_owner_file(self, owner_id: int, flags: int) -> int:
+        """A descriptor of an owner file, never through a symlink."""
+        path = self.owner_file(owner_id)
+        if not self.secure_dirs(create=bool(flags & os.O_CREAT)):
+            raise FileNotFoundError(errno.ENOENT, "no kojo owner folder", str(path))
+        try:
+            return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeSqliteFiles(f"refusing owner file {path}: it is a symlink") from exc
+            raise
 
     def owner_is_dead(self, owner_id: int) -> bool:
+        # A missing file means dead: only this user can delete it (see secure_dirs).
         try:
-            fd = os.open(self.owner_file(owner_id), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = self.open_owner_file(owner_id, os.O_RDONLY)
         except FileNotFoundError:
             return True
         try:
@@ -294,8 +384,17 @@ class SqliteBackend(Backend):
         return True
 
     def _owner_forgotten(self, owner_id: int) -> None:
+        if not self.secure_dirs(create=False):
+            return
+        path = self.owner_file(owner_id)
         try:
-            self.owner_file(owner_id).unlink()
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeSqliteFiles(f"refusing to delete owner file {path}: not a regular file")
+        try:
+            path.unlink()
         except FileNotFoundError:
             pass
 
@@ -335,26 +434,61 @@ class SqliteBackend(Backend):
             self._sender.setblocking(False)
             self._sender_pid = os.getpid()
         packets = [self.encode_notification(n).encode() for n in notes]
+        if not self.secure_dirs(create=False):
+            return
         try:
             names = os.listdir(self.owners_dir)
         except FileNotFoundError:
             return
+        known = self._doorbells
+        if len(known) > len(names):
+            present = set(names)
+            for gone in [name for name in known if name not in present]:
+                del known[gone]
         for name in names:
             owner_id, _, ext = name.partition(".")
             if ext != "lock" or not owner_id.isdigit():
                 continue
-            address = self.bell_address(int(owner_id))
-            for packet in packets:
-                try:
-                    self._sender.sendto(packet, address)
-                except (ConnectionRefusedError, FileNotFoundError):
-                    break  # no doorbell: that owner is gone
-                except BlockingIOError:
-                    break  # its queue is full: it has wake-ups waiting already
-                except OSError as exc:
-                    if exc.errno in (errno.EMSGSIZE, errno.ENOBUFS):
-                        break
-                    raise
+            address = known.get(name)
+            if address is not None and self._ring(address, packets):
+                continue
+            # Not known yet, or its doorbell is gone (its id may have a new owner now).
+            address = self._doorbell_of(int(owner_id))
+            if address is None:
+                known.pop(name, None)  # registering still, or gone: it reads tables first
+                continue
+            known[name] = address
+            self._ring(address, packets)
+
+    def _ring(self, address: str, packets: list[bytes]) -> bool:
+        """Send the packets to a doorbell; False if nobody is bound there."""
+        assert self._sender is not None
+        for packet in packets:
+            try:
+                self._sender.sendto(packet, address)
+            except (ConnectionRefusedError, FileNotFoundError):
+                return False  # no doorbell: that owner is gone
+            except BlockingIOError:
+                break  # its queue is full: it has wake-ups waiting already
+            except OSError as exc:
+                if exc.errno in (errno.EMSGSIZE, errno.ENOBUFS):
+                    break
+                raise
+        return True
+
+    def _doorbell_of(self, owner_id: int) -> str | None:
+        """The doorbell address an owner wrote in its file ("PID ADDRESS"), if any."""
+        try:
+            fd = self.open_owner_file(owner_id, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fields = os.read(fd, 512).decode(errors="replace").split()
+        finally:
+            os.close(fd)
+        if len(fields) < 2 or not fields[1].startswith(self.bell_prefix):
+            return None
+        return "\0" + fields[1]
 
 
 class SqliteOwner(Owner):
@@ -366,20 +500,22 @@ class SqliteOwner(Owner):
         self.backend = backend
         self.id = owner_id
         self._closed = False
-        path = backend.owner_file(owner_id)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        self._bell = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._bell, address = bind_bell(backend.bell_prefix, "doorbell")
+        try:
+            self._fd = backend.open_owner_file(owner_id, os.O_RDWR | os.O_CREAT)
+        except BaseException:
+            self._bell.close()
+            raise
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(self._fd, f"{os.getpid()}\n".encode())
-            self._bell.bind(backend.bell_address(owner_id))
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"{os.getpid()} {address}\n".encode())
         except BaseException:
             # E.g. a full disk: the registration is rolled back, and the next one may get
             # the same id, so this file must not stay locked by a leaked descriptor.
             self._bell.close()
             os.close(self._fd)
             raise
-        self._bell.setblocking(False)
         self._pid = os.getpid()
         self._watch_forks()
 
@@ -395,9 +531,8 @@ class SqliteOwner(Owner):
     def drain(self) -> list[Notification]:
         notes: list[Notification] = []
         while True:
-            try:
-                packet = self._bell.recv(65536)
-            except BlockingIOError:
+            packet = receive(self._bell, 65536)
+            if packet is None:
                 return notes
             note = self.backend.decode_notification(packet)
             if note is not None:

@@ -1,22 +1,94 @@
 """SQLite's lock bells: an abstract unix datagram socket per waiting thread (gone with
 the process); the releaser sends one datagram after its commit. While waiting, the
-holders' pidfds are watched too, so a holder's death wakes the waiter at once."""
+holders' pidfds are watched too, so a holder's death wakes the waiter at once.
+
+Who may ring. Abstract-namespace sockets have no file, so no permission applies to
+them and their names are listed in /proc/net/unix. We keep them (rather than
+filesystem sockets in the 0700 `<db>.kojo/` folder) because a database path may be
+long and sun_path holds 108 bytes; instead:
+
+- every receiver sets SO_PASSCRED and reads with recvmsg, so the kernel tells it the
+  sender's uid: a datagram from another user is dropped unread (`receive`);
+- every name ends in a fresh random token (`bind_bell`), known only from the waiter row
+  or the owner file (a 0600 file in a 0700 folder), so nobody can bind it first; a name
+  seen in /proc/net/unix is never bound again, and a bind that still finds its name
+  taken is retried with a fresh token and ends, at worst, in one `BellTaken` error.
+"""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import secrets
 import select
 import socket
-import uuid
+import struct
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..errors import DatabaseError
 from .bells import Bell, Ringer
 
 if TYPE_CHECKING:
     from .base import Backend
+
+
+BIND_TRIES = 8
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_CREDENTIALS.size)
+
+
+class BellTaken(DatabaseError):
+    """No free name for a wake-up socket: another process holds every name tried."""
+
+
+def bind_bell(prefix: str, what: str) -> tuple[socket.socket, str]:
+    """A non-blocking datagram socket bound to `prefix` + a fresh random token, that
+    learns its senders' credentials; and that address (without the leading NUL)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        for _ in range(BIND_TRIES):
+            address = prefix + secrets.token_hex(16)
+            try:
+                sock.bind("\0" + address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue  # someone holds that name: never share it, draw another
+            sock.setblocking(False)
+            return sock, address
+    except BaseException:
+        sock.close()
+        raise
+    sock.close()
+    raise BellTaken(
+        f"cannot bind a kojo {what} socket: {BIND_TRIES} fresh random names under "
+        f"{prefix!r} were all in use (is another process binding kojo's socket names?)"
+    )
+
+
+def sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        ours = level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+        if ours and len(data) >= _CREDENTIALS.size:
+            return int(_CREDENTIALS.unpack_from(data)[1])
+    return None
+
+
+def receive(sock: socket.socket, size: int) -> bytes | None:
+    """The next datagram sent by this user, or None when none is waiting. Datagrams
+    from other users (or without credentials) are read and dropped."""
+    uid = os.getuid()
+    while True:
+        try:
+            packet, ancillary, _flags, _address = sock.recvmsg(size, _ANCILLARY_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        if sender_uid(ancillary) == uid:
+            return packet
 
 
 class SocketRinger(Ringer):
@@ -28,7 +100,7 @@ class SocketRinger(Ringer):
         self._sender_pid = 0
 
     def bell(self, backend: Backend) -> Bell:
-        return SocketBell(self.prefix + uuid.uuid4().hex)
+        return SocketBell(self.prefix)
 
     def ring_after_commit(self, bells: list[str], wanted: int) -> None:
         if self._sender is None or self._sender_pid != os.getpid():
@@ -51,11 +123,8 @@ class SocketRinger(Ringer):
 
 
 class SocketBell(Bell):
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind("\0" + address)
-        self._sock.setblocking(False)
+    def __init__(self, prefix: str) -> None:
+        self._sock, self.address = bind_bell(prefix, "lock bell")
         self._pidfds: dict[int, int] = {}
         self._fired: set[int] = set()  # exited already; do not wake on them again
 
@@ -65,12 +134,12 @@ class SocketBell(Bell):
     def prepare(self) -> None:
         self._drain()
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._sock.recv(64)
-            except (BlockingIOError, InterruptedError):
-                return
+    def _drain(self) -> bool:
+        """Empty the queue; True if one of the datagrams came from this user."""
+        rung = False
+        while receive(self._sock, 64) is not None:
+            rung = True
+        return rung
 
     def watch(self, pids: Iterable[int]) -> None:
         wanted = set(pids) - self._fired
@@ -82,17 +151,23 @@ class SocketBell(Bell):
                 self._pidfds[pid] = fd
 
     def wait(self, timeout: float) -> bool:
-        by_fd = {fd: pid for pid, fd in self._pidfds.items()}
-        ready, _, _ = select.select([self._sock.fileno(), *by_fd], [], [], max(0.0, timeout))
-        if not ready:
-            return False
-        for fd in ready:
-            pid = by_fd.get(fd)
-            if pid is not None:
-                self._fired.add(pid)
-                os.close(self._pidfds.pop(pid))
-        self._drain()
-        return True
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            by_fd = {fd: pid for pid, fd in self._pidfds.items()}
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._sock.fileno(), *by_fd], [], [], left)
+            if not ready:
+                return False
+            woken = False
+            for fd in ready:
+                pid = by_fd.get(fd)
+                if pid is not None:
+                    self._fired.add(pid)
+                    os.close(self._pidfds.pop(pid))
+                    woken = True
+            if self._drain() or woken:
+                return True
+            # Only other users' datagrams: not a wake-up; wait out the rest.
 
     def done(self) -> None:
         for fd in self._pidfds.values():
