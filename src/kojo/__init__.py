@@ -19,6 +19,7 @@ from .errors import (
     LeaseLost,
     LockTimeout,
     SchemaMissing,
+    SchemaTooNew,
     SlotsMismatch,
     UnknownJobType,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "LockTimeout",
     "Request",
     "SchemaMissing",
+    "SchemaTooNew",
     "SlotsMismatch",
     "State",
     "UnknownJobType",

@@ -22,6 +22,7 @@ import click
 
 from . import bounds, states
 from .app import App, database_url
+from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, KojoError
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
@@ -40,7 +41,16 @@ class Context:
 
     def app(self) -> App:
         if self._app is None:
-            self._app = load_app(self.app_ref, self.database)
+            app = load_app(self.app_ref, self.database)
+            # Every command refuses a schema newer than this kojo knows (SchemaTooNew). A
+            # database down now is left to the command (`server start` waits for it).
+            with database_errors():
+                try:
+                    app.backend.check_schema()
+                except Exception as exc:
+                    if not app.backend.is_unavailable(exc):
+                        raise
+            self._app = app
         return self._app
 
 

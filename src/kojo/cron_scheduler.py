@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
-from . import cron
+from . import bounds, cron
 from .clock import as_utc, utcnow
 from .durations import parse_duration
 from .errors import InvalidArgument
@@ -51,6 +51,13 @@ class CronMemory:
 
     disabled_logged: dict[str, datetime] = field(default_factory=dict)  # type -> minute logged
     bad_level_reported: bool = False
+    bad_rows_reported: dict[str, str] = field(default_factory=dict)  # type -> error logged
+
+
+class BadCronRow(ValueError):
+    """A cron type's stored row cannot be computed with: an expression that is not cron or
+    never fires, or a catch-up window that is not a duration (edited by hand in the table,
+    or stored before registration checked it). The message names the field and value."""
 
 
 def ceil_minute(moment: datetime) -> datetime:
@@ -97,7 +104,9 @@ def plan(
     minutes: list[datetime] = []
     if catch_up != "none" and horizon + MINUTE < start:
         # Missed: due after the horizon and before the current minute, within the window.
-        oldest = max(horizon + MINUTE, ceil_minute(now - catch_up_window))
+        # A window reaching past the first date Python holds (stored by hand) reaches to it.
+        reach = min(catch_up_window, now - bounds.DATE_MIN)
+        oldest = max(horizon + MINUTE, ceil_minute(now - reach))
         limit = 1 if catch_up == "latest" else MAX_CATCH_UP
         minutes += _fires_back(expression, start, oldest, limit)
     minutes += cron.fire_times(expression, max(start, horizon + MINUTE), end)
@@ -125,6 +134,9 @@ def schedule_due(
                 _skip_disabled(app, memory, row, now, level)
             elif not _up_to_date(row, now):
                 made += _schedule_type(backend, code, now)
+            memory.bad_rows_reported.pop(code, None)
+        except BadCronRow as exc:
+            _report_bad_row(memory, code, exc)
         except Exception as exc:
             if backend.is_unavailable(exc):
                 raise  # the whole duty waits for the database, not this type alone
@@ -137,9 +149,7 @@ def schedule_due(
 def _up_to_date(row: Mapping[str, Any], now: datetime) -> bool:
     """True when the row's horizon already covers the window: nothing to write."""
     horizon = row["cron_scheduled_until_date_time"]
-    if horizon is None or row["cron_scheduled_expression"] != cron.normalize(
-        row["cron_expression"]
-    ):
+    if horizon is None or row["cron_scheduled_expression"] != _expression(row):
         return False
     return bool(as_utc(horizon) >= cron.floor_minute(now + LOOK_AHEAD))
 
@@ -149,15 +159,24 @@ def _schedule_type(backend: Backend, code: str, now: datetime) -> int:
         row = backend.fetchone("cron_type_lock", {"type_code": code})
         if row is None or not row["is_enabled"] or not row["cron_expression"]:
             return 0
-        expression = cron.normalize(row["cron_expression"])
-        minutes, horizon = plan(
-            expression,
-            now,
-            row["cron_scheduled_until_date_time"],
-            row["cron_scheduled_expression"],
-            row["catch_up"],
-            parse_duration(row["catch_up_window"]),
-        )
+        expression = _expression(row)
+        try:
+            window = parse_duration(row["catch_up_window"])
+        except ValueError:
+            value = row["catch_up_window"]
+            raise BadCronRow(f"catch_up_window={value!r} is not a duration such as PT1H") from None
+        try:
+            minutes, horizon = plan(
+                expression,
+                now,
+                row["cron_scheduled_until_date_time"],
+                row["cron_scheduled_expression"],
+                row["catch_up"],
+                window,
+            )
+        except (ValueError, OverflowError):  # croniter's CroniterBadDateError is a ValueError
+            value = row["cron_expression"]
+            raise BadCronRow(f"cron_expression={value!r} never fires (no such date)") from None
         made = 0
         for minute in minutes:
             params = {"type_code": code, "fire": minute, "now": now}
@@ -174,6 +193,28 @@ def _schedule_type(backend: Backend, code: str, now: datetime) -> int:
             extra={"context": {"type_code": code, "jobs": made}},
         )
     return made
+
+
+def _expression(row: Mapping[str, Any]) -> str:
+    """The row's normalized cron expression; BadCronRow when it is not cron."""
+    try:
+        return cron.normalize(row["cron_expression"])
+    except ValueError:
+        value = row["cron_expression"]
+        raise BadCronRow(f"cron_expression={value!r} is not 5-field cron or an @macro") from None
+
+
+def _report_bad_row(memory: CronMemory, code: str, exc: BadCronRow) -> None:
+    """One line, no traceback, once per process for each bad value of a type's row: the
+    type is skipped until its row is fixed (`kojo types register`); the others go on."""
+    message = str(exc)
+    if memory.bad_rows_reported.get(code) == message:
+        return
+    memory.bad_rows_reported[code] = message
+    log.error(
+        f"Scheduler skipping job type [{code}]: its stored {message}",
+        extra={"context": {"type_code": code}},
+    )
 
 
 def _pass_log_level(memory: CronMemory, value: str | int | None) -> int:
@@ -206,7 +247,7 @@ def _skip_disabled(
         )
     horizon = row["cron_scheduled_until_date_time"]
     if horizon is None or as_utc(horizon) < minute:
-        expression = cron.normalize(row["cron_expression"])
+        expression = _expression(row)
         with app.backend.write():
             app.backend.execute(
                 "cron_skip_disabled", {"type_code": code, "until": minute, "expression": expression}

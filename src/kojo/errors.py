@@ -63,3 +63,8 @@ class DatabaseUnavailable(DatabaseError):
 
 class SchemaMissing(DatabaseError):
     """kojo's tables are not installed in this database: run `kojo db install`."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The database's kojo schema is newer than this kojo knows: upgrade kojo (an older
+    kojo must not read or write tables whose meaning it does not know)."""

@@ -45,6 +45,13 @@ class JobType:
     catch_up_window: str = "PT1H"
     worker: Worker | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        """Every field checked, whoever builds the type (define(), or `kojo.JobType(...)`
+        directly): a value that cannot be stored or computed with raises InvalidJobType
+        naming the field and the value. Values are kept in their canonical form."""
+        for name, value in _checked_fields(self).items():
+            object.__setattr__(self, name, value)
+
     @property
     def auto_delete_interval(self) -> timedelta:
         return parse_duration(self.auto_delete_interval_duration)
@@ -158,33 +165,48 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
     else:
         raise _bad("worker", worker, 'must be a callable or "module:callable"')
 
-    values: dict[str, Any] = {}
     name: Any = options.get("name")
     if name is None:
         name = code
     if not isinstance(name, str) or not 1 <= len(name) <= 255:
         raise _bad("name", name, "must be a string of 1 to 255 characters")
+    options["name"] = name
+    # JobType checks every other field (__post_init__).
+    return JobType(code=code, worker_uri=worker_uri, worker=worker_fn, **options)
+
+
+def _checked_fields(job_type: JobType) -> dict[str, Any]:
+    """The canonical value of every field of `job_type`; InvalidJobType for a bad one."""
+    code = job_type.code
+    if not isinstance(code, str) or not CODE_PATTERN.match(code):
+        raise _bad("code", code, "must match [a-z0-9_.-]{1,255}")
+    uri = job_type.worker_uri
+    if not isinstance(uri, str) or uri.count(":") != 1 or not all(uri.split(":")):
+        raise _bad("worker", uri, 'must be "module:callable"')
+    options = {name: getattr(job_type, name) for name in FIELD_NAMES if name != "code"}
+    values: dict[str, Any] = {}
+    name: Any = options["name"]
+    if name == "" or name is None:  # the default: the code
+        name = code
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise _bad("name", name, "must be a string of 1 to 255 characters")
     values["name"] = name
 
-    expression = options.get("cron_expression")
+    expression = options["cron_expression"]
     if expression is not None:
         values["cron_expression"] = _cron_expression(expression)
 
     for key in ("can_work_in_parallel", "is_enabled", "auto_complete_success"):
-        if key in options:
-            values[key] = _bool(key, options[key])
-    if "default_importance" in options:
-        values["default_importance"] = _int(
-            "default_importance", options["default_importance"], bounds.INT4_MIN
-        )
+        values[key] = _bool(key, options[key])
+    values["default_importance"] = _int(
+        "default_importance", options["default_importance"], bounds.INT4_MIN
+    )
     for key in ("schedule_limit", "schedule_limit_allowance", "max_retries", "max_crashes"):
-        if key in options:
-            values[key] = _int(key, options[key])
+        values[key] = _int(key, options[key])
     for key in ("auto_delete_interval_duration", "catch_up_window"):
-        if key in options:
-            values[key] = _duration(key, options[key])
+        values[key] = _duration(key, options[key])
 
-    timeout = options.get("timeout")
+    timeout = options["timeout"]
     if timeout is not None:
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
@@ -202,12 +224,10 @@ def define(code: str, worker: Worker | str, **options: Any) -> JobType:
             )
         values["timeout"] = float(timeout)
 
-    catch_up = options.get("catch_up", "none")
+    catch_up = options["catch_up"]
     if catch_up not in CATCH_UP_POLICIES:
         raise _bad("catch_up", catch_up, f"must be one of {', '.join(CATCH_UP_POLICIES)}")
-    values["catch_up"] = catch_up
-
-    return JobType(code=code, worker_uri=worker_uri, worker=worker_fn, **values)
+    return values
 
 
 def load_yaml(path: str | Path) -> list[JobType]:

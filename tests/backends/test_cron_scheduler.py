@@ -397,3 +397,89 @@ def test_horizon_is_stored_per_type(database_url: str) -> None:
     assert row is not None
     assert row["cron_scheduled_until_date_time"] == T0 + 5 * MIN
     assert row["cron_scheduled_expression"] == "* * * * *"
+
+
+# -- rows edited by hand ---------------------------------------------------------------------
+
+
+def _edit(app: App, code: str, column: str, value: str) -> None:
+    """An operator's UPDATE of one stored field, past registration's checks."""
+    sql = f"UPDATE kojo_job_type SET {column} = :value WHERE type_code = :code"  # fixed names
+    assert run_sql(app.backend, sql, value=value, code=code) == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "needle"),
+    [
+        ("cron_expression", "0 0 31 2 *", "cron_expression='0 0 31 2 *' never fires"),
+        ("cron_expression", "0 0 30 2 *", "cron_expression='0 0 30 2 *' never fires"),
+        ("cron_expression", "nonsense", "cron_expression='nonsense' is not 5-field cron"),
+        ("catch_up_window", "one hour", "catch_up_window='one hour' is not a duration"),
+        ("catch_up_window", "P99999999999Y", "catch_up_window='P99999999999Y' is not a duration"),
+    ],
+)
+def test_a_row_edited_into_nonsense_skips_that_type_in_one_line(
+    database_url: str, column: str, value: str, needle: str
+) -> None:
+    app = make_app(database_url, bad=EVERY_MINUTE, tick=EVERY_MINUTE)
+    _edit(app, "bad", column, value)
+    with captured("cron") as records:
+        made = [schedule_due(app, T0 + i * MIN) for i in range(3)]  # three passes
+    # The other type is scheduled as ever; the bad one makes nothing and fails no pass.
+    assert made == [6, 1, 1]
+    assert cron_fires(app, "tick") == minutes(T0, 8)
+    assert cron_fires(app, "bad") == []
+    # One line for the bad row, no traceback, however many passes see it.
+    errors = [r for r in records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    (error,) = errors
+    message = error.getMessage()
+    assert message.startswith("Scheduler skipping job type [bad]: its stored "), message
+    assert needle in message and "\n" not in message, message
+    assert error.exc_info is None
+    assert error.context == {"type_code": "bad"}  # type: ignore[attr-defined]
+
+
+def test_a_disabled_type_edited_into_nonsense_is_one_line_too(database_url: str) -> None:
+    app = make_app(database_url, off={"cron_expression": "* * * * *", "is_enabled": False})
+    _edit(app, "off", "cron_expression", "every minute")
+    with captured("cron") as records:
+        for i in range(3):
+            assert schedule_due(app, T0 + i * MIN) == 0
+    bad = [r for r in records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in bad] == [
+        "Scheduler skipping job type [off]: its stored cron_expression='every minute' is not "
+        "5-field cron or an @macro"
+    ]
+    assert all(r.exc_info is None for r in records)
+
+
+def test_a_fixed_row_is_scheduled_again_and_a_new_fault_is_reported_again(
+    database_url: str,
+) -> None:
+    app = make_app(database_url, bad=EVERY_MINUTE)
+    _edit(app, "bad", "cron_expression", "0 0 31 2 *")
+    with captured("cron") as records:
+        assert schedule_due(app, T0) == 0
+        _edit(app, "bad", "cron_expression", "* * * * *")  # fixed by hand
+        assert schedule_due(app, T0 + MIN) == 6
+        _edit(app, "bad", "cron_expression", "0 0 31 2 *")  # and broken again
+        assert schedule_due(app, T0 + 2 * MIN) == 0
+    errors = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(errors) == 2 and all("'0 0 31 2 *' never fires" in e for e in errors), errors
+
+
+def test_a_catch_up_window_longer_than_the_dates_catches_up_to_the_cap(database_url: str) -> None:
+    # Registration refuses windows past P1000Y; one stored by hand must still schedule.
+    app = make_app(database_url, tick={**EVERY_MINUTE, "catch_up": "all"})
+    schedule_due(app, T0)
+    _edit(app, "tick", "catch_up_window", "P9000Y")
+    with captured("cron") as records:
+        made = schedule_due(app, T0 + timedelta(hours=2))
+    assert made == 114 + 6  # every missed minute after the horizon (12:06 .. 13:59), then six
+    assert [r for r in records if r.levelno >= logging.WARNING] == []
+
+
+def test_plan_with_a_window_past_the_first_date_saturates() -> None:
+    fires, _ = plan("0 12 * * *", T0 + timedelta(days=3), T0, "0 12 * * *", "all", timedelta.max)
+    assert fires == [T0 + timedelta(days=d) for d in (1, 2, 3)]  # missed, missed, now

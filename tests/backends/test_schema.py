@@ -157,3 +157,43 @@ def test_unsupported_urls_are_refused_by_name() -> None:
         with pytest.raises(kojo.DatabaseError) as raised:
             open_backend(url)
         assert url in str(raised.value)
+
+
+def a_newer_schema(database_url: str) -> kojo.App:
+    """An installed database whose schema a newer kojo has moved to version 7."""
+    app = make_app(database_url, q={})
+    with app.backend.write():
+        app.backend.execute("schema_version_set", {"version": 7, "now": "2026-01-01"})
+    return app
+
+
+def test_install_refuses_a_newer_schema(database_url: str) -> None:
+    app = a_newer_schema(database_url)
+    for attempt in (app.install, kojo.App(database=database_url).install):
+        with pytest.raises(kojo.SchemaTooNew) as raised:
+            attempt()
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "version 7" in message and f"({SCHEMA_VERSION})" in message, message
+        assert "upgrade kojo" in message
+    assert isinstance(raised.value, kojo.DatabaseError)
+    # Nothing was written: the newer version is still the one recorded.
+    assert app.backend.schema_version() == 7
+
+
+def test_require_schema_refuses_a_newer_schema_and_a_missing_one(database_url: str) -> None:
+    bare = kojo.App(database=database_url)
+    with pytest.raises(kojo.SchemaMissing):
+        bare.backend.require_schema()
+    assert bare.backend.check_schema() == 0  # missing is not "too new"
+    app = a_newer_schema(database_url)
+    with pytest.raises(kojo.SchemaTooNew, match="version 7, newer than this kojo knows"):
+        app.backend.require_schema()
+    with pytest.raises(kojo.SchemaTooNew):
+        app.backend.check_schema()
+
+
+def test_require_schema_accepts_the_current_schema(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    app.backend.require_schema()
+    assert app.backend.check_schema() == SCHEMA_VERSION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -446,3 +447,120 @@ def test_the_worker_allow_list_refuses_other_modules_before_importing_them(
     assert set(sys.modules) == imported  # refused before any import
     monkeypatch.delenv("KOJO_WORKER_MODULES")
     assert import_worker("os:getcwd") is os.getcwd
+
+
+# -- values that cannot be computed with (issue 13) ------------------------------------------
+
+UNCOMPUTABLE = [
+    ("auto_delete_interval_duration", "P9000Y", "must be at most P1000Y"),
+    ("auto_delete_interval_duration", "P99999999999Y", "must be at most P1000Y"),
+    ("auto_delete_interval_duration", timedelta(days=365_001), "must be at most P1000Y"),
+    ("catch_up_window", "P9000Y", "must be at most P1000Y"),
+    ("catch_up_window", "P99999999999Y", "must be at most P1000Y"),
+    ("catch_up_window", timedelta.max, "must be at most P1000Y"),
+    ("timeout", 31_536_001, "at most 31536000"),
+    ("timeout", 1e300, "at most 31536000"),
+    ("timeout", timedelta(days=366), "at most 31536000"),
+    ("timeout", timedelta.max, "at most 31536000"),
+    ("timeout", "P1D", "must be a positive number of seconds"),
+    ("cron_expression", "0 0 31 2 *", "never fires"),
+    ("cron_expression", "0 0 30 2 *", "never fires"),
+    ("cron_expression", "0 0 31 4,6,9,11 *", "never fires"),
+    ("max_retries", 2**40, "must be <= 2147483647"),
+]
+
+
+def one_line_refusal(field: str, value: object, needle: str, build: Any) -> None:
+    with pytest.raises(kojo.InvalidJobType) as raised:
+        build()
+    message = str(raised.value)
+    assert "\n" not in message, message
+    assert f"invalid job type field {field}={value!r}" in message, message
+    assert needle in message, message
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), UNCOMPUTABLE)
+def test_define_refuses_values_that_cannot_be_computed_with(
+    field: str, value: object, needle: str
+) -> None:
+    one_line_refusal(field, value, needle, lambda: define("a_type", work, **{field: value}))
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), UNCOMPUTABLE)
+def test_a_job_type_built_directly_is_checked_too(field: str, value: object, needle: str) -> None:
+    # kojo.JobType is public: building one by hand must not get past define()'s checks.
+    one_line_refusal(
+        field,
+        value,
+        needle,
+        lambda: kojo.JobType(code="a_type", worker_uri="os:getpid", **{field: value}),
+    )
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), UNCOMPUTABLE)
+def test_replacing_a_field_is_checked(field: str, value: object, needle: str) -> None:
+    good = define("a_type", work)
+    one_line_refusal(field, value, needle, lambda: dataclasses.replace(good, **{field: value}))
+
+
+def test_a_job_type_built_directly_is_canonical() -> None:
+    built = kojo.JobType(
+        code="a_type",
+        worker_uri="os:getpid",
+        cron_expression="@daily",
+        auto_delete_interval_duration=timedelta(hours=2),
+        catch_up_window=" pt2h ",
+        timeout=timedelta(minutes=1),
+    )
+    assert built.name == "a_type"  # the default name is the code, as define() makes it
+    assert built.auto_delete_interval_duration == "PT2H"
+    assert built.catch_up_window == "PT2H"
+    assert built.timeout == 60.0
+    assert built == define(
+        "a_type",
+        "os:getpid",
+        cron_expression="@daily",
+        auto_delete_interval_duration="PT2H",
+        catch_up_window="PT2H",
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("code", "Bad Code"), ("code", None), ("worker", "nocolon"), ("worker", 5)]
+)
+def test_a_job_type_built_directly_needs_a_code_and_a_worker_reference(
+    field: str, value: object
+) -> None:
+    options: dict[str, Any] = {"code": "a_type", "worker_uri": "os:getpid"}
+    options["worker_uri" if field == "worker" else field] = value
+    with pytest.raises(kojo.InvalidJobType, match=f"field {field}="):
+        kojo.JobType(**options)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("auto_delete_interval_duration", "P9000Y", "must be at most P1000Y"),
+        ("catch_up_window", "P99999999999Y", "must be at most P1000Y"),
+        ("timeout", "31536001", "at most 31536000"),
+        ("timeout", ".inf", "at most 31536000"),
+        ("cron_expression", "'0 0 31 2 *'", "never fires"),
+    ],
+)
+def test_yaml_refuses_values_that_cannot_be_computed_with(
+    tmp_path: Path, workers: str, field: str, value: str, needle: str
+) -> None:
+    path = write(tmp_path, f"- code: a\n  worker: {workers}:work\n  {field}: {value}\n")
+    with pytest.raises(kojo.InvalidJobType) as raised:
+        load_yaml(path)
+    message = str(raised.value)
+    assert f"invalid job type field {field}=" in message and needle in message, message
+    assert "\n" not in message
+
+
+def test_the_decorator_refuses_an_expression_that_never_fires(tmp_path: Path) -> None:
+    app = kojo.App(database=f"sqlite:///{tmp_path}/k.db")
+    with pytest.raises(kojo.InvalidJobType, match=r"cron_expression='0 0 31 2 \*'.*never fires"):
+        app.job_type("never", cron_expression="0 0 31 2 *")(work)
+    assert "never" not in app.job_types

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from .. import json_text
 from ..clock import utcnow
-from ..errors import SchemaMissing
+from ..errors import SchemaMissing, SchemaTooNew
 from ..logs import get_logger
 from ..sql import SCHEMA_VERSION, queries, schema
 from .bells import Ringer
@@ -519,6 +519,7 @@ class Driver(ABC):
         with self._install_lock(), self.write():
             self.execute("schema_version_create")
             current = self.schema_version()
+            self._refuse_newer(current)
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 self._run_script(schema(self.dialect, version))
                 self.execute("schema_version_set", {"version": version, "now": utcnow()})
@@ -534,8 +535,23 @@ class Driver(ABC):
             for table in TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")  # fixed names only
 
+    def check_schema(self) -> int:
+        """The installed schema version (0: none); SchemaTooNew when it is newer than this
+        kojo knows. A missing schema is not an error here (`db install` makes it)."""
+        version = self.schema_version()
+        self._refuse_newer(version)
+        return version
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the database's kojo schema is version {version}, newer than this kojo "
+                f"knows ({SCHEMA_VERSION}): upgrade kojo"
+            )
+
     def require_schema(self) -> None:
-        if self.schema_version() < SCHEMA_VERSION:
+        """SchemaMissing unless this kojo's schema is installed; SchemaTooNew if newer."""
+        if self.check_schema() < SCHEMA_VERSION:
             raise SchemaMissing(
                 f"kojo's tables are not installed (or are outdated) in {self.safe_url()}: "
                 "run `kojo db install`"
