@@ -263,10 +263,12 @@ class App:
     def jobs(
         self, type_code: str | None = None, state: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        if state is not None and state not in states.STATES:
+        if state is not None and (not isinstance(state, str) or state not in states.STATES):
             raise InvalidArgument(
                 f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
             )
+        if type_code is not None and not isinstance(type_code, str):
+            raise InvalidArgument(f"type code must be a string or None, got {type_code!r}")
         limit = bounds.check_limit(limit)
         with database_errors():
             return self.backend.job_list(type_code, state, limit)

@@ -19,8 +19,11 @@ import kojo
 from foundation_helpers import make_app
 from kojo.cli import main
 
+# Derandomized: CI runs the same examples on every run (a new bug shows up as a test
+# that fails from then on, never as a flake); run with --hypothesis-seed=N to explore.
 FUZZ = settings(
     max_examples=120,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

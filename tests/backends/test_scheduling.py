@@ -425,3 +425,21 @@ def test_a_payload_over_the_cap_is_refused_in_one_line_and_nothing_is_stored(
         small.schedule("q", payload="123456789")
     with pytest.raises(kojo.InvalidArgument, match="max_payload_bytes"):
         kojo.App(database=database_url, max_payload_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        ({"state": []}, "unknown state []"),
+        ({"state": "sleeping"}, "unknown state 'sleeping'"),
+        ({"type_code": ["q"]}, "type code must be a string or None, got ['q']"),
+    ],
+)
+def test_jobs_refuses_a_bad_filter_in_one_line(
+    database_url: str, arguments: dict[str, Any], needle: str
+) -> None:
+    # Found by tests/acceptance/test_fuzzed_arguments.py: a list as state was a TypeError.
+    app = make_app(database_url, q={})
+    with pytest.raises(kojo.InvalidArgument) as refused:
+        app.jobs(**arguments)
+    assert needle in str(refused.value)
