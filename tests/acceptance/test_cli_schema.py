@@ -4,31 +4,15 @@ subprocess, on both backends."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import kojo
+from cli_runner import run
 from kojo.sql import SCHEMA_VERSION
 
 NEWER = SCHEMA_VERSION + 6
-
-
-def run(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
-    env["KOJO_DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "kojo", *args],
-        cwd=cwd,
-        env=env,
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -5,30 +5,14 @@ Through a real subprocess, on both backends."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 import kojo
+from cli_runner import run
 from maintenance_helpers import run_sql
-
-
-def run(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
-    env["KOJO_DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "kojo", *args],
-        cwd=cwd,
-        env=env,
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize("stored", ["0 0 31 2 *", "0 0 30 2 *", "nonsense"])
