@@ -4,6 +4,7 @@ enqueue→start latency, PSS, percentiles."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import statistics
@@ -117,8 +118,9 @@ def start_latencies_ms(
     timeout: float = 10,
 ) -> list[float]:
     """Enqueue→start on an idle server, one `bench.latency` job at a time: from before
-    app.schedule() to the time.time() its worker wrote first. Stops early after `budget`
-    seconds (the samples taken so far are returned)."""
+    app.schedule() to the time.time() its worker wrote first. With a `budget`, sampling
+    stops after that many seconds, or after a job that did not start within `timeout`
+    (counted as an infinite latency); without one, such a job raises TimeoutError."""
     latencies: list[float] = []
     deadline = None if budget is None else time.monotonic() + budget
     for _ in range(samples):
@@ -126,7 +128,13 @@ def start_latencies_ms(
             break
         before = time.time()
         job_id = app.schedule("bench.latency")
-        wait_for(lambda: start_log.exists() and start_log.stat().st_size > 0, timeout, "start")
+        try:
+            wait_for(lambda: start_log.exists() and start_log.stat().st_size > 0, timeout, "start")
+        except TimeoutError:
+            if deadline is None:
+                raise
+            latencies.append(math.inf)
+            break
         line = start_log.read_text().split()
         start_log.unlink()
         assert int(line[0]) == job_id
