@@ -78,7 +78,17 @@ def queries(dialect: str) -> dict[str, str]:
                 raise ValueError(f"query {name!r} is defined twice ({path})")
             merged[name] = text
         fragments.update(shared)
-    return {name: _USE.sub(lambda m: fragments[m.group(1)], q) for name, q in merged.items()}
+    return {name: _expand(q, fragments) for name, q in merged.items()}
+
+
+def _expand(text: str, fragments: dict[str, str]) -> str:
+    """`text` with every {{fragment}} written in (fragments may use fragments)."""
+    for _ in range(len(fragments) + 1):
+        expanded = _USE.sub(lambda m: fragments[m.group(1)], text)
+        if expanded == text:
+            return text
+        text = expanded
+    raise ValueError("SQL fragments use each other in a circle")
 
 
 @cache

@@ -73,6 +73,27 @@ WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
 ORDER BY kojo_job_id
 LIMIT :limit
 
+-- fragment: runnable_buckets
+-- The lanes that may run now (runnable_lanes, in each dialect's jobs.sql) and the
+-- priorities present in each, found by a loose scan of kojo_job_runnable: the highest,
+-- then the highest below it, and so on, each an index seek (docs/claiming.md).
+{{runnable_lanes}}, bucket (type_code, parallel, priority) AS (
+    SELECT l.type_code, l.parallel, (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = l.type_code AND j.can_work_in_parallel = l.parallel
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM lane l
+    UNION ALL
+    SELECT b.type_code, b.parallel, (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = b.type_code AND j.can_work_in_parallel = b.parallel
+          AND j.priority < b.priority
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM bucket b WHERE b.priority IS NOT NULL
+)
+
 -- name: job_next_work_at
 -- When the next job of a lane that may run becomes due: the walk of job_claim (every step
 -- an index seek), so jobs that cannot run are never read here either.

@@ -2,32 +2,16 @@
 -- postgres/jobs.sql defines the same names (tests/unit/test_sql_names.py checks it).
 -- Every write runs inside BEGIN IMMEDIATE, so no row locks are needed.
 
--- fragment: runnable_buckets
--- The lanes that may run now and the priorities present in each (the walk of
--- job_claim; docs/claiming.md): a lane is one type's parallel jobs or its serial
--- ones; a lane is skipped while its type is paused, a serial one while a job of its
--- type is working; a lane's priorities are found by a loose scan of kojo_job_runnable.
+-- fragment: runnable_lanes
+-- The lanes that may run now (job_claim, docs/claiming.md): a lane is one type's parallel
+-- jobs or its serial ones; none while the type is paused, and no serial one while a job
+-- of its type is working.
 lane (type_code, parallel) AS (
     SELECT t.type_code, p.parallel
     FROM kojo_job_type t, (SELECT 1 AS parallel UNION ALL SELECT 0) AS p
     WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
         SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
           AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
-), bucket (type_code, parallel, priority) AS (
-    SELECT l.type_code, l.parallel, (
-        SELECT max(j.priority) FROM kojo_job j
-        WHERE j.type_code = l.type_code AND j.can_work_in_parallel = l.parallel
-          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
-    )
-    FROM lane l
-    UNION ALL
-    SELECT b.type_code, b.parallel, (
-        SELECT max(j.priority) FROM kojo_job j
-        WHERE j.type_code = b.type_code AND j.can_work_in_parallel = b.parallel
-          AND j.priority < b.priority
-          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
-    )
-    FROM bucket b WHERE b.priority IS NOT NULL
 )
 
 -- name: job_claim
