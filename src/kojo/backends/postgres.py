@@ -31,6 +31,7 @@ from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
 from .url_secrets import redact
+from .vouching import Voucher
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
 LOCK_NAMESPACE = 0x6B6F6A6F
@@ -97,6 +98,9 @@ class PostgresBackend(Backend):
                 row_factory=dict_row,
                 options="-c TimeZone=UTC",
                 connect_timeout=10,
+                # No server-side prepared statements: a query connection may go through
+                # PgBouncer in transaction mode (docs/architecture.md, "Connections").
+                prepare_threshold=None,
             )
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
@@ -126,17 +130,22 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def _install_lock(self) -> Iterator[None]:
-        conn = self.connection()
-        conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
-        try:
+        # Taken first in install()'s transaction and held to its commit: no session lock,
+        # so the query connection may go through a transaction pooler.
+        with self.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
             yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
 
     # -- owners -------------------------------------------------------------------------
 
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
         return PostgresOwner(self, info, now or utcnow())
+
+    def vouch_for_descendants(self, anchor: Owner) -> Voucher | None:
+        from .postgres_vouching import PostgresVoucher
+
+        assert isinstance(anchor, PostgresOwner)
+        return PostgresVoucher(self, anchor)
 
     def owner_is_dead(self, owner_id: int) -> bool:
         row = self.fetchone(
