@@ -30,6 +30,7 @@ from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
+from .postgres_vouching import PostgresVoucher
 from .url_secrets import redact
 from .vouching import Voucher
 
@@ -142,10 +143,13 @@ class PostgresBackend(Backend):
         return PostgresOwner(self, info, now or utcnow())
 
     def vouch_for_descendants(self, anchor: Owner) -> Voucher | None:
-        from .postgres_vouching import PostgresVoucher
+        return PostgresVoucher(self, self.anchor_of(anchor), LOCK_NAMESPACE)
 
-        assert isinstance(anchor, PostgresOwner)
-        return PostgresVoucher(self, anchor)
+    def anchor_of(self, owner: Owner) -> PostgresOwner:
+        """`owner` as the anchor it must be to vouch for others."""
+        if not isinstance(owner, PostgresOwner):
+            raise TypeError(f"only an anchor can vouch for other processes, not {owner!r}")
+        return owner
 
     def owner_is_dead(self, owner_id: int) -> bool:
         row = self.fetchone(

@@ -182,12 +182,10 @@ class _Vouched:
 
 
 class PostgresVoucher(Voucher):
-    def __init__(self, backend: PostgresBackend, anchor: PostgresOwner) -> None:
-        from .postgres import LOCK_NAMESPACE
-
+    def __init__(self, backend: PostgresBackend, anchor: PostgresOwner, namespace: int) -> None:
         self.backend = backend
         self.anchor = anchor
-        self._namespace = LOCK_NAMESPACE
+        self._namespace = namespace
         self._requests, tree_end = _pair()
         self._requests.setblocking(False)
         self.line = PostgresVouchLine(backend, tree_end)
@@ -308,8 +306,5 @@ class PostgresVoucher(Voucher):
         self._vouched.clear()
 
     def rebind(self, anchor: Owner) -> None:
-        from .postgres import PostgresOwner
-
-        assert isinstance(anchor, PostgresOwner)
         self.drop_all()
-        self.anchor = anchor
+        self.anchor = self.backend.anchor_of(anchor)
