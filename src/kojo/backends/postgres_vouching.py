@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from .postgres import PostgresBackend, PostgresOwner
 
 # A request waits this long for the server, which may be waiting out the database itself;
-# the requester then backs off like any other unavailable database.
-REQUEST_TIMEOUT = 5.0
+# the requester then backs off like any other unavailable database. A release is only an
+# accelerator (the server also sees the dead child's doorbell hang up): it waits less.
+REGISTER_TIMEOUT = 2.0
+RELEASE_TIMEOUT = 0.5
 MAX_MESSAGE = 65536
 
 
@@ -59,13 +61,13 @@ class PostgresVouchLine(VouchLine):
         self.backend = backend
         self._sock = sock
 
-    def _ask(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+    def _ask(self, request: dict[str, Any], fds: list[int], timeout: float) -> dict[str, Any]:
         mine, theirs = _pair()
         try:
             payload = json.dumps(request).encode()
             socket.send_fds(self._sock, [payload], [theirs.fileno(), *fds])
             theirs.close()
-            ready, _, _ = select.select([mine], [], [], REQUEST_TIMEOUT)
+            ready, _, _ = select.select([mine], [], [], timeout)
             answer = mine.recv(MAX_MESSAGE) if ready else b""
         except OSError as exc:
             raise DatabaseUnavailable(f"the server cannot vouch for this process: {exc}") from exc
@@ -83,7 +85,11 @@ class PostgresVouchLine(VouchLine):
     def register(self, info: ProcessInfo) -> Owner:
         bell, their_bell = _pair()
         try:
-            reply = self._ask({"op": "register", "info": _info_json(info)}, [their_bell.fileno()])
+            reply = self._ask(
+                {"op": "register", "info": _info_json(info)},
+                [their_bell.fileno()],
+                REGISTER_TIMEOUT,
+            )
         except BaseException:
             bell.close()
             raise
@@ -92,10 +98,10 @@ class PostgresVouchLine(VouchLine):
         return VouchedOwner(self.backend, self, int(reply["id"]), bell)
 
     def release(self, pid: int) -> None:
-        self._ask({"op": "release", "pid": pid}, [])
+        self._ask({"op": "release", "pid": pid}, [], RELEASE_TIMEOUT)
 
     def release_owner(self, owner_id: int) -> None:
-        self._ask({"op": "release", "id": owner_id}, [])
+        self._ask({"op": "release", "id": owner_id}, [], RELEASE_TIMEOUT)
 
 
 class VouchedOwner(Owner):
@@ -143,12 +149,10 @@ class VouchedOwner(Owner):
     def is_lost(self) -> bool:
         if self._lost or self._closed:
             return True
-        try:
-            if self._bell.recv(1, socket.MSG_PEEK) == b"":
-                self._lost = True
-        except BlockingIOError:
-            pass
-        except OSError:
+        # A hang-up shows at once, even behind wake-ups not read yet.
+        poller = select.poll()
+        poller.register(self._bell, select.POLLIN)
+        if any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0)):
             self._lost = True
         return self._lost
 

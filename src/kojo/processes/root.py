@@ -401,8 +401,8 @@ class Root:
         """Tell the server that vouched for the child that it is gone, so that its
         registrations are dead (and reaped below) at once; if the server cannot answer,
         it sees the child's doorbell hang up, and the reaping waits for that."""
-        if self.line is None:
-            return
+        if self.line is None or self.owner is None or self.owner.is_lost():
+            return  # the server dropped every key of the tree already
         try:
             self.line.release(pid)
         except Exception as exc:
