@@ -8,6 +8,7 @@ import os
 import select
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -135,3 +136,18 @@ def test_a_closed_vouched_owner_is_freed_and_reaped_by_itself(
     owner = served(voucher, lambda: voucher.line.register(process_info("job")))
     served(voucher, owner.close)
     assert backend.process_get(owner.id) is None
+
+
+def test_a_dead_roots_tree_is_forgotten_with_it(host: tuple[Backend, Owner, Voucher]) -> None:
+    backend, _, voucher = host
+    root_info = process_info("root")
+    root = served(voucher, lambda: voucher.line.register(root_info))
+    child_info = replace(process_info("job"), process_id=-7, parent_process_id=root_info.process_id)
+    child = served(voucher, lambda: voucher.line.register(child_info))
+    other = served(
+        voucher, lambda: voucher.line.register(replace(child_info, parent_process_id=-8))
+    )
+    voucher.forget_tree(root_info.process_id)
+    assert backend.owner_is_dead(root.id)
+    assert backend.owner_is_dead(child.id)
+    assert not backend.owner_is_dead(other.id)

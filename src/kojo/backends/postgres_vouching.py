@@ -182,6 +182,7 @@ class VouchedOwner(Owner):
 class _Vouched:
     owner_id: int
     pid: int
+    parent_pid: int
     bell: socket.socket
 
 
@@ -260,8 +261,14 @@ class PostgresVoucher(Voucher):
             owner_id = int(row["kojo_process_id"])
             conn.execute("SELECT pg_advisory_lock(%s, %s)", (self._namespace, owner_id))
         bell.setblocking(False)
-        self._vouched[bell.fileno()] = _Vouched(owner_id, int(info["process_id"]), bell)
+        self._vouched[bell.fileno()] = _Vouched(
+            owner_id, int(info["process_id"]), int(info["parent_process_id"]), bell
+        )
         return owner_id
+
+    def forget_tree(self, pid: int) -> None:
+        for fd in [fd for fd, v in self._vouched.items() if pid in (v.pid, v.parent_pid)]:
+            self._unlock(self._vouched.pop(fd))
 
     def _release(self, pid: object, owner_id: object) -> list[int]:
         gone = [

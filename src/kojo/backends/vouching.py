@@ -53,6 +53,12 @@ class Voucher(ABC):
         """Pass the host registration's wake-ups on to every vouched process."""
 
     @abstractmethod
+    def forget_tree(self, pid: int) -> None:
+        """Process `pid` (the root) was reaped: its registrations and its children's are
+        dead from now on (its children die with it; any that did not stops once it sees
+        the database no longer vouches for it)."""
+
+    @abstractmethod
     def drop_all(self) -> None:
         """The host registration was lost: every vouched process lost its own too."""
 

@@ -181,7 +181,10 @@ class Server:
                     self._stop(2)
                 elif signum in (signal.SIGTTIN, signal.SIGTTOU):
                     self._signal_root(signum)
+            root_pid = self.root_pid
             exited = self._reap_root()
+            if exited is not None and root_pid is not None and self.voucher is not None:
+                self.voucher.forget_tree(root_pid)
             if exited is not None:
                 if self.stopping:
                     if os.waitstatus_to_exitcode(exited) == 0:
