@@ -1,10 +1,13 @@
 """PostgreSQL: a cluster of hosts sharing one database (psycopg 3).
 
-Each process keeps one dedicated "anchor" connection: it holds a session
+A process registers on a dedicated "anchor" connection: it holds a session
 advisory lock on the process's own id and LISTENs for wake-ups. The lock is
 released by the server when the session ends, however the process died; any
 connection can then take it with pg_try_advisory_xact_lock, which is how
-liveness is probed. Never route the anchor through a transaction pooler.
+liveness is probed. A server's anchor also holds the locks of its whole tree
+(postgres_vouching.py), so a host has one. Never route an anchor through a
+transaction pooler; query connections keep no session state and may go
+through one.
 """
 
 from __future__ import annotations
