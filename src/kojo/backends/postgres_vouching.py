@@ -65,7 +65,8 @@ class PostgresVouchLine(VouchLine):
         mine, theirs = _pair()
         try:
             payload = json.dumps(request).encode()
-            socket.send_fds(self._sock, [payload], [theirs.fileno(), *fds])
+            # Never wait to send: a server that does not serve its queue is unavailable.
+            socket.send_fds(self._sock, [payload], [theirs.fileno(), *fds], socket.MSG_DONTWAIT)
             theirs.close()
             ready, _, _ = select.select([mine], [], [], timeout)
             answer = mine.recv(MAX_MESSAGE) if ready else b""
@@ -236,7 +237,7 @@ class PostgresVoucher(Voucher):
         except psycopg.Error as exc:
             answer = {"error": f"the server's database session failed: {exc}".splitlines()[0]}
         try:
-            reply.send(json.dumps(answer).encode())
+            reply.send(json.dumps(answer).encode(), socket.MSG_DONTWAIT)
         except OSError:
             pass  # the requester gave up waiting; a registration is undone by its hang-up
 
