@@ -102,6 +102,8 @@ class PostgresBackend(Backend):
     def __init__(self, url: str, session_url: str | None = None) -> None:
         super().__init__(url)
         self.session_url = session_url or os.environ.get(SESSION_URL_ENV) or url
+        # Query connections go through a transaction pooler when anchors connect elsewhere.
+        self.pooled = self.session_url != url
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -111,9 +113,10 @@ class PostgresBackend(Backend):
                 row_factory=dict_row,
                 options="-c TimeZone=UTC",
                 connect_timeout=10,
-                # No server-side prepared statements: a query connection may go through
-                # PgBouncer in transaction mode (docs/architecture.md, "Connections").
-                prepare_threshold=None,
+                # Through a transaction pooler (anchors connect elsewhere), no server-side
+                # prepared statements: the next transaction may run on another session.
+                # Directly, they save ~15% of a one-job claim (docs/architecture.md).
+                prepare_threshold=None if self.pooled else 5,
             )
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
@@ -312,7 +315,7 @@ class PostgresOwner(Owner):
             raise DatabaseUnavailable(
                 f"cannot connect to {mask_url(url)}: {redact(_first_line(exc), url)}"
             ) from exc
-        if backend.session_url != backend.url:
+        if backend.pooled:
             self._check_same_database()
         params = backend.process_info_params(info, now)
         with self.anchor.transaction():
