@@ -153,7 +153,6 @@ class Server:
 
     def _fork_root(self) -> None:
         owner = self.owner
-
         voucher = self.voucher
 
         def drop_inherited() -> None:
