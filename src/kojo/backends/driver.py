@@ -39,6 +39,7 @@ from .bells import Ringer
 from .errors import is_unavailable
 from .lock_records import Released
 from .url_secrets import mask_url
+from .vouching import Voucher
 
 NOTIFY_CHANNEL = "kojo"
 MESSAGE_TOPIC = "message"  # the wake-up of a published message (ipc.py)
@@ -463,6 +464,11 @@ class Driver(ABC):
     @abstractmethod
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
         """Register this process; the registration dies with it."""
+
+    def vouch_for_descendants(self, anchor: Owner) -> Voucher | None:
+        """A voucher on `anchor` for this process's descendants where an owner costs a
+        database session (vouching.py); None where each registers itself."""
+        return None
 
     @abstractmethod
     def owner_is_dead(self, owner_id: int) -> bool:

@@ -1,10 +1,13 @@
 """PostgreSQL: a cluster of hosts sharing one database (psycopg 3).
 
-Each process keeps one dedicated "anchor" connection: it holds a session
+A process registers on a dedicated "anchor" connection: it holds a session
 advisory lock on the process's own id and LISTENs for wake-ups. The lock is
 released by the server when the session ends, however the process died; any
 connection can then take it with pg_try_advisory_xact_lock, which is how
-liveness is probed. Never route the anchor through a transaction pooler.
+liveness is probed. A server's anchor also holds the locks of its whole tree
+(postgres_vouching.py), so a host has one. Never route an anchor through a
+transaction pooler; query connections keep no session state and may go
+through one.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from ..clock import utcnow
-from ..errors import DatabaseUnavailable
+from ..errors import DatabaseError, DatabaseUnavailable
 from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo, Row
 from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
-from .url_secrets import redact
+from .postgres_vouching import PostgresVoucher
+from .url_secrets import mask_url, redact
+from .vouching import Voucher
 
 # Key space of kojo's advisory locks (the first int4 of the two-key form): 'kojo'.
 LOCK_NAMESPACE = 0x6B6F6A6F
@@ -56,6 +61,11 @@ ANCHOR_KEEPALIVES = (
     "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 "
     "tcp_user_timeout=25000"
 )
+# Where anchors connect when query connections go through a transaction pooler (the
+# anchor must be a real session on the same database): docs/architecture.md.
+SESSION_URL_ENV = "KOJO_DATABASE_SESSION_URL"
+# Key space of the lock that checks that an anchor's session reaches the queries' database.
+SESSION_CHECK_NAMESPACE = 0x6B6F6A71
 ANCHOR_SERVER_OPTIONS = (
     "-c TimeZone=UTC -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
     "-c tcp_keepalives_count=3 -c tcp_user_timeout=60000"
@@ -93,6 +103,12 @@ class PostgresBackend(Backend):
     probe_namespace = LOCK_NAMESPACE
     releases_in_one_round_trip = True
 
+    def __init__(self, url: str, session_url: str | None = None) -> None:
+        super().__init__(url)
+        self.session_url = session_url or os.environ.get(SESSION_URL_ENV) or url
+        # Query connections go through a transaction pooler when anchors connect elsewhere.
+        self.pooled = self.session_url != url
+
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(
@@ -103,6 +119,10 @@ class PostgresBackend(Backend):
                 # recursive CTE) big enough to trigger it for a query that takes 1 ms.
                 options="-c TimeZone=UTC -c jit=off",
                 connect_timeout=10,
+                # Through a transaction pooler (anchors connect elsewhere), no server-side
+                # prepared statements: the next transaction may run on another session.
+                # Directly, they save ~15% of a one-job claim (docs/architecture.md).
+                prepare_threshold=None if self.pooled else 5,
             )
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
@@ -138,17 +158,25 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def _install_lock(self) -> Iterator[None]:
-        conn = self.connection()
-        conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
-        try:
+        # Taken first in install()'s transaction and held to its commit: no session lock,
+        # so the query connection may go through a transaction pooler.
+        with self.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
             yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
 
     # -- owners -------------------------------------------------------------------------
 
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
         return PostgresOwner(self, info, now or utcnow())
+
+    def vouch_for_descendants(self, anchor: Owner) -> Voucher | None:
+        return PostgresVoucher(self, self.anchor_of(anchor), LOCK_NAMESPACE)
+
+    def anchor_of(self, owner: Owner) -> PostgresOwner:
+        """`owner` as the anchor it must be to vouch for others."""
+        if not isinstance(owner, PostgresOwner):
+            raise TypeError(f"only an anchor can vouch for other processes, not {owner!r}")
+        return owner
 
     def owner_is_dead(self, owner_id: int) -> bool:
         row = self.fetchone(
@@ -287,7 +315,7 @@ class PostgresOwner(Owner):
         try:
             self.anchor: psycopg.Connection[Any] = psycopg.connect(
                 conninfo=make_conninfo(
-                    backend.url, options=ANCHOR_SERVER_OPTIONS, connect_timeout=10
+                    backend.session_url, options=ANCHOR_SERVER_OPTIONS, connect_timeout=10
                 )
                 + " "
                 + ANCHOR_KEEPALIVES,
@@ -295,9 +323,12 @@ class PostgresOwner(Owner):
                 row_factory=dict_row,
             )
         except psycopg.Error as exc:
+            url = backend.session_url
             raise DatabaseUnavailable(
-                f"cannot connect to {backend.safe_url()}: {redact(_first_line(exc), backend.url)}"
+                f"cannot connect to {mask_url(url)}: {redact(_first_line(exc), url)}"
             ) from exc
+        if backend.pooled:
+            self._check_same_database()
         params = backend.process_info_params(info, now)
         with self.anchor.transaction():
             row = self.anchor.execute(backend.query("process_register"), params).fetchone()
@@ -306,6 +337,26 @@ class PostgresOwner(Owner):
             self.anchor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.id))
         self.anchor.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self._watch_forks()
+
+    def _check_same_database(self) -> None:
+        """Anchors and queries must reach one database (advisory locks are per database),
+        or liveness would be probed where no lock is held."""
+        key = (SESSION_CHECK_NAMESPACE, self._pid)
+        self.anchor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+        try:
+            row = (
+                self.backend.connection()
+                .execute("SELECT pg_try_advisory_xact_lock(%s, %s) AS free", key)
+                .fetchone()
+            )
+        finally:
+            self.anchor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        if row is not None and row["free"]:
+            self.anchor.close()
+            raise DatabaseError(
+                f"{SESSION_URL_ENV} ({mask_url(self.backend.session_url)}) and the database "
+                f"URL ({self.backend.safe_url()}) do not reach the same database"
+            )
 
     def fileno(self) -> int:
         return int(self.anchor.pgconn.socket)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import runner, states
 from ..backends import Owner
 from ..backends.availability import Backoff, one_line
+from ..backends.vouching import VouchLine
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DatabaseUnavailable, InvalidTransition, JobNotFound, KojoError, OwnerLost
 from ..logs import get_logger, metadata
@@ -284,8 +285,10 @@ class JobProcess:
         board: IdleBoard | None = None,
         slot: int = 0,
         clock: Clock = SYSTEM_CLOCK,
+        line: VouchLine | None = None,
     ) -> None:
         self.app = app
+        self.line = line
         self.lineage = lineage
         self.settings = settings
         self.clock = clock
@@ -310,6 +313,7 @@ class JobProcess:
             f"Job process [{os.getpid()}]",
             log,
             [signal.SIGTERM, signal.SIGUSR1],
+            self.line,
         )
         self.signals = life.signals
         return life.run(lambda owner: self._live(owner, life), self.stop_requested)

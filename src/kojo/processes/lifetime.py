@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..backends import Backend, Owner, ProcessInfo
 from ..backends.availability import Backoff
+from ..backends.vouching import VouchLine
 from ..settings import Settings
 from . import patience
 from .lineage import Lineage
@@ -61,9 +62,11 @@ class Lifetime:
         name: str,
         log: Logger,
         signals: Iterable[signal.Signals],
+        line: VouchLine | None = None,
         **extra: object,
     ) -> None:
         self.app = app
+        self.line = line
         self.settings = settings
         self.lineage = lineage
         self.extra = extra
@@ -74,7 +77,9 @@ class Lifetime:
         """Register as soon as the database answers and make it the app's owner; None if
         `stop()` said so first."""
         info = process_info(self.settings, self.lineage, self.lineage.kind, **self.extra)
-        owner = patience.register(self.app.backend, info, self.backoff, self.signals, stop)
+        owner = patience.register(
+            self.app.backend, info, self.backoff, self.signals, stop, self.line
+        )
         if owner is not None:
             self.app.use_owner(owner)
         return owner

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .. import maintenance
 from ..backends import Owner
 from ..backends.availability import Backoff
+from ..backends.vouching import VouchLine
 from ..errors import KojoError, LockTimeout
 from ..locks import Lease
 from ..logs import get_logger
@@ -34,8 +35,11 @@ log = get_logger("maintainer")
 
 
 class Maintainer:
-    def __init__(self, app: App, lineage: Lineage, settings: Settings) -> None:
+    def __init__(
+        self, app: App, lineage: Lineage, settings: Settings, line: VouchLine | None = None
+    ) -> None:
         self.app = app
+        self.line = line
         self.lineage = lineage
         self.settings = settings
         self.stopped: list[int] = []
@@ -48,6 +52,7 @@ class Maintainer:
             f"Maintainer [{os.getpid()}]",
             log,
             [signal.SIGTERM],
+            self.line,
         )
         return self.life.run(self._loop, self.stop)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ..backends import Backend, Owner, ProcessInfo
 from ..backends.availability import Backoff
+from ..backends.vouching import VouchLine
 from .signal_queue import SignalQueue
 
 EXIT_REGISTRATION_LOST = 75  # EX_TEMPFAIL
@@ -30,12 +31,14 @@ def register(
     backoff: Backoff,
     signals: SignalQueue,
     stop: Callable[[], bool],
+    line: VouchLine | None = None,
 ) -> Owner | None:
-    """Register this process as soon as the database answers; None if `stop()` says so
-    first (it is asked after every wait, and should handle the signals that arrived)."""
+    """Register this process as soon as the database answers (through `line`, vouched for
+    by the server's registration, when given); None if `stop()` says so first (it is asked
+    after every wait, and should handle the signals that arrived)."""
     while True:
         try:
-            owner = backend.register_owner(info)
+            owner = backend.register_owner(info) if line is None else line.register(info)
         except Exception as exc:
             if not backend.is_unavailable(exc):
                 raise

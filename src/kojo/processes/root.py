@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..backends import Owner
 from ..backends.availability import Backoff
+from ..backends.vouching import VouchLine
 from ..clock import SYSTEM_CLOCK, Clock
 from ..control import Command, CommandFeed
 from ..logs import get_logger
@@ -105,6 +106,9 @@ class Root:
     backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
     next_register: float = 0.0
     commands: CommandFeed = field(init=False)
+    # The server's line: it vouches for the root and its children (vouching.py); None
+    # where each process registers itself.
+    line: VouchLine | None = None
 
     def __post_init__(self) -> None:
         self.board = IdleBoard(self.clock)
@@ -144,7 +148,10 @@ class Root:
                     lost.close()
                 except Exception:
                     pass  # the database may still be away: it is dead to the cluster anyway
-            self.owner = backend.register_owner(info)
+            if self.line is None:
+                self.owner = backend.register_owner(info)
+            else:
+                self.owner = self.line.register(info)
             self.app.use_owner(self.owner)
             # A previous root's jobs are crashed at once, not in a while.
             backend.reap_dead_owners()
@@ -324,8 +331,10 @@ class Root:
 
         def run(lineage: Lineage) -> int:
             if slot is not None:
-                return JobProcess(self.app, lineage, self.settings, self.board, slot).run()
-            return Maintainer(self.app, lineage, self.settings).run()
+                return JobProcess(
+                    self.app, lineage, self.settings, self.board, slot, line=self.line
+                ).run()
+            return Maintainer(self.app, lineage, self.settings, self.line).run()
 
         pid = fork_child(self.lineage, kind, run, drop_inherited)
         self.children[pid] = Child(kind, self.clock.monotonic(), slot=slot)
@@ -384,8 +393,21 @@ class Root:
             now = self.clock.monotonic()
             self.respawn_delay = pool_policy.respawn_delay(self.respawn_delay, now - child.started)
             self.next_respawn = now + self.respawn_delay
+        self._report_death(pid)
         self.unreaped[pid] = DeadChild(blame=not lost)
         self._retry_reaps(self.clock.monotonic(), only=pid)
+
+    def _report_death(self, pid: int) -> None:
+        """Tell the server that vouched for the child that it is gone, so that its
+        registrations are dead (and reaped below) at once; if the server cannot answer,
+        it sees the child's doorbell hang up, and the reaping waits for that."""
+        if self.line is None or self.owner is None or self.owner.is_lost():
+            return  # the server dropped every key of the tree already
+        try:
+            self.line.release(pid)
+        except Exception as exc:
+            if not self.app.backend.is_unavailable(exc):
+                raise
 
     def _retry_reaps(self, now: float, only: int | None = None) -> None:
         """Crash the jobs of dead children (their registrations may outlive them a moment

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..backends import Owner
+from ..backends.vouching import Voucher
 from ..clock import SYSTEM_CLOCK, Clock
 from ..control import CommandFeed
 from ..errors import LockTimeout
@@ -43,6 +44,9 @@ class Server:
         self.root_pid: int | None = None
         self.stopping = 0  # 0 running, 1 draining, 2 stopping now
         self.owner: Owner | None = None
+        # Where the server's registration vouches for the whole tree below it (one
+        # database session per host, docs/architecture.md): its side of that.
+        self.voucher: Voucher | None = None
         self.commands = CommandFeed(app.backend)
 
     def run(self) -> int:
@@ -61,6 +65,7 @@ class Server:
         owner = self._start(signals)
         if owner is None:
             return 0
+        self.voucher = self.app.backend.vouch_for_descendants(owner)
         try:
             log.info(
                 f"Server started for host [{self.settings.host_name}] with "
@@ -148,14 +153,18 @@ class Server:
 
     def _fork_root(self) -> None:
         owner = self.owner
+        voucher = self.voucher
 
         def drop_inherited() -> None:
             if owner is not None:
                 owner.abandon()
+            if voucher is not None:
+                voucher.abandon()
             self.app.backend.after_fork()
 
         def run(lineage: Lineage) -> int:
-            return Root(self.app, lineage, self.settings, self.clock).run()
+            line = None if voucher is None else voucher.line
+            return Root(self.app, lineage, self.settings, self.clock, line=line).run()
 
         self.root_pid = fork_child(self.lineage, "root", run, drop_inherited)
         log.debug(f"Forked process[{self.root_pid}][root].")
@@ -171,7 +180,10 @@ class Server:
                     self._stop(2)
                 elif signum in (signal.SIGTTIN, signal.SIGTTOU):
                     self._signal_root(signum)
+            root_pid = self.root_pid
             exited = self._reap_root()
+            if exited is not None and root_pid is not None and self.voucher is not None:
+                self.voucher.forget_tree(root_pid)
             if exited is not None:
                 if self.stopping:
                     if os.waitstatus_to_exitcode(exited) == 0:
@@ -191,20 +203,31 @@ class Server:
             if self.stopping and self.root_pid is None:
                 return 0
             if owner.is_lost() and not self.stopping:
+                if self.voucher is not None:
+                    self.voucher.drop_all()  # the tree's keys went with the session
                 renewed = self._registration_lost(signals)
                 if renewed is None:
                     self._stop(1)
                     continue
                 owner = renewed
+                if self.voucher is not None:
+                    self.voucher.rebind(owner)
             watched = [signals.fileno()] + ([] if owner.is_lost() else [owner.fileno()])
-            ready, _, _ = select.select(watched, [], [], 1.0)
-            if len(watched) > 1 and owner.fileno() in ready:
+            vouching = [] if self.voucher is None or owner.is_lost() else self.voucher.filenos()
+            ready, _, _ = select.select(watched + vouching, [], [], 1.0)
+            if vouching:
+                assert self.voucher is not None
+                self.voucher.serve(ready)
+            # Vouching runs statements on the anchor: a wake-up may have come meanwhile.
+            if len(watched) > 1 and (owner.fileno() in ready or vouching):
                 try:
                     notes = owner.wait(0)
                 except Exception:
                     if not owner.is_lost():
                         raise
                     continue
+                if self.voucher is not None:
+                    self.voucher.forward(notes)
                 for note in notes:
                     self.commands.hint(note)
             for command in self.commands.look(self.clock.monotonic()):
