@@ -211,6 +211,13 @@ class Driver(ABC):
             conn = None
         if conn is None:
             conn = self._connect()
+            try:
+                # Once per connection, not per call: a newer schema is refused by
+                # library calls too, not only by the command line.
+                self._refuse_newer(self._schema_version_on(conn))
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
             self._local.depth = 0
             self._local.pending = []
@@ -500,13 +507,16 @@ class Driver(ABC):
     # -- schema ---------------------------------------------------------------------
 
     def schema_version(self) -> int:
+        return self._schema_version_on(self.connection())
+
+    def _schema_version_on(self, conn: Any) -> int:
         try:
-            row = self.fetchone("schema_version_get")
+            rows = self.fetchall_on(conn, "schema_version_get", {})
         except Exception as exc:
             if self._is_missing_table(exc):
                 return 0
             raise
-        return int(row["version"]) if row else 0
+        return int(rows[0]["version"]) if rows else 0
 
     @abstractmethod
     def _is_missing_table(self, exc: Exception) -> bool: ...
