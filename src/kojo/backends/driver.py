@@ -507,7 +507,18 @@ class Driver(ABC):
     # -- schema ---------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return self._schema_version_on(self.connection())
+        """The installed schema version (0: none), a newer one included: read on this
+        thread's connection when it has one, else on a connection of its own (opening
+        the thread's would refuse a newer schema)."""
+        self._check_fork()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not self.is_broken(conn):
+            return self._schema_version_on(conn)
+        own = self._connect()
+        try:
+            return self._schema_version_on(own)
+        finally:
+            own.close()
 
     def _schema_version_on(self, conn: Any) -> int:
         try:
