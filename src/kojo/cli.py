@@ -24,7 +24,7 @@ from . import bounds, states
 from .app import App, database_url
 from .backends.errors import database_errors
 from .clock import utcnow
-from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError
+from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,6 +107,8 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except ServerNotFound as exc:
+            fail(str(exc), debug)
         except BAD_VALUES as exc:
             fail(str(exc), debug, code=2)
         except KojoError as exc:
