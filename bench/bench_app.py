@@ -1,4 +1,5 @@
-"""Job types the benchmarks run: a no-op, and one that records when it started."""
+"""Job types the benchmarks run: no-ops (parallel, serial, one to pause), and one that
+records when it started."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ START_LOG = os.environ.get("KOJO_BENCH_START_LOG", "/tmp/kojo-bench-starts.log")
 
 @app.job_type("bench.noop")
 def noop(job: kojo.Job) -> None:
+    pass
+
+
+# bench/scale.py keeps backlogs of these that cannot run: the type paused, and a serial
+# type with one job working.
+@app.job_type("bench.paused")
+def paused(job: kojo.Job) -> None:
+    pass
+
+
+@app.job_type("bench.serial", can_work_in_parallel=False)
+def serial(job: kojo.Job) -> None:
     pass
 
 

@@ -1,8 +1,10 @@
-"""Shared pieces of the benchmarks: throwaway databases, a server to run, PSS, percentiles."""
+"""Shared pieces of the benchmarks: throwaway databases, a server to run and its bench app,
+enqueue→start latency, PSS, percentiles."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import statistics
@@ -12,12 +14,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import pg  # noqa: E402  (tests/pg.py: create and drop throwaway databases)
+
+if TYPE_CHECKING:
+    import kojo
 
 
 @contextlib.contextmanager
@@ -83,6 +89,58 @@ def server(url: str, processes: int, env: dict[str, str] | None = None) -> Itera
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def bench_app_client(url: str) -> kojo.App:
+    """A client App on `url` with the job types of bench_app.py, installed and registered."""
+    import bench_app
+
+    app = bench_app.app.__class__(database=url)
+    for job_type in bench_app.app.job_types.values():
+        app.add_job_type(job_type)
+    app.install()
+    app.register_job_types()
+    return app
+
+
+def job_processes(app: kojo.App) -> int:
+    """Job processes registered in the database (a started server's tree is up when all are)."""
+    return sum(1 for row in app.backend.processes() if row.kind == "job")
+
+
+def start_latencies_ms(
+    app: kojo.App,
+    start_log: Path,
+    samples: int,
+    *,
+    spacing: float = 0.02,
+    budget: float | None = None,
+    timeout: float = 10,
+) -> list[float]:
+    """Enqueue→start on an idle server, one `bench.latency` job at a time: from before
+    app.schedule() to the time.time() its worker wrote first. With a `budget`, sampling
+    stops after that many seconds, or after a job that did not start within `timeout`
+    (counted as an infinite latency); without one, such a job raises TimeoutError."""
+    latencies: list[float] = []
+    deadline = None if budget is None else time.monotonic() + budget
+    for _ in range(samples):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        before = time.time()
+        job_id = app.schedule("bench.latency")
+        try:
+            wait_for(lambda: start_log.exists() and start_log.stat().st_size > 0, timeout, "start")
+        except TimeoutError:
+            if deadline is None:
+                raise
+            latencies.append(math.inf)
+            break
+        line = start_log.read_text().split()
+        start_log.unlink()
+        assert int(line[0]) == job_id
+        latencies.append((float(line[1]) - before) * 1000)
+        time.sleep(spacing)
+    return latencies
 
 
 def descendants(pid: int) -> list[int]:

@@ -30,7 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import ROOT, database, descendants, pss_bytes, server, summary, wait_for
+from harness import (
+    ROOT,
+    bench_app_client,
+    database,
+    descendants,
+    job_processes,
+    pss_bytes,
+    server,
+    start_latencies_ms,
+    summary,
+    wait_for,
+)
 
 import kojo
 from foundation_helpers import count_by_state, last_completion
@@ -104,10 +115,6 @@ def baseline(url: str, jobs: int, processes: int) -> float:
 # -- kojo -----------------------------------------------------------------------------------
 
 
-def _job_processes(app: kojo.App) -> int:
-    return sum(1 for row in app.backend.processes() if row.kind == "job")
-
-
 def _completed(app: kojo.App, code: str) -> int:
     return sum(
         int(row["jobs"])
@@ -123,34 +130,18 @@ def _last_completion(app: kojo.App, code: str) -> datetime:
 
 
 def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any]:
-    import bench_app
-
-    app = bench_app.app.__class__(database=url)
-    for job_type in bench_app.app.job_types.values():
-        app.add_job_type(job_type)
-    app.install()
-    app.register_job_types()
+    app = bench_app_client(url)
     start_log = Path(f"/tmp/kojo-bench-starts-{os.getpid()}.log")
     start_log.unlink(missing_ok=True)
     result: dict[str, Any] = {}
     with server(url, processes, {"KOJO_BENCH_START_LOG": str(start_log)}) as pid:
-        wait_for(lambda: _job_processes(app) == processes, 30, "job processes")
+        wait_for(lambda: job_processes(app) == processes, 30, "job processes")
         time.sleep(0.5)  # let the tree settle before measuring it
         result["pss_idle_bytes"] = pss_bytes(descendants(pid))
         result["processes_in_tree"] = len(descendants(pid))
 
         # enqueue→start latency on the idle server
-        latencies = []
-        for _ in range(samples):
-            before = time.time()
-            job_id = app.schedule("bench.latency")
-            wait_for(lambda: start_log.exists() and start_log.stat().st_size > 0, 10, "start")
-            line = start_log.read_text().split()
-            start_log.unlink()
-            assert int(line[0]) == job_id
-            latencies.append((float(line[1]) - before) * 1000)
-            time.sleep(0.02)
-        result["latency_ms"] = summary(latencies)
+        result["latency_ms"] = summary(start_latencies_ms(app, start_log, samples))
 
         # bulk enqueue, then drain
         started = time.perf_counter()

@@ -8,9 +8,10 @@ import psycopg
 import pytest
 
 import kojo
-from foundation_helpers import column_names, index_names, make_app, noop, table_names
+from foundation_helpers import column_names, index_names, make_app, noop, process_info, table_names
 from kojo.backends import open_backend
-from kojo.sql import SCHEMA_VERSION
+from kojo.clock import utcnow
+from kojo.sql import SCHEMA_VERSION, schema
 
 CORE_TABLES = {
     "kojo_schema_version",
@@ -76,9 +77,30 @@ def test_install_creates_the_tables_columns_and_indexes(database_url: str) -> No
     assert kojo_tables(app) >= CORE_TABLES
     assert column_names(app.backend, "kojo_job_type") >= JOB_TYPE_COLUMNS
     assert column_names(app.backend, "kojo_job") >= JOB_COLUMNS
-    # The claim path's partial index and the serial-type guard.
-    assert {"kojo_job_ready", "kojo_job_serial_working"} <= index_names(app.backend)
+    # The claim path's partial indexes and the serial-type guard.
+    indexes = index_names(app.backend)
+    assert {"kojo_job_runnable", "kojo_job_serial_working"} <= indexes
+    assert "kojo_job_ready" not in indexes  # version 1's claim index, dropped by version 2
     assert app.backend.schema_version() == SCHEMA_VERSION
+
+
+def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: str) -> None:
+    backend = kojo.App(database=database_url).backend
+    with backend.write():
+        backend.execute("schema_version_create")
+        backend._run_script(schema(backend.dialect, 1))
+        backend.execute("schema_version_set", {"version": 1, "now": utcnow()})
+    assert "kojo_job_ready" in index_names(backend)
+    app = kojo.App(database=database_url)
+    app.job_type("q")(noop)
+    app.register_job_types()
+    job_id = app.schedule("q", payload={"kept": 1})  # stored under version 1
+    assert app.install() == SCHEMA_VERSION == 2
+    indexes = index_names(app.backend)
+    assert "kojo_job_ready" not in indexes and "kojo_job_runnable" in indexes
+    owner = app.backend.register_owner(process_info())
+    claimed = app.backend.job_claim(owner.id, 10, utcnow())
+    assert [(row["kojo_job_id"], row["payload"]) for row in claimed] == [(job_id, {"kept": 1})]
 
 
 def test_install_twice_is_a_no_op(database_url: str) -> None:

@@ -355,17 +355,21 @@ class Driver(ABC):
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> int:
         """Run a named statement; the number of rows it changed."""
-        cur = self.connection().execute(self._queries[name], self._convert_params(params or {}))
+        cur = self._run(self.connection(), name, params or {})
         return int(cur.rowcount)
 
     def fetchall(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        cur = self.connection().execute(self._queries[name], self._convert_params(params or {}))
+        cur = self._run(self.connection(), name, params or {})
         return [self._convert_row(r) for r in cur.fetchall()]
 
     def fetchall_on(self, conn: Any, name: str, params: Mapping[str, Any]) -> list[Row]:
         """A named query on a connection of the caller's (from new_connection())."""
-        cur = conn.execute(self._queries[name], self._convert_params(params))
+        cur = self._run(conn, name, params)
         return [self._convert_row(r) for r in cur.fetchall()]
+
+    def _run(self, conn: Any, name: str, params: Mapping[str, Any]) -> Any:
+        """Execute named query `name` on `conn`; its cursor."""
+        return conn.execute(self._queries[name], self._convert_params(params))
 
     def fetchone(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetchall(name, params)

@@ -91,6 +91,7 @@ class BatchKeeper:
         self._completed: list[dict[str, Any]] = []
         self._running_since: float | None = None
         self._closed = False
+        self._parked = False  # the watcher waits for a job to start (see started())
         if thread:
             watcher = threading.Thread(target=self._watch, name="kojo-batch-keeper", daemon=True)
             watcher.start()
@@ -106,7 +107,11 @@ class BatchKeeper:
     def started(self) -> None:
         with self._lock:
             self._running_since = self.clock.monotonic()
-            self._lock.notify()
+            # Wake the watcher only when it waits for a job to start. While it waits on
+            # a timer it looks again when that fires (and sees this job then): a batch of
+            # quick jobs then costs one thread switch, not one per job.
+            if self._parked:
+                self._lock.notify()
 
     def take_woken(self) -> bool:
         """Whether a wake-up for jobs came while a job ran (read by this thread)."""
@@ -159,12 +164,17 @@ class BatchKeeper:
         while True:
             with self._lock:
                 while not self._closed and self._running_since is None:
+                    self._parked = True
                     self._lock.wait()
+                    self._parked = False
                 if self._closed:
                     return
                 due = self._take_due(self.clock.monotonic())
                 if due.wait is not None:
-                    self._lock.wait(None if due.wait == math.inf else due.wait)
+                    # Nothing to time: as good as waiting for the next job to start.
+                    self._parked = due.wait == math.inf
+                    self._lock.wait(None if self._parked else due.wait)
+                    self._parked = False
                     continue
             self._act(due)
 
@@ -288,7 +298,7 @@ class JobProcess:
     def stop_requested(self) -> bool:
         """True once SIGTERM/SIGUSR1 arrived: signals are only queued by their handler, so
         look at the queue here too (a running job asks while the main loop is not looking)."""
-        if not self.stopping and self.signals is not None:
+        if not self.stopping and self.signals is not None and self.signals.pending():
             self._handle_signals(self.signals)
         return self.stopping
 

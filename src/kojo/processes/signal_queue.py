@@ -24,6 +24,10 @@ class SignalQueue:
     def fileno(self) -> int:
         return self._read
 
+    def pending(self) -> bool:
+        """Whether a signal waits to be popped (no system call: cheap enough per job)."""
+        return bool(self._queue)
+
     def pop_all(self) -> list[int]:
         try:
             while os.read(self._read, 512):

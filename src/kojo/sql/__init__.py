@@ -6,6 +6,9 @@ hold the queries whose text differs: every dialect defines the same names there,
 so code above the drivers can run any of them on any database. Only
 `sql/<dialect>/driver.sql` is a dialect's own: queries its driver module runs
 (advisory-lock probes, wake-ups...). No name is defined twice for a dialect.
+
+A `-- fragment: NAME` block is SQL text that several queries of a dialect share
+(written `{{NAME}}` inside them, in any of its files); it is not a query of its own.
 """
 
 from __future__ import annotations
@@ -14,16 +17,22 @@ import re
 from functools import cache
 from importlib import resources
 
-_NAME = re.compile(r"^-- name: ([a-z_0-9]+)\s*$", re.M)
+_BLOCK = re.compile(r"^-- (name|fragment): ([a-z_0-9]+)\s*$", re.M)
+_USE = re.compile(r"\{\{([a-z_0-9]+)\}\}")
+
+
+def _blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The named queries and the fragments of one file, without comments."""
+    parts = _BLOCK.split(text)
+    found: tuple[dict[str, str], dict[str, str]] = ({}, {})
+    for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+        found[kind == "fragment"][name] = "\n".join(lines).strip()
+    return found
 
 
 def _parse(text: str) -> dict[str, str]:
-    parts = _NAME.split(text)
-    queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-        queries[name] = "\n".join(lines).strip()
-    return queries
+    return _blocks(text)[0]
 
 
 def _read(path: str) -> str:
@@ -61,12 +70,15 @@ def query_files(dialect: str) -> dict[str, str]:
 def queries(dialect: str) -> dict[str, str]:
     """Every named query for `dialect` ("sqlite" or "postgres")."""
     merged: dict[str, str] = {}
+    fragments: dict[str, str] = {}
     for path in _query_files("") + _query_files(dialect):
-        for name, text in _parse(_read(path)).items():
+        named, shared = _blocks(_read(path))
+        for name, text in named.items():
             if name in merged:
                 raise ValueError(f"query {name!r} is defined twice ({path})")
             merged[name] = text
-    return merged
+        fragments.update(shared)
+    return {name: _USE.sub(lambda m: fragments[m.group(1)], q) for name, q in merged.items()}
 
 
 @cache
@@ -74,4 +86,4 @@ def schema(dialect: str, version: int) -> str:
     return _read(f"{dialect}/schema_{version}.sql")
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

@@ -74,9 +74,17 @@ ORDER BY kojo_job_id
 LIMIT :limit
 
 -- name: job_next_work_at
-SELECT min(work_at_date_time) AS work_at FROM kojo_job
-WHERE next_state_request = 'working' AND assigned_state IN ('waiting', 'crashed')
-  AND work_at_date_time > :now
+-- When the next job of a lane that may run becomes due: the walk of job_claim (every step
+-- an index seek), so jobs that cannot run are never read here either.
+WITH RECURSIVE {{runnable_buckets}}
+SELECT min((
+    SELECT min(k.work_at_date_time) FROM kojo_job k
+    WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
+      AND k.priority = b.priority
+      AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+      AND k.work_at_date_time > :now
+)) AS work_at
+FROM bucket b WHERE b.priority IS NOT NULL
 
 -- name: process_register
 INSERT INTO kojo_process (host_name, process_id, parent_process_id, path, kind,
@@ -142,19 +150,6 @@ RETURNING *
 SELECT kojo_process_id, kojo_job_id FROM kojo_job
 WHERE assigned_state = 'working' AND kojo_process_id IS NOT NULL
 ORDER BY kojo_job_id
-
--- name: job_due_count
--- Due jobs a job process could claim now (at most :limit), for growing a pool.
-SELECT count(*) AS due FROM (
-    SELECT 1 FROM kojo_job c
-    WHERE c.next_state_request = 'working' AND c.assigned_state IN ('waiting', 'crashed')
-      AND c.work_at_date_time <= :now
-      AND c.type_code NOT IN (SELECT type_code FROM kojo_job_type WHERE is_paused)
-      AND (c.can_work_in_parallel OR NOT EXISTS (
-          SELECT 1 FROM kojo_job w WHERE w.type_code = c.type_code
-            AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
-    LIMIT :limit
-) AS due_jobs
 
 -- Every working job with the process that claimed it (`kojo ctl ping`).
 

@@ -1,47 +1,111 @@
 -- PostgreSQL's text of the job, job type, schema and process queries that differ by dialect.
 -- sqlite/jobs.sql defines the same names (tests/unit/test_sql_names.py checks it).
 
+-- fragment: runnable_buckets
+-- The lanes that may run now and the priorities present in each (the walk of
+-- job_claim; docs/claiming.md): a lane is one type's parallel jobs or its serial
+-- ones; a lane is skipped while its type is paused, a serial one while a job of its
+-- type is working; a lane's priorities are found by a loose scan of kojo_job_runnable.
+lane AS (
+    SELECT t.type_code, p.parallel
+    FROM kojo_job_type t CROSS JOIN (VALUES (true), (false)) AS p (parallel)
+    WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
+        SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
+          AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
+), bucket AS (
+    SELECT l.type_code, l.parallel, (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = l.type_code AND j.can_work_in_parallel = l.parallel
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    ) AS priority
+    FROM lane l
+    UNION ALL
+    SELECT b.type_code, b.parallel, (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = b.type_code AND j.can_work_in_parallel = b.parallel
+          AND j.priority < b.priority
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM bucket b WHERE b.priority IS NOT NULL
+)
+
 -- name: job_claim
--- Never waits, so it can never be part of a deadlock: candidate jobs are taken with
--- SKIP LOCKED, and so is the type row of each serial type among them. Whoever moves a
--- job of a serial type into or out of `working` holds that row (job_type_lock), so a
--- claim never picks a serial type whose working job is being changed, and its insert
--- into kojo_job_serial_working never waits on another transaction. (A candidate that
--- fails SKIP LOCKED's re-check stays locked until commit: harmless, as nothing here
--- waits afterwards.)
-WITH candidate AS (
-    SELECT kojo_job_id, type_code, can_work_in_parallel, priority, work_at_date_time
-    FROM kojo_job c
-    WHERE c.next_state_request = 'working' AND c.assigned_state IN ('waiting', 'crashed')
-      AND c.work_at_date_time <= :now
-      AND c.type_code NOT IN (SELECT type_code FROM kojo_job_type WHERE is_paused)
-      AND (c.can_work_in_parallel OR NOT EXISTS (
-          SELECT 1 FROM kojo_job w WHERE w.type_code = c.type_code
-            AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
-    ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), serial_type AS (
+-- Walks the runnable jobs lane by lane (a lane: one type's parallel jobs, or its serial
+-- ones) and, in a lane, priority by priority: kojo_job_runnable orders each lane by
+-- (priority, time, id), so every step is an index seek, and a job that cannot run now
+-- (dated later, of a paused type, serial behind a working job) is never read: the cost
+-- does not grow with them (docs/claiming.md).
+--   lane:      every lane that may run now (its type not paused; a serial lane only while
+--              no job of its type is working);
+--   bucket:    the priorities present in each lane, found by a loose index scan;
+--   candidate: up to :limit due jobs per parallel bucket and one per serial bucket, taken
+--              with SKIP LOCKED, then the first :limit in selection order.
+-- Never waits, so it can never be part of a deadlock: the type row of each serial type is
+-- taken with SKIP LOCKED too. Whoever moves a job of a serial type into or out of
+-- `working` holds that row (job_type_lock), so a claim never picks a serial type whose
+-- working job is being changed, and its insert into kojo_job_serial_working never waits
+-- on another transaction. Rows locked here but not chosen stay locked until commit:
+-- harmless, as nothing here waits afterwards.
+WITH RECURSIVE {{runnable_buckets}}, serial_type AS (
     SELECT type_code FROM kojo_job_type
-    WHERE type_code IN (SELECT type_code FROM candidate WHERE NOT can_work_in_parallel)
+    WHERE type_code IN (SELECT type_code FROM bucket WHERE NOT parallel AND priority IS NOT NULL)
     FOR NO KEY UPDATE SKIP LOCKED
-), chosen AS (
-    SELECT kojo_job_id, can_work_in_parallel, row_number() OVER (
-        PARTITION BY type_code ORDER BY priority DESC, work_at_date_time, kojo_job_id) AS rank
-    FROM candidate
-    WHERE can_work_in_parallel OR type_code IN (SELECT type_code FROM serial_type)
+), candidate AS (
+    (SELECT c.kojo_job_id, c.priority, c.work_at_date_time
+    FROM bucket b CROSS JOIN LATERAL (
+        SELECT k.kojo_job_id, k.priority, k.work_at_date_time FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE b.parallel AND b.priority IS NOT NULL)
+    UNION ALL
+    (SELECT DISTINCT ON (b.type_code) c.kojo_job_id, c.priority, c.work_at_date_time
+    FROM bucket b JOIN serial_type s ON s.type_code = b.type_code CROSS JOIN LATERAL (
+        SELECT k.kojo_job_id, k.priority, k.work_at_date_time FROM kojo_job k
+        WHERE k.type_code = b.type_code AND NOT k.can_work_in_parallel AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE NOT b.parallel AND b.priority IS NOT NULL
+    ORDER BY b.type_code, c.priority DESC, c.work_at_date_time, c.kojo_job_id)
+    ORDER BY priority DESC, work_at_date_time, kojo_job_id
+    LIMIT :limit
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
     last_transition_date_time = :now, kojo_process_id = :owner
-FROM chosen
-WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
-  AND (chosen.can_work_in_parallel OR chosen.rank = 1)
+FROM candidate
+WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
 RETURNING kojo_job.*
 
 -- name: owner_vouch
 SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
     AND NOT pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)) AS vouched
+
+-- name: job_due_count
+-- Due jobs a job process could claim now (at most :limit), for growing a pool: the lanes
+-- and buckets of job_claim, without locking.
+WITH RECURSIVE {{runnable_buckets}}, due AS (
+    SELECT b.type_code, b.parallel FROM bucket b CROSS JOIN LATERAL (
+        SELECT 1 FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT CASE WHEN b.parallel THEN :limit ELSE 1 END
+    ) AS c
+    WHERE b.priority IS NOT NULL
+)
+SELECT least(CAST(:limit AS bigint), (SELECT count(*) FROM due WHERE parallel)
+    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT parallel)) AS due
 
 -- name: job_insert_batch
 INSERT INTO kojo_job (

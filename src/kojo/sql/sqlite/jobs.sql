@@ -2,21 +2,69 @@
 -- postgres/jobs.sql defines the same names (tests/unit/test_sql_names.py checks it).
 -- Every write runs inside BEGIN IMMEDIATE, so no row locks are needed.
 
+-- fragment: runnable_buckets
+-- The lanes that may run now and the priorities present in each (the walk of
+-- job_claim; docs/claiming.md): a lane is one type's parallel jobs or its serial
+-- ones; a lane is skipped while its type is paused, a serial one while a job of its
+-- type is working; a lane's priorities are found by a loose scan of kojo_job_runnable.
+lane (type_code, parallel) AS (
+    SELECT t.type_code, p.parallel
+    FROM kojo_job_type t, (SELECT 1 AS parallel UNION ALL SELECT 0) AS p
+    WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
+        SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
+          AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
+), bucket (type_code, parallel, priority) AS (
+    SELECT l.type_code, l.parallel, (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = l.type_code AND j.can_work_in_parallel = l.parallel
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM lane l
+    UNION ALL
+    SELECT b.type_code, b.parallel, (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = b.type_code AND j.can_work_in_parallel = b.parallel
+          AND j.priority < b.priority
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM bucket b WHERE b.priority IS NOT NULL
+)
+
 -- name: job_claim
-WITH candidate AS (
-    SELECT kojo_job_id, type_code, can_work_in_parallel, priority, work_at_date_time
-    FROM kojo_job c
-    WHERE c.next_state_request = 'working' AND c.assigned_state IN ('waiting', 'crashed')
-      AND c.work_at_date_time <= :now
-      AND c.type_code NOT IN (SELECT type_code FROM kojo_job_type WHERE is_paused)
-      AND (c.can_work_in_parallel OR NOT EXISTS (
-          SELECT 1 FROM kojo_job w WHERE w.type_code = c.type_code
-            AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
-      -- A reaped owner claims nothing (backend.job_claim then asks why, and stops).
-      AND EXISTS (SELECT 1 FROM kojo_process p WHERE p.kojo_process_id = :owner)
-    ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
+-- The lane and bucket walk of postgres/jobs.sql (see there and docs/claiming.md): its
+-- cost does not grow with jobs that cannot run now. SQLite has no LATERAL, so each
+-- bucket's due jobs come from a correlated IN (... LIMIT) over kojo_job_runnable.
+WITH RECURSIVE {{runnable_buckets}}, due AS (
+    -- Up to :limit due jobs of each parallel bucket, one of each serial bucket.
+    SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time
+    FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
+        SELECT k.kojo_job_id FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = 1
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT :limit)
+    WHERE b.parallel AND b.priority IS NOT NULL
+    UNION ALL
+    SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time
+    FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
+        SELECT k.kojo_job_id FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = 0
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT 1)
+    WHERE NOT b.parallel AND b.priority IS NOT NULL
+), candidate AS (
+    SELECT * FROM due
+    -- A reaped owner claims nothing (backend.job_claim then asks why, and stops).
+    WHERE EXISTS (SELECT 1 FROM kojo_process o WHERE o.kojo_process_id = :owner)
+    ORDER BY priority DESC, work_at_date_time, kojo_job_id
     LIMIT :limit
 ), chosen AS (
+    -- A serial type gives one job per priority above; only its first may run.
     SELECT kojo_job_id, can_work_in_parallel, row_number() OVER (
         PARTITION BY type_code ORDER BY priority DESC, work_at_date_time, kojo_job_id) AS rank
     FROM candidate
@@ -28,6 +76,23 @@ FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
   AND (chosen.can_work_in_parallel OR chosen.rank = 1)
 RETURNING *
+
+-- name: job_due_count
+-- Due jobs a job process could claim now (at most :limit), for growing a pool: the lanes
+-- and buckets of job_claim, without locking.
+WITH RECURSIVE {{runnable_buckets}}, due AS (
+    SELECT b.type_code, b.parallel FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
+        SELECT k.kojo_job_id FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT :limit)
+    WHERE b.priority IS NOT NULL
+)
+SELECT min(:limit, (SELECT count(*) FROM due WHERE parallel)
+    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT parallel)) AS due
 
 -- name: job_insert_batch
 INSERT INTO kojo_job (
