@@ -20,6 +20,7 @@ from .errors import (
     LockTimeout,
     SchemaMissing,
     SchemaTooNew,
+    ServerNotFound,
     SlotsMismatch,
     UnknownJobType,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Request",
     "SchemaMissing",
     "SchemaTooNew",
+    "ServerNotFound",
     "SlotsMismatch",
     "State",
     "UnknownJobType",

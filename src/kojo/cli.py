@@ -24,7 +24,7 @@ from . import bounds, states
 from .app import App, database_url
 from .backends.errors import database_errors
 from .clock import utcnow
-from .errors import InvalidArgument, InvalidJobType, KojoError
+from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,8 +92,12 @@ def fail(message: str, debug: bool = False, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+BAD_VALUES = (InvalidArgument, InvalidJobType, InvalidPayload)
+
+
 def handle_errors(fn: F) -> F:
-    """Runtime errors become one line on stderr and exit 1."""
+    """Errors become one line on stderr: exit 2 for a bad value (an argument, a job type
+    of --file or --app, a payload), 1 for a runtime error."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -103,6 +107,10 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
+        except ServerNotFound as exc:
+            fail(str(exc), debug)
+        except BAD_VALUES as exc:
+            fail(str(exc), debug, code=2)
         except KojoError as exc:
             fail(str(exc), debug)
         except Exception as exc:

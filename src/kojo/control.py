@@ -31,7 +31,7 @@ from . import ipc
 from .backends import Backend, Notification
 from .backends.base import MESSAGE_TOPIC
 from .backends.errors import database_errors
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ServerNotFound
 from .logs import get_logger
 from .settings import MAX_PROCESSES, check_max_processes
 
@@ -153,7 +153,7 @@ class Control:
             hosts = sorted({p.host_name for p in backend.processes() if p.kind == "server"})
             if host not in hosts:
                 live = ", ".join(repr(h) for h in hosts) or "none"
-                raise InvalidArgument(
+                raise ServerNotFound(
                     f"no live kojo server has host name {host!r} (live servers: {live})"
                 )
             send_command(backend, command)

@@ -35,6 +35,11 @@ class InvalidArgument(KojoError):
     """A bad value was given to an API call (a lock name, a channel, a delay...)."""
 
 
+class ServerNotFound(InvalidArgument):
+    """No live server has the host name given. An InvalidArgument to the API, but a
+    runtime error (exit 1) on the command line: the name may be right once it starts."""
+
+
 class LockTimeout(KojoError):
     """A mutex or semaphore could not be acquired within the timeout."""
 

@@ -8,10 +8,16 @@ message an id; the notification wakes subscribers:
   the rows of its channel after the last id it delivered. A lost doorbell
   datagram costs at most one safety-poll interval, never a message.
 - PostgreSQL: NOTIFY delivers in commit order, exactly once per listening
-  session. A message whose notification fits carries its payload inline (no
-  query); a larger one carries its id and is read from the table. After a lost
-  connection the subscriber re-registers, then reads from the table what its
-  channel received after the last id it delivered.
+  session. A notification names the message's id and channel, never the message
+  (any role that can connect can LISTEN); the subscriber reads the messages a
+  batch of notifications names in one query, and delivers them in the
+  notifications' order. After a lost connection the subscriber re-registers,
+  then reads from the table what its channel received after the last id it
+  delivered.
+
+Either way a wake-up is only a hint: what is delivered is read from the table,
+so a forged one can at most repeat a message of the channel (the last
+RECENT_IDS delivered are remembered and not repeated).
 
 A subscriber is an owner of its own (kind "subscriber"): its own anchor or
 doorbell, so it never takes wake-ups meant for other code in the process.
@@ -44,6 +50,7 @@ MAX_TIMEOUT = 365 * 86400.0  # a finite wait: None waits forever
 # SQLite: read the table this often even without a wake-up (a lost datagram).
 SAFETY_POLL_SECONDS = 1.0
 READ_BATCH = 500
+RECENT_IDS = 4096
 RECONNECT_BACKOFF = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 log = get_logger("ipc")
@@ -127,11 +134,12 @@ class Subscription:
     def __init__(self, backend: Backend, channel: str) -> None:
         self.channel = check_channel(channel)
         self._backend = backend
-        # Whether wake-ups arrive exactly once, in commit order, carrying small messages
-        # (PostgreSQL's NOTIFY): else they are hints to read the table (SQLite's datagrams).
+        # Whether wake-ups arrive exactly once, in commit order, naming each message
+        # (PostgreSQL's NOTIFY): else they say "look after your last id" (SQLite's datagrams).
         self._reliable = backend.wakeups_are_reliable
         self._pending: deque[tuple[int, Any]] = deque()
-        self._recovered: set[int] = set()  # read from the table, a reliable wake-up may repeat
+        # Queued already: a wake-up naming one again (after a reconnect, or forged) is dropped.
+        self._queued = RecentIds(RECENT_IDS)
         self._conn: Any = None  # our own connection for reads, opened when first needed
         self._pid = os.getpid()
         self._closed = False
@@ -248,8 +256,7 @@ class Subscription:
             return
         notes = owner.wait(0.0) if owner.fileno() in ready else []
         if self._reliable:
-            for note in notes:
-                self._take_notification(note)
+            self._take_notifications(notes)
         elif (
             wait == 0.0  # a last look before the deadline, or the safety poll is due
             or any(self._wakes_us(note) for note in notes)
@@ -270,31 +277,38 @@ class Subscription:
             return None
         if not isinstance(data, dict) or data.get("channel") != self.channel:
             return None
-        if not isinstance(data.get("id"), int):
-            return None
+        message_id = data.get("id")
+        if type(message_id) is not int or not 0 < message_id < 2**63:
+            return None  # not an id kojo gives (a wake-up may be forged)
         return data
 
-    def _take_notification(self, note: Notification) -> None:
-        data = self._decode(note)
-        if data is None:
-            return
-        message_id = data["id"]
-        if message_id in self._recovered:
-            self._recovered.discard(message_id)
-            return
-        if "message" in data:
-            self._pending.append((message_id, data["message"]))
-            return
-        row = self._read_one("message_get", {"kojo_message_id": message_id})
-        if row is None:
-            log.warning(
-                "message %s on channel %r was deleted before it could be read",
-                message_id,
-                self.channel,
-                extra={"context": {"channel": self.channel, "kojo_message_id": message_id}},
+    def _take_notifications(self, notes: list[Notification]) -> None:
+        """Queue the messages `notes` name, in the notes' (commit) order."""
+        named: list[int] = []
+        for note in notes:
+            data = self._decode(note)
+            if data is not None and data["id"] not in self._queued and data["id"] not in named:
+                named.append(data["id"])
+        for start in range(0, len(named), READ_BATCH):
+            batch = named[start : start + READ_BATCH]
+            rows = self._read(
+                "message_get_many", {"channel": self.channel, "ids": json.dumps(batch)}
             )
-            return
-        self._pending.append((message_id, row["payload"]))
+            payloads = {int(row["kojo_message_id"]): row["payload"] for row in rows}
+            for message_id in batch:
+                if message_id in payloads:
+                    self._queue(message_id, payloads[message_id])
+                else:
+                    log.warning(
+                        "message %s on channel %r was deleted before it could be read",
+                        message_id,
+                        self.channel,
+                        extra={"context": {"channel": self.channel, "kojo_message_id": message_id}},
+                    )
+
+    def _queue(self, message_id: int, message: Any) -> None:
+        self._pending.append((message_id, message))
+        self._queued.add(message_id)
 
     def _read_after(self, after: int) -> list[int]:
         """Queue the channel's messages with ids above `after`; their ids."""
@@ -305,7 +319,7 @@ class Subscription:
             )
             for row in rows:
                 after = int(row["kojo_message_id"])
-                self._pending.append((after, row["payload"]))
+                self._queue(after, row["payload"])
                 ids.append(after)
             if len(rows) < READ_BATCH:
                 break
@@ -319,10 +333,6 @@ class Subscription:
         if self._conn is None or self._backend.is_broken(self._conn):
             self._conn = self._backend.new_connection()
         return self._backend.fetchall_on(self._conn, name, params)
-
-    def _read_one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-        rows = self._read(name, params)
-        return rows[0] if rows else None
 
     def _reconnect(self, error: BaseException, deadline: float | None) -> None:
         """Register anew and catch up from the table; give up quietly at the deadline."""
@@ -358,7 +368,6 @@ class Subscription:
                 )
                 select.select([self._wake_r], [], [], delay)
                 continue
-            self._recovered = set(missed)
             log.warning(
                 "subscriber to channel %r reconnected; %d message(s) recovered from the table",
                 self.channel,
@@ -407,6 +416,26 @@ class Subscription:
                 os.close(fd)
             except OSError:
                 pass
+
+
+class RecentIds:
+    """The last `size` ids added, for membership tests."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[int] = deque()
+        self._ids: set[int] = set()
+        self._size = size
+
+    def __contains__(self, value: int) -> bool:
+        return value in self._ids
+
+    def add(self, value: int) -> None:
+        if value in self._ids:
+            return
+        self._order.append(value)
+        self._ids.add(value)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
 
 
 _live: weakref.WeakSet[Subscription] = weakref.WeakSet()

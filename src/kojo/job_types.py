@@ -232,15 +232,12 @@ def _checked_fields(job_type: JobType) -> dict[str, Any]:
 
 def load_yaml(path: str | Path) -> list[JobType]:
     """Job types from a YAML file: a list of mappings, or {job_types: [...]}."""
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidJobType(f"cannot read job types from {str(path)!r}: {exc}")
+    document = _read_yaml(path)
     if isinstance(document, dict) and "job_types" in document:
         document = document["job_types"]
     if not isinstance(document, list):
         raise InvalidJobType(f"{str(path)!r}: expected a list of job types")
-    types = []
+    types: list[JobType] = []
     for entry in document:
         if not isinstance(entry, dict):
             raise InvalidJobType(f"{str(path)!r}: each job type must be a mapping, got {entry!r}")
@@ -249,5 +246,27 @@ def load_yaml(path: str | Path) -> list[JobType]:
         worker = options.pop("worker", None)
         if worker is None:
             raise _bad("worker", None, f'is required for job type {code!r} ("module:callable")')
-        types.append(define(code, worker, **options))
+        job_type = define(code, worker, **options)
+        if any(t.code == job_type.code for t in types):
+            raise InvalidJobType(f"{str(path)!r}: job type {job_type.code!r} is defined twice")
+        types.append(job_type)
     return types
+
+
+def _read_yaml(path: str | Path) -> Any:
+    """A YAML file's document; InvalidJobType on one line when it cannot be read."""
+    where = f"cannot read job types from {str(path)!r}"
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidJobType(f"{where}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidJobType(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise InvalidJobType(f"{where}: nested too deeply") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidJobType(f"{where}: {exc.problem or exc.context}{at}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidJobType(f"{where}: {' '.join(str(exc).split())}") from None

@@ -283,12 +283,42 @@ def test_bad_arguments(kojo_sqlite: Kojo, args: tuple[str, ...], needle: str) ->
 def test_bad_yaml_file(kojo_sqlite: Kojo, tmp_path: Path) -> None:
     path = tmp_path / "bad.yml"
     path.write_text("- code: a\n  worker: kojo_nowhere:work\n")
-    line = one_line_error(kojo_sqlite("types", "register", "--file", str(path)), 1)
+    line = one_line_error(kojo_sqlite("types", "register", "--file", str(path)), 2)
     assert "worker" in line and "kojo_nowhere:work" in line
     path.write_text("- code: a\n  worker: os:getcwd\n  max_crashes: -1\n")
-    line = one_line_error(kojo_sqlite("types", "register", "--file", str(path)), 1)
+    line = one_line_error(kojo_sqlite("types", "register", "--file", str(path)), 2)
     assert "max_crashes=-1" in line
     assert kojo_sqlite.json("types", "list") == []
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"- code: a\n  worker: [1,\n", "expected the node content"),
+        (b"\xff\xfe- code: a\n", "not UTF-8 text"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b"- {code: a, worker: 'os:getcwd'}\n- {code: a, worker: 'os:getcwd'}\n", "twice"),
+        (b"- {code: a, worker: 'os:getcwd', timeout: -1}\n", "timeout=-1"),
+        (b"code: a\n", "expected a list of job types"),
+    ],
+)
+def test_every_bad_yaml_file_is_one_line_with_exit_2(
+    kojo_sqlite: Kojo, tmp_path: Path, content: bytes, needle: str
+) -> None:
+    path = tmp_path / "types.yml"
+    path.write_bytes(content)
+    for command in (("types", "register"), ("server", "start", "--max-processes", "0")):
+        line = one_line_error(kojo_sqlite(*command, "--file", str(path)), 2)
+        assert needle in line, line
+    missing = one_line_error(kojo_sqlite("types", "register", "--file", "nowhere.yml"), 2)
+    assert "'nowhere.yml': No such file or directory" in missing
+
+
+@pytest.mark.parametrize("args", [("ctl", "drain", ""), ("ctl", "scale", "", "1")])
+def test_bad_values_found_past_option_parsing_exit_2(
+    kojo_sqlite: Kojo, args: tuple[str, ...]
+) -> None:
+    one_line_error(kojo_sqlite(*args), 2)
 
 
 def test_debug_adds_the_traceback(kojo_sqlite: Kojo) -> None:

@@ -205,7 +205,7 @@ def test_types_whose_values_cannot_be_computed_are_refused(
     kojo: Kojo, tmp_path: Path, field: str, value: str, needle: str
 ) -> None:
     path = write_types(tmp_path, f"{field}: {value}\n")
-    line = one_line_error(kojo("types", "register", "--file", str(path)), 1)
+    line = one_line_error(kojo("types", "register", "--file", str(path)), 2)
     assert f"invalid job type field {field}=" in line and needle in line, line
     assert value.strip("'").replace(".inf", "inf") in line, line
     (stored,) = kojo.json("types", "list")

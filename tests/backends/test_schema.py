@@ -215,6 +215,40 @@ def test_require_schema_refuses_a_newer_schema_and_a_missing_one(database_url: s
         app.backend.check_schema()
 
 
+def test_library_calls_refuse_a_newer_schema_in_one_line(database_url: str) -> None:
+    a_newer_schema(database_url)
+    app = kojo.App(database=database_url)  # a program using kojo without the CLI
+    app.job_type("q")(noop)
+    for call in (lambda: app.schedule("q"), app.jobs, lambda: app.publish("c", 1)):
+        with pytest.raises(kojo.SchemaTooNew) as raised:
+            call()
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "version 7" in message and f"({SCHEMA_VERSION})" in message, message
+
+
+def test_the_schema_is_checked_once_per_connection_not_per_call(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(database_url, q={})
+    backend = app.backend
+    checks: list[int] = []
+    original = backend._schema_version_on
+
+    def counted(conn: object) -> int:
+        checks.append(1)
+        return original(conn)
+
+    monkeypatch.setattr(backend, "_schema_version_on", counted)
+    for _ in range(5):
+        app.schedule("q")
+    assert checks == []  # this thread's connection was checked when it opened
+    thread = threading.Thread(target=lambda: [app.schedule("q") for _ in range(5)])
+    thread.start()
+    thread.join()
+    assert checks == [1]  # a new thread's connection: checked once
+
+
 def test_require_schema_accepts_the_current_schema(database_url: str) -> None:
     app = make_app(database_url, q={})
     app.backend.require_schema()

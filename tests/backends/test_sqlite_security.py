@@ -10,6 +10,8 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -286,3 +288,61 @@ def test_unsafe_database_file_is_refused(tmp_path: Path, how: str) -> None:
     with pytest.raises(kojo.DatabaseError) as caught:
         installed(path)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_files_an_older_kojo_left_readable_are_made_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = installed(tmp_path / "kojo.db")  # its open connection keeps -wal and -shm
+    first.register_owner(process_info()).close()
+    loose = {
+        first.path: 0o644,
+        Path(f"{first.path}-wal"): 0o644,
+        Path(f"{first.path}-shm"): 0o640,
+        first.state_dir: 0o755,
+        first.owners_dir: 0o750,
+    }
+    for path, mode in loose.items():
+        path.chmod(mode)
+    with caplog.at_level("WARNING", logger="kojo.sqlite"):
+        again = open_backend(f"sqlite:///{first.path}")
+        again.register_owner(process_info()).close()
+    modes = {path: stat.S_IMODE(os.stat(path).st_mode) for path in loose}
+    assert modes == {path: 0o700 if path.is_dir() else 0o600 for path in loose}
+    lines = [r.getMessage() for r in caplog.records if "private" in r.getMessage()]
+    expected = f"made sqlite database {first.path} private: mode 0644 -> 0600"
+    assert any(line.startswith(expected) for line in lines), lines
+    assert len(lines) == len(loose), lines  # one line per file, once
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
+def test_a_readable_file_of_another_user_is_refused_and_left_alone(
+    tmp_path: Path, suffix: str
+) -> None:
+    first = installed(tmp_path / "kojo.db")
+    path = Path(f"{first.path}{suffix}")
+    os.chown(path, NOBODY, NOBODY)
+    path.chmod(0o644)
+    with pytest.raises(kojo.DatabaseError) as caught:
+        open_backend(f"sqlite:///{first.path}").schema_version()
+    message = str(caught.value)
+    assert str(path) in message and "uid 65534" in message and "\n" not in message
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_checking_the_files_keeps_this_process_s_sqlite_locks(tmp_path: Path) -> None:
+    """Closing any real descriptor of a file drops the process's POSIX locks on it: the
+    checks of a second connection must not release the write lock the first one holds."""
+    holder = installed(tmp_path / "kojo.db")
+    try_write = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], timeout=0)\n"
+        "try:\n"
+        "    conn.execute('BEGIN IMMEDIATE')\n"
+        "except sqlite3.OperationalError as exc:\n"
+        "    sys.exit(3 if 'locked' in str(exc) else 4)\n"
+    )
+    with holder.write():
+        open_backend(f"sqlite:///{holder.path}").schema_version()  # a new connection's checks
+        other = subprocess.run([sys.executable, "-c", try_write, str(holder.path)], timeout=60)
+    assert other.returncode == 3  # still locked: the holder kept its lock

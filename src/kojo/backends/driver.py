@@ -212,6 +212,13 @@ class Driver(ABC):
             conn = None
         if conn is None:
             conn = self._connect()
+            try:
+                # Once per connection, not per call: a newer schema is refused by
+                # library calls too, not only by the command line.
+                self._refuse_newer(self._schema_version_on(conn))
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
             self._local.depth = 0
             self._local.pending = []
@@ -510,13 +517,27 @@ class Driver(ABC):
     # -- schema ---------------------------------------------------------------------
 
     def schema_version(self) -> int:
+        """The installed schema version (0: none), a newer one included: read on this
+        thread's connection when it has one, else on a connection of its own (opening
+        the thread's would refuse a newer schema)."""
+        self._check_fork()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not self.is_broken(conn):
+            return self._schema_version_on(conn)
+        own = self._connect()
         try:
-            row = self.fetchone("schema_version_get")
+            return self._schema_version_on(own)
+        finally:
+            own.close()
+
+    def _schema_version_on(self, conn: Any) -> int:
+        try:
+            rows = self.fetchall_on(conn, "schema_version_get", {})
         except Exception as exc:
             if self._is_missing_table(exc):
                 return 0
             raise
-        return int(row["version"]) if row else 0
+        return int(rows[0]["version"]) if rows else 0
 
     @abstractmethod
     def _is_missing_table(self, exc: Exception) -> bool: ...

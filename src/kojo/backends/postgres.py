@@ -263,7 +263,7 @@ class PostgresBackend(Backend):
     # -- notifications -----------------------------------------------------------------
 
     def _message_published(self, message_id: int, channel: str) -> None:
-        pass  # message_publish sent the NOTIFY itself (with the message, when it fits)
+        pass  # message_publish sent the NOTIFY itself (its id and channel)
 
     def _notify_in_transaction(self, note: Notification) -> None:
         # NOTIFY travels with the transaction: delivered at commit, dropped on rollback.

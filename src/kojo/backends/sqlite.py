@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
+from ..logs import get_logger
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -47,6 +48,8 @@ from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .sqlite_bells import SocketRinger, bind_bell, receive
+
+log = get_logger("sqlite")
 
 WAL_SWITCH_TIMEOUT = 60.0
 # Result codes (sqlite3.Error.sqlite_errorname) that say "not now" rather than "wrong":
@@ -96,6 +99,50 @@ def _check_owned(path: Path, st: os.stat_result, what: str) -> None:
             f"refusing {what} {path}: group or others may write it "
             f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod go-w)"
         )
+
+
+def _tighten(fd: int, path: Path, st: os.stat_result, what: str) -> None:
+    """Take group's and others' access away from a file or folder of this user's that an
+    older kojo or the umask left readable (payloads and tracebacks are private), through
+    the descriptor that was checked, with a log line saying so."""
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        # An O_PATH descriptor cannot fchmod; its /proc link reaches the same inode.
+        os.chmod(f"/proc/self/fd/{fd}", mode & ~0o077)
+    except OSError as exc:
+        raise UnsafeSqliteFiles(
+            f"cannot make {what} {path} private (mode {mode:04o}; chmod go-rwx): {exc.strerror}"
+        ) from exc
+    log.warning(
+        f"made {what} {path} private: mode {mode:04o} -> {mode & ~0o077:04o} "
+        "(group or others could read it)",
+        extra={"context": {"path": str(path)}},
+    )
+
+
+def _secure_existing(path: Path, what: str, flags: int = 0) -> bool:
+    """Refuse `path` unless it is this user's and nobody else may write it; then make it
+    private (`_tighten`). False when it does not exist.
+
+    Through an O_PATH descriptor: closing a real one would drop the POSIX locks SQLite's
+    connections in this process hold on the file (O_PATH descriptors hold none)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC | flags)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeSqliteFiles(f"refusing {what} {path}: it is a symlink") from None
+        raise DatabaseUnavailable(f"cannot open {what} {path}: {exc}") from exc
+    try:
+        st = os.fstat(fd)
+        _check_owned(path, st, what)
+        _tighten(fd, path, st, what)
+    finally:
+        os.close(fd)
+    return True
 
 
 def path_from_url(url: str) -> Path:
@@ -219,7 +266,8 @@ class SqliteBackend(Backend):
 
     def _secure_database_file(self) -> None:
         """Create the database 0600 (SQLite gives its -wal and -shm files the same
-        mode), and refuse one that another user owns or may write."""
+        mode); refuse one (or a -wal or -shm file) that another user owns or may
+        write, and make one this user owns private if group or others could read it."""
         try:
             fd = os.open(
                 self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
@@ -230,11 +278,10 @@ class SqliteBackend(Backend):
             raise DatabaseUnavailable(f"cannot create sqlite database {self.path}: {exc}") from exc
         else:
             os.close(fd)  # new and empty: no connection of ours holds a lock on it
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            raise DatabaseUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
-        _check_owned(self.path, st, "sqlite database")
+        if not _secure_existing(self.path, "sqlite database"):
+            raise DatabaseUnavailable(f"cannot open sqlite database {self.path}: it was removed")
+        for suffix in ("-wal", "-shm"):
+            _secure_existing(Path(f"{self.path}{suffix}"), f"sqlite {suffix[1:]} file")
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
         """Put the database in WAL mode (once per file; it is persistent).
@@ -326,7 +373,8 @@ class SqliteBackend(Backend):
                 raise UnsafeSqliteFiles(f"refusing kojo folder {folder}: it is a symlink")
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafeSqliteFiles(f"refusing kojo folder {folder}: not a directory")
-            _check_owned(folder, st, "kojo folder")
+            if not _secure_existing(folder, "kojo folder", os.O_DIRECTORY | os.O_NOFOLLOW):
+                raise DatabaseUnavailable(f"kojo folder {folder} was removed while checked")
         self._dirs_checked = True
         return True
 

@@ -9,9 +9,6 @@ WHERE channel = :channel AND kojo_message_id > :after
 ORDER BY kojo_message_id
 LIMIT :limit
 
--- name: message_get
-SELECT kojo_message_id, payload FROM kojo_message WHERE kojo_message_id = :kojo_message_id
-
 -- For maintenance: messages older than `before` are gone for late readers.
 
 -- name: message_delete_before

@@ -6,3 +6,9 @@
 INSERT INTO kojo_message (channel, payload, kojo_process_id, created_at_date_time)
 VALUES (:channel, :payload, :kojo_process_id, :now)
 RETURNING kojo_message_id
+
+-- The messages of `channel` among `ids` (a JSON array); the caller orders them.
+
+-- name: message_get_many
+SELECT kojo_message_id, payload FROM kojo_message
+WHERE channel = :channel AND kojo_message_id IN (SELECT value FROM json_each(:ids))
