@@ -1,0 +1,204 @@
+"""Start-up: from spawning `kojo server start` to its first job's worker starting.
+
+    python bench/startup.py [--backend sqlite|postgres|both] [--repeat 10]
+                            [--processes 2] [--postgres URL] [--timeline]
+
+Per backend, a database holding one ready no-op job (`bench.latency` of bench_app.py,
+whose worker writes `time.time()` to a file as its first act). Each repetition spawns
+the real server as a user would (`python -m kojo server start --max-processes 2`, a
+subprocess), waits for that file, and takes the time from just before the spawn to
+the worker's timestamp; then drains the server (SIGTERM) and schedules the next job.
+
+Baseline, in the same run and interleaved with the servers: the wall time of a bare
+interpreter (`python -c pass`) and of `python -c "import kojo"`, the floor any
+Python server pays before it can do anything (so the ratio means something on a
+busy host). Per case: p50, min, max over the repetitions.
+
+`--timeline` also keeps the servers' debug logs and prints, for the median run, when
+each process logged its first lines, relative to the spawn.
+Results are printed and written to bench/results/startup-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import ROOT, database, wait_for
+
+import kojo
+
+JOB_TYPE = "bench.latency"  # bench_app.py: writes "<job id> <time.time()>" when it starts
+SERVER_TIMEOUT = 30.0
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(ROOT / "src"), str(ROOT / "bench"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(extra)
+    return env
+
+
+def interpreter_seconds(code: str) -> float:
+    """Wall time of `python -c CODE`, spawn to exit."""
+    env = _env({})
+    started = time.time()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return time.time() - started
+
+
+def prepare(url: str) -> kojo.App:
+    import bench_app
+
+    app = bench_app.app.__class__(database=url)
+    for job_type in bench_app.app.job_types.values():
+        app.add_job_type(job_type)
+    app.install()
+    app.register_job_types()
+    return app
+
+
+def server_start_seconds(
+    app: kojo.App, url: str, processes: int, folder: Path, timeline: bool, backend: str, run: int
+) -> dict[str, Any]:
+    """One spawn → first job start of a server over `app`'s database (one ready job)."""
+    marker = folder / f"start-{backend}-{run}.log"
+    job_id = app.schedule(JOB_TYPE)
+    log_path = folder / f"server-{backend}-{run}.log"
+    env = _env(
+        {
+            "KOJO_DATABASE_URL": url,
+            "KOJO_APP": "bench_app:app",
+            "KOJO_LOG_LEVEL": "debug" if timeline else "warning",
+            "KOJO_BENCH_START_LOG": str(marker),
+        }
+    )
+    command = [
+        sys.executable,
+        *("-m", "kojo", "server", "start", "--max-processes", str(processes)),
+        *("--shutdown-timeout", "5", "--host-name", f"startup-bench-{os.getpid()}"),
+    ]
+    with open(log_path, "wb") as log:
+        spawned = time.time()
+        proc = subprocess.Popen(command, env=env, stdout=log)
+        try:
+            wait_for(
+                lambda: marker.exists() and marker.stat().st_size > 0,
+                SERVER_TIMEOUT,
+                "the first job to start",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+    started_id, started_at = marker.read_text().split()
+    if int(started_id) != job_id:
+        raise SystemExit(f"the server started job {started_id}, not the ready job {job_id}")
+    if code != 0:
+        raise SystemExit(f"the server exited with {code} (log: {log_path})")
+    row = app.backend.job_get(job_id)
+    if row is None or row["assigned_state"] != "complete_success":
+        raise SystemExit(f"job {job_id} did not complete: {row}")
+    result: dict[str, Any] = {"seconds": float(started_at) - spawned}
+    if timeline:
+        result["timeline"] = _timeline(log_path, spawned)
+    return result
+
+
+def _timeline(log_path: Path, spawned: float) -> list[str]:
+    """Each debug line's time after the spawn, with the process that wrote it."""
+    lines = []
+    for text in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            continue
+        at = datetime.fromisoformat(entry["time"]).timestamp() - spawned
+        path = entry.get("kojo_metadata", {}).get("process", {}).get("path", "?")
+        lines.append(f"{at * 1000:7.1f} ms  {path}  {entry['message']}")
+    return lines
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "p50": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "all": values,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    parser.add_argument("--timeline", action="store_true", help="print the median run's logs")
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {args.repeat}")
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    times: dict[str, list[float]] = {"python -c pass": [], "python -c 'import kojo'": []}
+    runs: dict[str, list[dict[str, Any]]] = {backend: [] for backend in backends}
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kojo-startup-")))
+        apps = {}
+        for backend in backends:
+            url = stack.enter_context(database(backend, args.postgres))
+            apps[backend] = (prepare(url), url)
+        for run in range(args.repeat):
+            times["python -c pass"].append(interpreter_seconds("pass"))
+            times["python -c 'import kojo'"].append(interpreter_seconds("import kojo"))
+            for backend, (app, url) in apps.items():
+                measured = server_start_seconds(
+                    app, url, args.processes, folder, args.timeline, backend, run
+                )
+                runs[backend].append(measured)
+        for app, _ in apps.values():
+            app.backend.close()
+    results: dict[str, Any] = {"repeat": args.repeat, "processes": args.processes}
+    results["baseline"] = {name: stats(values) for name, values in times.items()}
+    floor = results["baseline"]["python -c pass"]["p50"]
+    for name, summary in results["baseline"].items():
+        print(_line(name, summary, floor), flush=True)
+    for backend, measured in runs.items():
+        summary = stats([m["seconds"] for m in measured])
+        results[backend] = summary
+        print(_line(f"kojo {backend}", summary, floor), flush=True)
+        if args.timeline:
+            median = sorted(measured, key=lambda m: m["seconds"])[len(measured) // 2]
+            summary["timeline"] = median["timeline"]
+            print(f"  timeline of the median {backend} run:")
+            for line in median["timeline"]:
+                print(f"    {line}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    (out / f"startup-{stamp}.json").write_text(json.dumps(results, indent=2))
+
+
+def _line(name: str, summary: dict[str, Any], floor: float) -> str:
+    return (
+        f"{name:26}  p50 {summary['p50'] * 1000:6.0f} ms  min {summary['min'] * 1000:6.0f} ms  "
+        f"max {summary['max'] * 1000:6.0f} ms  ({summary['p50'] / floor:.1f}x python -c pass)"
+    )
+
+
+if __name__ == "__main__":
+    main()
