@@ -9,6 +9,11 @@ the real server as a user would (`python -m kojo server start --max-processes 2`
 subprocess), waits for that file, and takes the time from just before the spawn to
 the worker's timestamp; then drains the server (SIGTERM) and schedules the next job.
 
+Python runs as installed: bytecode is cached (in a temporary PYTHONPYCACHEPREFIX, so
+nothing is written beside the sources) and one untimed run per backend comes first;
+`--no-bytecode-cache` compiles every module at every start instead (what
+PYTHONDONTWRITEBYTECODE=1 does to a source tree without `__pycache__`).
+
 Baseline, in the same run and interleaved with the servers: the wall time of a bare
 interpreter (`python -c pass`) and of `python -c "import kojo"`, the floor any
 Python server pays before it can do anything (so the ratio means something on a
@@ -43,12 +48,24 @@ JOB_TYPE = "bench.latency"  # bench_app.py: writes "<job id> <time.time()>" when
 SERVER_TIMEOUT = 30.0
 
 
+PYTHON_ENV: dict[str, str] = {}  # how every interpreter of the run caches bytecode
+
+
 def _env(extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     paths = [str(ROOT / "src"), str(ROOT / "bench"), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(PYTHON_ENV)
     env.update(extra)
     return env
+
+
+def use_bytecode_cache(folder: Path, cached: bool) -> None:
+    """Cache bytecode under `folder` (not beside the sources), or never write any."""
+    PYTHON_ENV["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    if not cached:
+        PYTHON_ENV["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 def interpreter_seconds(code: str) -> float:
@@ -150,6 +167,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
     parser.add_argument("--timeline", action="store_true", help="print the median run's logs")
+    parser.add_argument(
+        "--no-bytecode-cache", action="store_true", help="compile every module at every start"
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, not {args.repeat}")
@@ -158,10 +178,13 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {backend: [] for backend in backends}
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kojo-startup-")))
+        use_bytecode_cache(folder, cached=not args.no_bytecode_cache)
         apps = {}
         for backend in backends:
             url = stack.enter_context(database(backend, args.postgres))
             apps[backend] = (prepare(url), url)
+            # untimed: fills the bytecode cache and the OS's caches
+            server_start_seconds(apps[backend][0], url, args.processes, folder, False, backend, -1)
         for run in range(args.repeat):
             times["python -c pass"].append(interpreter_seconds("pass"))
             times["python -c 'import kojo'"].append(interpreter_seconds("import kojo"))
@@ -172,7 +195,12 @@ def main() -> None:
                 runs[backend].append(measured)
         for app, _ in apps.values():
             app.backend.close()
-    results: dict[str, Any] = {"repeat": args.repeat, "processes": args.processes}
+    results: dict[str, Any] = {
+        "repeat": args.repeat,
+        "processes": args.processes,
+        "bytecode_cache": not args.no_bytecode_cache,
+        "python": sys.version.split()[0],
+    }
     results["baseline"] = {name: stats(values) for name, values in times.items()}
     floor = results["baseline"]["python -c pass"]["p50"]
     for name, summary in results["baseline"].items():

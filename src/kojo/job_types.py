@@ -10,8 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import bounds, cron, settings
 from .clock import utcnow
 from .durations import DurationTooLong, format_duration, parse_duration
@@ -232,6 +230,8 @@ def _checked_fields(job_type: JobType) -> dict[str, Any]:
 
 def load_yaml(path: str | Path) -> list[JobType]:
     """Job types from a YAML file: a list of mappings, or {job_types: [...]}."""
+    import yaml  # only here: a server started without --file never needs it
+
     try:
         document = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:

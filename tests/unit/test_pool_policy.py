@@ -46,10 +46,11 @@ def pool(*children: ChildView, target: int = 3, fill: bool = False, **kw: object
     )
 
 
-def test_a_new_root_fills_to_the_target_with_a_maintainer() -> None:
+def test_a_new_root_fills_to_the_target_then_forks_a_maintainer() -> None:
     empty = Pool((), target=3, idle_retire=RETIRE, shutdown_timeout=SHUTDOWN)
     decision = decide(empty, due=0, now=NOW)
-    assert decision.actions == [Spawn("maintainer"), Spawn("job"), Spawn("job"), Spawn("job")]
+    # job processes first: the first job does not wait for the maintainer's fork
+    assert decision.actions == [Spawn("job"), Spawn("job"), Spawn("job"), Spawn("maintainer")]
     assert decision.fill is False  # filled: from now on the pool grows on demand
 
 
@@ -129,7 +130,7 @@ def test_nothing_is_forked_during_a_respawn_backoff_but_kills_go_on() -> None:
     )
     assert decide(backing_off, due=0, now=NOW).actions == [Kill(10, "late")]
     later = decide(backing_off, due=0, now=NOW + 0.1).actions
-    assert later == [Kill(10, "late"), Spawn("maintainer"), *[Spawn("job")] * 3]
+    assert later == [Kill(10, "late"), *[Spawn("job")] * 3, Spawn("maintainer")]
 
 
 def test_the_respawn_pause_doubles_while_children_die_young() -> None:

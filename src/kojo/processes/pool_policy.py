@@ -11,9 +11,10 @@ The rules, in the order the root applies them:
   its SIGALRM (frozen, or the signal blocked): kill it;
 - a retiring child past its kill deadline did not stop in time: kill it;
 - draining: done once no child is left; past the drain deadline, stop now;
-- otherwise, unless a respawn backoff runs: fork the maintainer if there is none;
-  fork job processes up to the target (all at once while filling, else as many as
-  the due work calls for, and at least one); retire the surplus above the target
+- otherwise, unless a respawn backoff runs: fork job processes up to the target (all
+  at once while filling, else as many as the due work calls for, and at least one),
+  then the maintainer if there is none (after them: its housekeeping is never as
+  urgent as the first job, so it does not delay it); retire the surplus above the target
   (the newest first); retire the longest-idle job process once it has idled
   IDLE_RETIRE seconds while another one is idle too, so a quiet host keeps one.
 """
@@ -137,8 +138,6 @@ def decide(pool: Pool, due: int, now: float) -> Decision:
         return Decision(actions, pool.fill)
     if now < pool.next_respawn:
         return Decision(actions, pool.fill)
-    if not any(c.kind == "maintainer" for c in pool.children):
-        actions.append(Spawn("maintainer"))
     jobs = pool.jobs()
     missing = pool.target - len(jobs)
     fill = pool.fill
@@ -147,6 +146,8 @@ def decide(pool: Pool, due: int, now: float) -> Decision:
         grow = min(grow, missing, pool.free_slots)
         actions += [Spawn("job")] * grow
         fill = fill and grow < missing
+    if not any(c.kind == "maintainer" for c in pool.children):
+        actions.append(Spawn("maintainer"))
     surplus = sorted((c.pid for c in jobs), reverse=True)[: max(0, len(jobs) - pool.target)]
     actions += [Retire(pid, pool.shutdown_timeout) for pid in surplus]
     idle = sorted((c.idle_since, c.pid) for c in jobs if c.idle_since is not None)

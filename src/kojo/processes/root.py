@@ -104,6 +104,7 @@ class Root:
     unreaped: dict[int, DeadChild] = field(default_factory=dict)  # by pid
     backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
     next_register: float = 0.0
+    reap_previous_at: float | None = None  # when to reap dead registrations (None: done)
     commands: CommandFeed = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,14 +147,30 @@ class Root:
                     pass  # the database may still be away: it is dead to the cluster anyway
             self.owner = backend.register_owner(info)
             self.app.use_owner(self.owner)
-            # A previous root's jobs are crashed at once, not in a while.
-            backend.reap_dead_owners()
         except Exception as exc:
             if not backend.is_unavailable(exc):
                 raise
             self.next_register = now + self.backoff.failed(exc)
             return
         self.backoff.succeeded()
+        # A previous root's jobs are crashed at once, not in a while: right after this
+        # turn's forks, so that the first job process does not wait for it.
+        self.reap_previous_at = now
+
+    def _reap_previous(self, now: float) -> None:
+        """Reap the dead registrations (a previous root's) once registered; retried with
+        backoff while the database is away."""
+        if self.reap_previous_at is None or now < self.reap_previous_at:
+            return
+        backend = self.app.backend
+        try:
+            backend.reap_dead_owners()
+        except Exception as exc:
+            if not backend.is_unavailable(exc):
+                raise
+            self.reap_previous_at = now + self.backoff.failed(exc)
+            return
+        self.reap_previous_at = None
 
     # -- main loop -------------------------------------------------------------------
 
@@ -184,6 +201,7 @@ class Root:
             code = self.turn(now)
             if code is not None:
                 return code
+            self._reap_previous(now)
             watched = [signals.fileno()]
             owner = self.owner
             if owner is not None and not owner.is_lost():
@@ -211,6 +229,8 @@ class Root:
             deadlines.append(self.next_respawn)
         if self.unreaped:
             deadlines.append(min(dead.next_try for dead in self.unreaped.values()))
+        if self.reap_previous_at is not None:
+            deadlines.append(self.reap_previous_at)
         if self.owner is None or self.owner.is_lost():
             deadlines.append(self.next_register)
         soonest = min(deadlines, default=now + 1.0)
