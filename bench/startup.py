@@ -2,6 +2,7 @@
 
     python bench/startup.py [--backend sqlite|postgres|both] [--repeat 10]
                             [--processes 2] [--postgres URL] [--timeline]
+                            [--no-bytecode-cache] [--before SRC]
 
 Per backend, a database holding one ready no-op job (`bench.latency` of bench_app.py,
 whose worker writes `time.time()` to a file as its first act). Each repetition spawns
@@ -19,8 +20,10 @@ interpreter (`python -c pass`) and of `python -c "import kojo"`, the floor any
 Python server pays before it can do anything (so the ratio means something on a
 busy host). Per case: p50, min, max over the repetitions.
 
-`--timeline` also keeps the servers' debug logs and prints, for the median run, when
-each process logged its first lines, relative to the spawn.
+`--before SRC` also starts servers from another kojo source tree (e.g. an export of
+main's `src/`), interleaved with this one's, so a change is measured against what it
+changes under the same load. `--timeline` also keeps the servers' debug logs and
+prints, for the median run, when each process logged its lines, relative to the spawn.
 Results are printed and written to bench/results/startup-<time>.json.
 """
 
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,10 +55,19 @@ SERVER_TIMEOUT = 30.0
 PYTHON_ENV: dict[str, str] = {}  # how every interpreter of the run caches bytecode
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Case:
+    """A server to start: on which backend, from which kojo source tree."""
+
+    name: str
+    backend: str
+    src: Path
+
+
+def _env(extra: dict[str, str], src: Path = ROOT / "src") -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    paths = [str(ROOT / "src"), str(ROOT / "bench"), env.get("PYTHONPATH", "")]
+    paths = [str(src), str(ROOT / "bench"), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.update(PYTHON_ENV)
     env.update(extra)
@@ -88,19 +101,21 @@ def prepare(url: str) -> kojo.App:
 
 
 def server_start_seconds(
-    app: kojo.App, url: str, processes: int, folder: Path, timeline: bool, backend: str, run: int
+    case: Case, app: kojo.App, processes: int, folder: Path, timeline: bool, run: int
 ) -> dict[str, Any]:
     """One spawn → first job start of a server over `app`'s database (one ready job)."""
-    marker = folder / f"start-{backend}-{run}.log"
+    tag = f"{case.name.replace(' ', '-')}-{run}"
+    marker = folder / f"start-{tag}.log"
     job_id = app.schedule(JOB_TYPE)
-    log_path = folder / f"server-{backend}-{run}.log"
+    log_path = folder / f"server-{tag}.log"
     env = _env(
         {
-            "KOJO_DATABASE_URL": url,
+            "KOJO_DATABASE_URL": app.database_url,
             "KOJO_APP": "bench_app:app",
             "KOJO_LOG_LEVEL": "debug" if timeline else "warning",
             "KOJO_BENCH_START_LOG": str(marker),
-        }
+        },
+        case.src,
     )
     command = [
         sys.executable,
@@ -170,49 +185,60 @@ def main() -> None:
     parser.add_argument(
         "--no-bytecode-cache", action="store_true", help="compile every module at every start"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="SRC",
+        help="another kojo source tree (its src/), measured interleaved in the same run",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, not {args.repeat}")
+    if args.before is not None and not (args.before / "kojo" / "__init__.py").is_file():
+        parser.error(f"--before {args.before}: no kojo package in it")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    cases = [Case(b, b, ROOT / "src") for b in backends]
+    if args.before is not None:
+        cases += [Case(f"{b} before", b, args.before.resolve()) for b in backends]
     times: dict[str, list[float]] = {"python -c pass": [], "python -c 'import kojo'": []}
-    runs: dict[str, list[dict[str, Any]]] = {backend: [] for backend in backends}
+    runs: dict[str, list[dict[str, Any]]] = {case.name: [] for case in cases}
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kojo-startup-")))
         use_bytecode_cache(folder, cached=not args.no_bytecode_cache)
         apps = {}
         for backend in backends:
-            url = stack.enter_context(database(backend, args.postgres))
-            apps[backend] = (prepare(url), url)
-            # untimed: fills the bytecode cache and the OS's caches
-            server_start_seconds(apps[backend][0], url, args.processes, folder, False, backend, -1)
+            apps[backend] = prepare(stack.enter_context(database(backend, args.postgres)))
+        for case in cases:  # untimed: fills the bytecode cache and the OS's caches
+            server_start_seconds(case, apps[case.backend], args.processes, folder, False, -1)
         for run in range(args.repeat):
             times["python -c pass"].append(interpreter_seconds("pass"))
             times["python -c 'import kojo'"].append(interpreter_seconds("import kojo"))
-            for backend, (app, url) in apps.items():
+            for case in cases:
                 measured = server_start_seconds(
-                    app, url, args.processes, folder, args.timeline, backend, run
+                    case, apps[case.backend], args.processes, folder, args.timeline, run
                 )
-                runs[backend].append(measured)
-        for app, _ in apps.values():
+                runs[case.name].append(measured)
+        for app in apps.values():
             app.backend.close()
     results: dict[str, Any] = {
         "repeat": args.repeat,
         "processes": args.processes,
         "bytecode_cache": not args.no_bytecode_cache,
         "python": sys.version.split()[0],
+        "before": None if args.before is None else str(args.before),
     }
     results["baseline"] = {name: stats(values) for name, values in times.items()}
     floor = results["baseline"]["python -c pass"]["p50"]
     for name, summary in results["baseline"].items():
         print(_line(name, summary, floor), flush=True)
-    for backend, measured in runs.items():
+    for name, measured in runs.items():
         summary = stats([m["seconds"] for m in measured])
-        results[backend] = summary
-        print(_line(f"kojo {backend}", summary, floor), flush=True)
+        results[name] = summary
+        print(_line(f"kojo {name}", summary, floor), flush=True)
         if args.timeline:
             median = sorted(measured, key=lambda m: m["seconds"])[len(measured) // 2]
             summary["timeline"] = median["timeline"]
-            print(f"  timeline of the median {backend} run:")
+            print(f"  timeline of the median {name} run:")
             for line in median["timeline"]:
                 print(f"    {line}")
     out = ROOT / "bench" / "results"
