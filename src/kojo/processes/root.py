@@ -104,6 +104,7 @@ class Root:
     unreaped: dict[int, DeadChild] = field(default_factory=dict)  # by pid
     backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
     next_register: float = 0.0
+    maintainer_from: float = 0.0  # no maintainer before this (pool_policy.MAINTAINER_DELAY)
     reap_previous_at: float | None = None  # when to reap dead registrations (None: done)
     commands: CommandFeed = field(init=False)
 
@@ -124,6 +125,7 @@ class Root:
                 signal.SIGUSR1,
             ]
         )
+        self.maintainer_from = self.clock.monotonic() + pool_policy.MAINTAINER_DELAY
         log.debug("Root started.", extra={"context": {"max_processes": self.target}})
         try:
             return self._loop(signals)
@@ -222,7 +224,11 @@ class Root:
 
     def _timeout(self, now: float) -> float:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
-        deadlines += [due for due, _ in pool_policy.job_deadlines(self.pool())]
+        pool = self.pool()
+        deadlines += [due for due, _ in pool_policy.job_deadlines(pool)]
+        maintainer_due = pool_policy.maintainer_due(pool, now)
+        if maintainer_due is not None:
+            deadlines.append(maintainer_due)
         if self.draining:
             deadlines.append(self.drain_deadline)
         if self.next_respawn > now:
@@ -264,6 +270,7 @@ class Root:
             next_respawn=self.next_respawn,
             draining=self.draining,
             drain_deadline=self.drain_deadline,
+            maintainer_from=self.maintainer_from,
         )
 
     def turn(self, now: float) -> int | None:
