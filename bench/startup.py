@@ -16,9 +16,9 @@ nothing is written beside the sources) and one untimed run per backend comes fir
 PYTHONDONTWRITEBYTECODE=1 does to a source tree without `__pycache__`).
 
 Baseline, in the same run and interleaved with the servers: the wall time of a bare
-interpreter (`python -c pass`) and of `python -c "import kojo"`, the floor any
-Python server pays before it can do anything (so the ratio means something on a
-busy host). Per case: p50, min, max over the repetitions.
+interpreter (`python -c pass`), of `python -c "import kojo"` and, with PostgreSQL, of
+`python -c "import psycopg"`: the floor any Python server pays before it can do
+anything (so the ratio means something on a busy host). Per case: p50, min, max over the repetitions.
 
 `--before SRC` also starts servers from another kojo source tree (e.g. an export of
 main's `src/`), interleaved with this one's, so a change is measured against what it
@@ -200,7 +200,10 @@ def main() -> None:
     cases = [Case(b, b, ROOT / "src") for b in backends]
     if args.before is not None:
         cases += [Case(f"{b} before", b, args.before.resolve()) for b in backends]
-    times: dict[str, list[float]] = {"python -c pass": [], "python -c 'import kojo'": []}
+    baselines = {"python -c pass": "pass", "python -c 'import kojo'": "import kojo"}
+    if "postgres" in backends:  # what any Python process pays to use PostgreSQL
+        baselines["python -c 'import psycopg'"] = "import psycopg"
+    times: dict[str, list[float]] = {name: [] for name in baselines}
     runs: dict[str, list[dict[str, Any]]] = {case.name: [] for case in cases}
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kojo-startup-")))
@@ -211,8 +214,8 @@ def main() -> None:
         for case in cases:  # untimed: fills the bytecode cache and the OS's caches
             server_start_seconds(case, apps[case.backend], args.processes, folder, False, -1)
         for run in range(args.repeat):
-            times["python -c pass"].append(interpreter_seconds("pass"))
-            times["python -c 'import kojo'"].append(interpreter_seconds("import kojo"))
+            for name, code in baselines.items():
+                times[name].append(interpreter_seconds(code))
             for case in cases:
                 measured = server_start_seconds(
                     case, apps[case.backend], args.processes, folder, args.timeline, run
