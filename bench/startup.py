@@ -18,7 +18,8 @@ PYTHONDONTWRITEBYTECODE=1 does to a source tree without `__pycache__`).
 Baseline, in the same run and interleaved with the servers: the wall time of a bare
 interpreter (`python -c pass`), of `python -c "import kojo"` and, with PostgreSQL, of
 `python -c "import psycopg"`: the floor any Python server pays before it can do
-anything (so the ratio means something on a busy host). Per case: p50, min, max over the repetitions.
+anything (so the ratio means something on a busy host). Per case: p50, min, max over
+the repetitions.
 
 `--before SRC` also starts servers from another kojo source tree (e.g. an export of
 main's `src/`), interleaved with this one's, so a change is measured against what it
