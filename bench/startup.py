@@ -12,8 +12,9 @@ the worker's timestamp; then drains the server (SIGTERM) and schedules the next 
 
 Python runs as installed: bytecode is cached (in a temporary PYTHONPYCACHEPREFIX, so
 nothing is written beside the sources) and one untimed run per backend comes first;
-`--no-bytecode-cache` compiles every module at every start instead (what
-PYTHONDONTWRITEBYTECODE=1 does to a source tree without `__pycache__`).
+`--no-bytecode-cache` writes no bytecode: the installed packages use their own
+`__pycache__`, and kojo's sources are compiled at every start unless the tree has one
+(what PYTHONDONTWRITEBYTECODE=1 does to a source checkout).
 
 Baseline, in the same run and interleaved with the servers: the wall time of a bare
 interpreter (`python -c pass`), of `python -c "import kojo"` and, with PostgreSQL, of
@@ -76,9 +77,12 @@ def _env(extra: dict[str, str], src: Path = ROOT / "src") -> dict[str, str]:
 
 
 def use_bytecode_cache(folder: Path, cached: bool) -> None:
-    """Cache bytecode under `folder` (not beside the sources), or never write any."""
-    PYTHON_ENV["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
-    if not cached:
+    """Cache bytecode under `folder` (not beside the sources), or write none: then the
+    installed packages still use their own `__pycache__`, and a source tree without
+    one is compiled at every start."""
+    if cached:
+        PYTHON_ENV["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    else:
         PYTHON_ENV["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
@@ -184,7 +188,7 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
     parser.add_argument("--timeline", action="store_true", help="print the median run's logs")
     parser.add_argument(
-        "--no-bytecode-cache", action="store_true", help="compile every module at every start"
+        "--no-bytecode-cache", action="store_true", help="write no bytecode (see above)"
     )
     parser.add_argument(
         "--before",
