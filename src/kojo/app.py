@@ -129,11 +129,12 @@ class App:
     def register_job_types(self, codes: Iterable[str] | None = None) -> list[str]:
         """Store this app's job types in the database (insert or update)."""
         chosen = list(codes) if codes is not None else list(self.job_types)
-        with database_errors():
+        with database_errors(), self.backend.write():  # one transaction for them all
             for code in chosen:
                 self.backend.type_register(self.job_types[code])
-                self._registered.add(code)
-                self._type_rows.pop(code, None)
+        for code in chosen:
+            self._registered.add(code)
+            self._type_rows.pop(code, None)
         return chosen
 
     def _ensure_registered(self, code: str) -> None:

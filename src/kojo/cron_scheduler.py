@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
-
 from . import bounds, cron
 from .clock import as_utc, utcnow
 from .durations import parse_duration
@@ -67,7 +65,7 @@ def ceil_minute(moment: datetime) -> datetime:
 
 def _fires_back(expression: str, before: datetime, oldest: datetime, limit: int) -> list[datetime]:
     """Up to `limit` due minutes in [oldest, before), the most recent ones, oldest first."""
-    it = croniter(expression, before)
+    it = cron.iterator(expression, before)
     found: list[datetime] = []
     while len(found) < limit:
         fire = as_utc(it.get_prev(datetime))

@@ -10,8 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import bounds, cron, settings
 from .clock import utcnow
 from .durations import DurationTooLong, format_duration, parse_duration
@@ -255,6 +253,8 @@ def load_yaml(path: str | Path) -> list[JobType]:
 
 def _read_yaml(path: str | Path) -> Any:
     """A YAML file's document; InvalidJobType on one line when it cannot be read."""
+    import yaml  # only here: a server started without --file never needs it
+
     where = f"cannot read job types from {str(path)!r}"
     try:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -10,6 +13,8 @@ import pytest
 import kojo
 from foundation_helpers import column_names, index_names, make_app, noop, process_info, table_names
 from kojo.backends import open_backend
+from kojo.backends.postgres import INSTALL_LOCK_KEY, LOCK_NAMESPACE
+from kojo.backends.sqlite import path_from_url
 from kojo.clock import utcnow
 from kojo.sql import SCHEMA_VERSION, schema
 
@@ -114,6 +119,26 @@ def test_install_twice_is_a_no_op(database_url: str) -> None:
     assert app.type_row("q", max_age=0)["default_importance"] == 4
     versions = app.backend.fetchall("schema_version_get")
     assert versions == [{"version": SCHEMA_VERSION}]
+
+
+def test_install_over_the_current_schema_neither_locks_nor_writes(database_url: str) -> None:
+    # Every server start installs: with the schema up to date it is one read, so it
+    # does not wait for the install lock or for a writer (here held by someone else).
+    make_app(database_url)
+    if database_url.startswith("sqlite"):
+        holder: Any = sqlite3.connect(path_from_url(database_url), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        holder = psycopg.connect(database_url, autocommit=True)
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
+    try:
+        app = kojo.App(database=database_url)
+        started = time.monotonic()
+        assert app.install() == SCHEMA_VERSION
+        assert time.monotonic() - started < 1.0
+        app.backend.close()
+    finally:
+        holder.close()
 
 
 def test_concurrent_installs_all_succeed(database_url: str) -> None:

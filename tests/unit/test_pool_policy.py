@@ -18,6 +18,7 @@ from kojo.processes.pool_policy import (
     StopNow,
     decide,
     due_count_wanted,
+    maintainer_due,
     respawn_delay,
 )
 
@@ -46,11 +47,25 @@ def pool(*children: ChildView, target: int = 3, fill: bool = False, **kw: object
     )
 
 
-def test_a_new_root_fills_to_the_target_with_a_maintainer() -> None:
+def test_a_new_root_fills_to_the_target_then_forks_a_maintainer() -> None:
     empty = Pool((), target=3, idle_retire=RETIRE, shutdown_timeout=SHUTDOWN)
     decision = decide(empty, due=0, now=NOW)
-    assert decision.actions == [Spawn("maintainer"), Spawn("job"), Spawn("job"), Spawn("job")]
+    # job processes first: the first job does not wait for the maintainer's fork
+    assert decision.actions == [Spawn("job"), Spawn("job"), Spawn("job"), Spawn("maintainer")]
     assert decision.fill is False  # filled: from now on the pool grows on demand
+
+
+def test_a_starting_root_forks_its_job_processes_before_its_maintainer_is_due() -> None:
+    starting = Pool(
+        (), target=2, idle_retire=RETIRE, shutdown_timeout=SHUTDOWN, maintainer_from=NOW + 0.5
+    )
+    assert decide(starting, due=0, now=NOW).actions == [Spawn("job"), Spawn("job")]
+    assert maintainer_due(starting, NOW) == NOW + 0.5  # the root wakes up for it
+    started = replace(starting, children=(busy(10), busy(11)), fill=False)
+    assert decide(started, due=0, now=NOW + 0.4).actions == []
+    assert decide(started, due=0, now=NOW + 0.5).actions == [Spawn("maintainer")]
+    assert maintainer_due(replace(started, children=(MAINTAINER,)), NOW) is None
+    assert maintainer_due(replace(started, draining=True, drain_deadline=NOW + 9), NOW) is None
 
 
 def test_it_grows_up_to_the_target_when_all_are_busy_and_due_work_waits() -> None:
@@ -129,7 +144,7 @@ def test_nothing_is_forked_during_a_respawn_backoff_but_kills_go_on() -> None:
     )
     assert decide(backing_off, due=0, now=NOW).actions == [Kill(10, "late")]
     later = decide(backing_off, due=0, now=NOW + 0.1).actions
-    assert later == [Kill(10, "late"), Spawn("maintainer"), *[Spawn("job")] * 3]
+    assert later == [Kill(10, "late"), *[Spawn("job")] * 3, Spawn("maintainer")]
 
 
 def test_the_respawn_pause_doubles_while_children_die_young() -> None:

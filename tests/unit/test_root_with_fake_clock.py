@@ -99,17 +99,17 @@ def test_the_pool_fills_then_retires_surplus_idlers_after_idle_retire() -> None:
     root.turn(clock.monotonic())
     assert root.signalled == []
     clock.advance(1)
-    assert jobs(root) == [102, 103, 104]  # 101: the maintainer
+    assert jobs(root) == [101, 102, 103]  # 104: the maintainer, forked after them
     root.turn(clock.monotonic())  # all idle as long: the lowest pid goes, one per turn
-    assert root.signalled == [(102, signal.SIGTERM)]
-    assert root.children[102].kill_at == clock.monotonic() + SHUTDOWN
+    assert root.signalled == [(101, signal.SIGTERM)]
+    assert root.children[101].kill_at == clock.monotonic() + SHUTDOWN
     # It does not stop: killed once the grace is over (the next idler retires meanwhile).
     clock.advance(SHUTDOWN)
     root.turn(clock.monotonic())
-    assert root.signalled[1:] == [(102, signal.SIGKILL), (103, signal.SIGTERM)]
-    assert root.children[102].kill_at is None
+    assert root.signalled[1:] == [(101, signal.SIGKILL), (102, signal.SIGTERM)]
+    assert root.children[101].kill_at is None
     root.turn(clock.monotonic())
-    assert jobs(root) == [104]  # the last idle one stays
+    assert jobs(root) == [103]  # the last idle one stays
 
 
 def test_busy_processes_and_due_work_grow_the_pool() -> None:

@@ -547,6 +547,10 @@ class Driver(ABC):
 
     def install(self) -> int:
         """Create or upgrade the schema; idempotent. Returns the schema version."""
+        # Every server start comes here: an up-to-date schema is one read, no lock and
+        # no write (a schema is never downgraded, so what is read stays true).
+        if self.check_schema() == SCHEMA_VERSION:
+            return SCHEMA_VERSION
         with self._install_lock(), self.write():
             self.execute("schema_version_create")
             current = self.schema_version()

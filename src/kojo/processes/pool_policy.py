@@ -11,9 +11,12 @@ The rules, in the order the root applies them:
   its SIGALRM (frozen, or the signal blocked): kill it;
 - a retiring child past its kill deadline did not stop in time: kill it;
 - draining: done once no child is left; past the drain deadline, stop now;
-- otherwise, unless a respawn backoff runs: fork the maintainer if there is none;
-  fork job processes up to the target (all at once while filling, else as many as
-  the due work calls for, and at least one); retire the surplus above the target
+- otherwise, unless a respawn backoff runs: fork job processes up to the target (all
+  at once while filling, else as many as the due work calls for, and at least one),
+  then the maintainer if there is none, but not before `maintainer_from` (the root's
+  start + MAINTAINER_DELAY: its housekeeping is never as urgent as the first jobs,
+  so its connections and first pass do not compete with their start-up; the root
+  reaps a previous root's registrations itself); retire the surplus above the target
   (the newest first); retire the longest-idle job process once it has idled
   IDLE_RETIRE seconds while another one is idle too, so a quiet host keeps one.
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 TIMEOUT_GRACE = 1.0
 RESPAWN_BACKOFF_MAX = 10.0
 QUICK_DEATH = 1.0  # a child dying younger than this doubles the respawn pause
+MAINTAINER_DELAY = 0.5  # seconds from the root's start to its maintainer's fork
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Pool:
     next_respawn: float = 0.0
     draining: bool = False
     drain_deadline: float = 0.0
+    maintainer_from: float = 0.0  # no maintainer is forked before this
 
     def jobs(self) -> list[ChildView]:
         """Job processes that are not retiring."""
@@ -137,8 +142,6 @@ def decide(pool: Pool, due: int, now: float) -> Decision:
         return Decision(actions, pool.fill)
     if now < pool.next_respawn:
         return Decision(actions, pool.fill)
-    if not any(c.kind == "maintainer" for c in pool.children):
-        actions.append(Spawn("maintainer"))
     jobs = pool.jobs()
     missing = pool.target - len(jobs)
     fill = pool.fill
@@ -147,12 +150,21 @@ def decide(pool: Pool, due: int, now: float) -> Decision:
         grow = min(grow, missing, pool.free_slots)
         actions += [Spawn("job")] * grow
         fill = fill and grow < missing
+    if now >= pool.maintainer_from and not any(c.kind == "maintainer" for c in pool.children):
+        actions.append(Spawn("maintainer"))
     surplus = sorted((c.pid for c in jobs), reverse=True)[: max(0, len(jobs) - pool.target)]
     actions += [Retire(pid, pool.shutdown_timeout) for pid in surplus]
     idle = sorted((c.idle_since, c.pid) for c in jobs if c.idle_since is not None)
     if len(idle) > 1 and now - idle[0][0] >= pool.idle_retire and idle[0][1] not in surplus:
         actions.append(Retire(idle[0][1], pool.shutdown_timeout, idle_for=pool.idle_retire))
     return Decision(actions, fill)
+
+
+def maintainer_due(pool: Pool, now: float) -> float | None:
+    """When the maintainer, not yet forked, is due (None: there is one, or draining)."""
+    if pool.draining or any(c.kind == "maintainer" for c in pool.children):
+        return None
+    return max(now, pool.maintainer_from, pool.next_respawn)
 
 
 def respawn_delay(previous: float, lived: float) -> float:

@@ -105,6 +105,8 @@ class Root:
     unreaped: dict[int, DeadChild] = field(default_factory=dict)  # by pid
     backoff: Backoff = field(default_factory=lambda: Backoff("Root", log))
     next_register: float = 0.0
+    maintainer_from: float = 0.0  # no maintainer before this (pool_policy.MAINTAINER_DELAY)
+    reap_previous_at: float | None = None  # when to reap dead registrations (None: done)
     commands: CommandFeed = field(init=False)
     # The server's line: it vouches for the root and its children (vouching.py); None
     # where each process registers itself.
@@ -127,6 +129,7 @@ class Root:
                 signal.SIGUSR1,
             ]
         )
+        self.maintainer_from = self.clock.monotonic() + pool_policy.MAINTAINER_DELAY
         log.debug("Root started.", extra={"context": {"max_processes": self.target}})
         try:
             return self._loop(signals)
@@ -153,14 +156,30 @@ class Root:
             else:
                 self.owner = self.line.register(info)
             self.app.use_owner(self.owner)
-            # A previous root's jobs are crashed at once, not in a while.
-            backend.reap_dead_owners()
         except Exception as exc:
             if not backend.is_unavailable(exc):
                 raise
             self.next_register = now + self.backoff.failed(exc)
             return
         self.backoff.succeeded()
+        # A previous root's jobs are crashed at once, not in a while: right after this
+        # turn's forks, so that the first job process does not wait for it.
+        self.reap_previous_at = now
+
+    def _reap_previous(self, now: float) -> None:
+        """Reap the dead registrations (a previous root's) once registered; retried with
+        backoff while the database is away."""
+        if self.reap_previous_at is None or now < self.reap_previous_at:
+            return
+        backend = self.app.backend
+        try:
+            backend.reap_dead_owners()
+        except Exception as exc:
+            if not backend.is_unavailable(exc):
+                raise
+            self.reap_previous_at = now + self.backoff.failed(exc)
+            return
+        self.reap_previous_at = None
 
     # -- main loop -------------------------------------------------------------------
 
@@ -191,6 +210,7 @@ class Root:
             code = self.turn(now)
             if code is not None:
                 return code
+            self._reap_previous(now)
             watched = [signals.fileno()]
             owner = self.owner
             if owner is not None and not owner.is_lost():
@@ -211,13 +231,19 @@ class Root:
 
     def _timeout(self, now: float) -> float:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
-        deadlines += [due for due, _ in pool_policy.job_deadlines(self.pool())]
+        pool = self.pool()
+        deadlines += [due for due, _ in pool_policy.job_deadlines(pool)]
+        maintainer_due = pool_policy.maintainer_due(pool, now)
+        if maintainer_due is not None:
+            deadlines.append(maintainer_due)
         if self.draining:
             deadlines.append(self.drain_deadline)
         if self.next_respawn > now:
             deadlines.append(self.next_respawn)
         if self.unreaped:
             deadlines.append(min(dead.next_try for dead in self.unreaped.values()))
+        if self.reap_previous_at is not None:
+            deadlines.append(self.reap_previous_at)
         if self.owner is None or self.owner.is_lost():
             deadlines.append(self.next_register)
         soonest = min(deadlines, default=now + 1.0)
@@ -251,6 +277,7 @@ class Root:
             next_respawn=self.next_respawn,
             draining=self.draining,
             drain_deadline=self.drain_deadline,
+            maintainer_from=self.maintainer_from,
         )
 
     def turn(self, now: float) -> int | None:
