@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, database, wait_for
+from harness import ROOT, bench_app_client, database, wait_for
 
 import kojo
 
@@ -92,17 +92,6 @@ def interpreter_seconds(code: str) -> float:
     started = time.time()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
     return time.time() - started
-
-
-def prepare(url: str) -> kojo.App:
-    import bench_app
-
-    app = bench_app.app.__class__(database=url)
-    for job_type in bench_app.app.job_types.values():
-        app.add_job_type(job_type)
-    app.install()
-    app.register_job_types()
-    return app
 
 
 def server_start_seconds(
@@ -215,7 +204,7 @@ def main() -> None:
         use_bytecode_cache(folder, cached=not args.no_bytecode_cache)
         apps = {}
         for backend in backends:
-            apps[backend] = prepare(stack.enter_context(database(backend, args.postgres)))
+            apps[backend] = bench_app_client(stack.enter_context(database(backend, args.postgres)))
         for case in cases:  # untimed: fills the bytecode cache and the OS's caches
             server_start_seconds(case, apps[case.backend], args.processes, folder, False, -1)
         for run in range(args.repeat):
