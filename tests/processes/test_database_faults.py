@@ -145,6 +145,7 @@ def test_killed_sessions_are_ridden_through(cluster: Cluster, fault_tree: Tree) 
     kills = 0
     deadline = time.monotonic() + 60
     while len({r["id"] for r in tree.records("end")}) < JOBS // 2:
+        assert server.exited() is None, f"the server exited: {server.stderr()}"
         assert time.monotonic() < deadline, "the jobs stopped progressing"
         kills += cluster.terminate()  # every kojo session, the test's own included
         time.sleep(1.0)

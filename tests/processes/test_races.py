@@ -57,9 +57,14 @@ def set_commit_delay(url: str, microseconds: int) -> None:
 
 def describe(tree: StressTree) -> str:
     orphans = tree.orphaned_working()
+    dead = [
+        f"server {n} exited with {code}: {server.stderr()[-600:]}"
+        for n, server in enumerate(tree.servers)
+        if (code := server.exited()) is not None
+    ]
     return (
         f"states {dict(tree.states())}; {len(orphans)} working without a live owner "
-        f"(job, type, owner, pid): {orphans[:10]}"
+        f"(job, type, owner, pid): {orphans[:10]}" + "".join(f"; {d}" for d in dead)
     )
 
 
@@ -267,6 +272,38 @@ def test_a_busy_job_process_whose_anchor_is_terminated_claims_nothing_more(
         f"\nanchor terminated: {baseline} jobs stamped with the dead owner, "
         f"{reruns(records)} re-run, {len(ids)} complete"
     )
+
+
+def test_a_server_whose_anchor_breaks_while_it_vouches_registers_again(
+    pg_stress_tree: StressTree,
+) -> None:
+    """The server learns that its anchor session is gone while it serves a vouched
+    process's hang-up (a statement on the anchor fails, and psycopg closes it): it must
+    register again, not fail on the closed connection (it did, and the tree died with it:
+    the race behind two tests that failed about one CI run in three)."""
+    tree = pg_stress_tree
+    server = tree.start(max_processes=1)
+    (row,) = [r for r in tree.processes() if r["kind"] == "job"]
+    owner, pid = int(row["kojo_process_id"]), int(row["process_id"])
+    ids = tree.app.schedule_many("quick", [None] * 200)
+    wait_for(lambda: tree.states()["complete_success"] == 200, 20.0, "the first jobs")
+    # Frozen, the server sees both at once when it resumes: its session ended and the job
+    # process's doorbell hung up, which it serves first, with a statement on the anchor.
+    os.kill(server.popen.pid, signal.SIGSTOP)
+    try:
+        backend = anchor_backend(tree, owner)
+        with admin_connection(tree.url) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: pid_dead(pid), 5.0, f"the job process {pid} to die")
+        time.sleep(0.2)
+    finally:
+        os.kill(server.popen.pid, signal.SIGCONT)
+    ids += tree.app.schedule_many("quick", [None] * 200)
+    wait_all_complete(tree, len(ids), 30.0, " after the server's anchor broke while vouching")
+    assert server.exited() is None, server.stderr()
+    assert any("lost its database registration" in m for m in server.messages())
+    tree.wait_ready(server)
 
 
 # -- 3. many serial types, ten claimers ----------------------------------------------------

@@ -275,6 +275,7 @@ class Tree:
             sys.executable,
             "-m",
             "kojo",
+            "--debug",  # a server that fails leaves its traceback in server<n>.err
             "server",
             "start",
             "--max-processes",

@@ -391,10 +391,11 @@ class JobProcess:
         next_at = self.app.backend.job_next_work_at(now)
         if next_at is not None:
             timeout = max(0.001, min(POLL, (next_at - now).total_seconds()))
-        ready, _, _ = select.select([owner.fileno(), signals.fileno()], [], [], timeout)
+        owner_fd = owner.fileno()
+        ready, _, _ = select.select([owner_fd, signals.fileno()], [], [], timeout)
         if not ready:
             return True
-        if owner.fileno() in ready:
+        if owner_fd in ready:
             try:
                 notes = owner.wait(0)
             except Exception as exc:

@@ -83,8 +83,11 @@ class Maintainer:
                     if not backend.is_unavailable(exc):
                         raise
                     wait = backoff.failed(exc)
-                ready, _, _ = select.select([signals.fileno(), owner.fileno()], [], [], wait)
-                if owner.fileno() in ready:
+                if owner.is_lost():
+                    continue  # seen at the top of the loop
+                owner_fd = owner.fileno()
+                ready, _, _ = select.select([signals.fileno(), owner_fd], [], [], wait)
+                if owner_fd in ready:
                     try:
                         owner.wait(0)
                     except Exception:

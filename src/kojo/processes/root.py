@@ -211,12 +211,11 @@ class Root:
             if code is not None:
                 return code
             self._reap_previous(now)
-            watched = [signals.fileno()]
             owner = self.owner
-            if owner is not None and not owner.is_lost():
-                watched.append(owner.fileno())
+            owner_fd = None if owner is None or owner.is_lost() else owner.fileno()
+            watched = [signals.fileno()] + ([] if owner_fd is None else [owner_fd])
             ready, _, _ = select.select(watched, [], [], self._timeout(now))
-            if owner is not None and owner.fileno() in ready and len(watched) > 1:
+            if owner is not None and owner_fd in ready:
                 self._read_notes(owner)
 
     def _read_notes(self, owner: Owner) -> None:

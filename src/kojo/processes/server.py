@@ -212,14 +212,17 @@ class Server:
                 owner = renewed
                 if self.voucher is not None:
                     self.voucher.rebind(owner)
-            watched = [signals.fileno()] + ([] if owner.is_lost() else [owner.fileno()])
-            vouching = [] if self.voucher is None or owner.is_lost() else self.voucher.filenos()
+            # The anchor's descriptor is read once, before the wait: a session that breaks
+            # meanwhile (while vouching, below) has none to ask for any more.
+            owner_fd = None if owner.is_lost() else owner.fileno()
+            watched = [signals.fileno()] + ([] if owner_fd is None else [owner_fd])
+            vouching = [] if self.voucher is None or owner_fd is None else self.voucher.filenos()
             ready, _, _ = select.select(watched + vouching, [], [], 1.0)
             if vouching:
                 assert self.voucher is not None
                 self.voucher.serve(ready)
             # Vouching runs statements on the anchor: a wake-up may have come meanwhile.
-            if len(watched) > 1 and (owner.fileno() in ready or vouching):
+            if owner_fd is not None and (owner_fd in ready or vouching):
                 try:
                     notes = owner.wait(0)
                 except Exception:
