@@ -307,6 +307,7 @@ class Tree:
         at once: the maintainer is forked a moment after the job processes, and with a
         short KOJO_IDLE_RETIRE_SECONDS idle job processes may retire before it comes."""
         seen: Counter[str] = Counter()
+        refused: list[str] = []  # why the process table could not be read, last
 
         def ready() -> bool:
             if server.exited() is not None:
@@ -315,8 +316,10 @@ class Tree:
                 )
             try:
                 rows = self.processes(server.host_name)
-            except kojo.KojoError:
+            except kojo.KojoError as exc:
+                refused[:] = [f"{type(exc).__name__}: {exc}"]
                 return False  # the server has not installed the schema yet
+            refused.clear()
             seen.update(Counter(r["kind"] for r in rows) - seen)  # the most seen of each
             return (
                 seen["root"] == 1
@@ -324,7 +327,16 @@ class Tree:
                 and seen["job"] == server.max_processes
             )
 
-        wait_for(ready, timeout, f"server {server.pid} to register its root, maintainer and jobs")
+        wait_for(
+            ready,
+            timeout,
+            lambda: (
+                f"server {server.pid} to register its root, maintainer and jobs "
+                f"(seen {dict(seen)}"
+                + "".join(f"; the table could not be read: {r}" for r in refused)
+                + ")"
+            ),
+        )
 
     def kojo(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run a `kojo` command in a subprocess with this tree's environment."""

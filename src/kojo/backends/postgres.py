@@ -33,6 +33,7 @@ from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
+from .postgres_pooler import LOST_PREPARED_CODES, PoolerTolerantConnection
 from .postgres_vouching import PostgresVoucher
 from .url_secrets import mask_url, redact
 from .vouching import Voucher
@@ -76,7 +77,9 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return True  # connection lost or refused, server shutting down, disk full...
     code = getattr(exc, "sqlstate", None) or ""
-    return code in UNAVAILABLE_CODES or code[:2] in UNAVAILABLE_CLASSES
+    return (
+        code in UNAVAILABLE_CODES or code in LOST_PREPARED_CODES or code[:2] in UNAVAILABLE_CLASSES
+    )
 
 
 def is_missing_table(exc: BaseException) -> bool:
@@ -111,7 +114,7 @@ class PostgresBackend(Backend):
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(
+            return PoolerTolerantConnection.connect(
                 self.url,
                 autocommit=True,
                 row_factory=dict_row,
