@@ -13,14 +13,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import bounds, ipc, json_text, states
 from .backends import Backend, open_backend
 from .backends.errors import database_errors
+from .backends.job_store import FINISHED_CHANNEL
 from .clock import utcnow
 from .control import Control, send_command
 from .cron_scheduler import CronMemory
 from .errors import (
     InvalidArgument,
     InvalidJobType,
+    JobFailed,
     JobNotFound,
     JobTypeDisabled,
+    ResultTimeout,
     UnknownJobType,
 )
 from .ipc import Subscription
@@ -36,6 +39,21 @@ TYPE_CACHE_SECONDS = 5.0
 BATCH_INSERT_ROWS = 5000  # jobs per INSERT statement in schedule_many
 MAX_PAYLOAD_BYTES = 1024 * 1024  # the default cap of one job's payload (App(max_payload_bytes=))
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+MAX_UNIQUE_KEY = 255
+
+
+def check_unique_key(key: object) -> str:
+    """A unique key: 1 to 255 printable characters, else InvalidArgument naming it."""
+    if not isinstance(key, str):
+        raise InvalidArgument(f"unique key must be a string, got {key!r}")
+    if not 1 <= len(key) <= MAX_UNIQUE_KEY or not key.isprintable():
+        raise InvalidArgument(
+            f"unique key must be 1 to {MAX_UNIQUE_KEY} printable characters, got {key[:80]!r}"
+            + (f" ({len(key)} characters)" if len(key) > 80 else "")
+        )
+    return key
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -202,11 +220,85 @@ class App:
         at: datetime | None = None,
         delay: float | timedelta | None = None,
         importance: int | None = None,
+        unique_key: str | None = None,
     ) -> int:
-        """Create a job of `type_code` to run now, at `at`, or after `delay` seconds; its id."""
-        return self.schedule_many(type_code, [payload], at=at, delay=delay, importance=importance)[
-            0
-        ]
+        """Create a job of `type_code` to run now, at `at`, or after `delay` seconds; its id.
+
+        With `unique_key`: if an unfinished job of this type has that key, create nothing
+        and return that job's id (docs/unique-jobs.md)."""
+        if unique_key is None:
+            return self.schedule_many(
+                type_code, [payload], at=at, delay=delay, importance=importance
+            )[0]
+        return self.schedule_unique(
+            type_code, unique_key, payload=payload, at=at, delay=delay, importance=importance
+        )[0]
+
+    def schedule_unique(
+        self,
+        type_code: str,
+        unique_key: str,
+        *,
+        payload: Any = None,
+        at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        importance: int | None = None,
+    ) -> tuple[int, bool]:
+        """`schedule(..., unique_key=)`, telling also whether the job was created now:
+        (id, True), or (the unfinished job's id, False)."""
+        self._check_type_code(type_code)
+        unique_key = check_unique_key(unique_key)
+        now = utcnow()
+        work_at = bounds.work_at(now, at, delay)
+        if importance is not None:
+            importance = bounds.check_importance(importance)
+        encoded = encode_payload(payload, self.max_payload_bytes)
+        with database_errors():
+            self._ensure_registered(type_code)
+            backend = self.backend
+            with backend.write():
+                outcome = backend.job_insert_unique(
+                    type_code, encoded, unique_key, work_at=work_at, importance=importance, now=now
+                )
+                if outcome is None:
+                    self._refuse(type_code)
+                assert outcome is not None
+                if outcome[1]:
+                    backend.notify("jobs")
+        return outcome
+
+    def result(self, job_id: int, timeout: float | None = None) -> Any:
+        """Wait for the job to finish (up to `timeout` seconds; None: no limit) and return
+        its worker's return value; JobFailed if it ended other than complete_success,
+        ResultTimeout if it has not finished in time (docs/results.md)."""
+        job_id = bounds.check_job_id(job_id)
+        if timeout is not None:
+            timeout = bounds.check_seconds("timeout", timeout, ipc.MAX_TIMEOUT)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with database_errors(), self.subscribe(FINISHED_CHANNEL) as finished:
+            # Listening before marking the job awaited: its finish cannot slip between.
+            row = self.backend.job_await(job_id)
+            while row is not None and not states.is_finished(row["assigned_state"]):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ResultTimeout(
+                        f"job with ID[{job_id}] has not finished after {timeout:g} s "
+                        f"(it is {row['assigned_state']})"
+                    )
+                for message in finished.messages(timeout=left):
+                    if isinstance(message, dict) and message.get("id") == job_id:
+                        break  # a hint: the row says whether it is so
+                row = self.backend.job_get(job_id)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id} (a finished job may have been deleted)")
+        if row["assigned_state"] == states.State.COMPLETE_SUCCESS.value:
+            return row["result"]
+        error = (row["last_error"] or "").strip().splitlines()
+        raise JobFailed(
+            f"job with ID[{job_id}] ended {row['assigned_state']}"
+            + (f": {error[-1]}" if error else ""),
+            row,
+        )
 
     def schedule_many(
         self,
@@ -218,11 +310,7 @@ class App:
         importance: int | None = None,
     ) -> list[int]:
         """Create one job per payload, in one transaction; their ids."""
-        if not isinstance(type_code, str) or not CODE_PATTERN.match(type_code):
-            # No such type can exist; refused before the driver meets text it cannot encode.
-            raise InvalidArgument(
-                f"job type code must match [a-z0-9_.-]{{1,255}}, got {type_code!r}"
-            )
+        self._check_type_code(type_code)
         now = utcnow()
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:
@@ -245,6 +333,14 @@ class App:
                     ids.extend(inserted)
                 backend.notify("jobs")
         return ids
+
+    @staticmethod
+    def _check_type_code(type_code: object) -> None:
+        if not isinstance(type_code, str) or not CODE_PATTERN.match(type_code):
+            # No such type can exist; refused before the driver meets text it cannot encode.
+            raise InvalidArgument(
+                f"job type code must match [a-z0-9_.-]{{1,255}}, got {type_code!r}"
+            )
 
     def _refuse(self, type_code: str) -> None:
         row = self.backend.type_get(type_code)

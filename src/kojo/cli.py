@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import bounds, states
-from .app import App, database_url
+from .app import App, check_unique_key, database_url
 from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
@@ -422,6 +422,11 @@ def shorten(text: str, limit: int = 80) -> str:
     callback=bounded(bounds.check_importance),
     help="Overrides the type's default_importance (a 32-bit integer).",
 )
+@click.option(
+    "--unique-key",
+    callback=bounded(check_unique_key),
+    help="Create nothing if an unfinished job of this type has this key (prints its id).",
+)
 @json_option
 @shared_options
 @pass_context
@@ -433,18 +438,32 @@ def jobs_schedule(
     delay: float | None,
     payload: Any,
     importance: int | None,
+    unique_key: str | None,
     as_json: bool,
 ) -> None:
     """Create a job of type CODE; prints its id."""
     if at is not None and delay is not None:
         raise click.UsageError("give --at or --delay, not both")
     try:
-        job_id = ctx.app().schedule(
-            code, payload=payload, at=at, delay=delay, importance=importance
-        )
+        if unique_key is None:
+            job_id, created = (
+                ctx.app().schedule(
+                    code, payload=payload, at=at, delay=delay, importance=importance
+                ),
+                True,
+            )
+        else:
+            job_id, created = ctx.app().schedule_unique(
+                code, unique_key, payload=payload, at=at, delay=delay, importance=importance
+            )
     except InvalidArgument as exc:  # the options were checked above; this is a backstop
         raise click.UsageError(str(exc))
-    click.echo(json.dumps({"id": job_id}) if as_json else str(job_id))
+    if as_json:
+        click.echo(json.dumps({"id": job_id, "created": created}))
+        return
+    click.echo(str(job_id))
+    if not created:
+        click.echo(f"job {job_id} has unique key {unique_key!r} and is unfinished: kept", err=True)
 
 
 @jobs.command("list")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KojoError(Exception):
     """Base of every error kojo raises on purpose."""
@@ -25,6 +27,18 @@ class InvalidTransition(KojoError):
 
 class JobNotFound(KojoError):
     """No job with that id exists (it may have been deleted after completion)."""
+
+
+class JobFailed(KojoError):
+    """`app.result()`: the job ended other than complete_success (its row is `.job`)."""
+
+    def __init__(self, message: str, job: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class ResultTimeout(KojoError, TimeoutError):
+    """`app.result(timeout=)`: the job had not finished in time (it goes on)."""
 
 
 class InvalidPayload(KojoError):

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import bounds, states
+from . import bounds, json_text, states
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidTransition
 from .logs import JobLogger
@@ -24,6 +24,11 @@ from .rows import JobRow, RunSettings
 if TYPE_CHECKING:
     from .app import App
     from .locks import Lease
+
+
+MAX_PROGRESS_NOTE = 1000
+# The largest result stored (JSON): results are read back whole.
+MAX_RESULT_BYTES = 1024 * 1024
 
 
 class Job:
@@ -172,6 +177,30 @@ class Job:
     def last_error(self) -> str | None:
         return self._fields.last_error
 
+    @property
+    def unique_key(self) -> str | None:
+        """The key it was scheduled with (schedule(unique_key=)), if any."""
+        return self._fields.unique_key
+
+    @property
+    def result(self) -> Any:
+        """The result stored when it last completed (None while it runs)."""
+        return self._fields.result
+
+    @property
+    def progress_fraction(self) -> float | None:
+        """The progress last recorded (job.progress()), 0.0 to 1.0."""
+        return self._fields.progress
+
+    @property
+    def progress_note(self) -> str | None:
+        return self._fields.progress_note
+
+    @property
+    def awaited(self) -> bool:
+        """Whether someone waits for its result (app.result())."""
+        return self._fields.awaited
+
     # Its type's settings, as they were when the job was claimed.
 
     @property
@@ -248,6 +277,24 @@ class Job:
             self._set_row(row)
             raise
 
+    def progress(self, fraction: float, note: str | None = None) -> None:
+        """Record how far the job has come (0.0 to 1.0) and what it is doing, for
+        `kojo jobs show` and the dashboard; inside `transaction()` it commits with it."""
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, int | float)
+            or not 0.0 <= fraction <= 1.0
+        ):
+            raise InvalidArgument(f"progress must be a number from 0 to 1, got {fraction!r}")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_PROGRESS_NOTE):
+            raise InvalidArgument(
+                f"progress note must be a string of at most {MAX_PROGRESS_NOTE} characters, "
+                f"got {note!r:.80}"
+            )
+        if self._owner_id is None:
+            return  # not claimed through a registration (a test's Job): nothing to record
+        self._app.backend.job_set_progress(self.id, self._owner_id, float(fraction), note)
+
     def retry(self, delay: float | timedelta | None = None, at: datetime | None = None) -> None:
         """Run the job again later (now if neither `delay` nor `at` is given)."""
         if delay is not None and at is not None:
@@ -262,8 +309,13 @@ class Job:
     def hold(self) -> None:
         self._request(states.HOLD)
 
-    def complete_success(self) -> None:
-        self._request(states.COMPLETE_SUCCESS)
+    def complete_success(self, result: Any = None) -> None:
+        """End the job successfully now, storing `result` (JSON) for `app.result()`."""
+        if result is None:
+            self._request(states.COMPLETE_SUCCESS)
+            return
+        text = json_text.dumps(result, "result", max_bytes=MAX_RESULT_BYTES, shown=200)
+        self._request(states.COMPLETE_SUCCESS, extra={"result": text})
 
     def complete_failed(self) -> None:
         self._request(states.COMPLETE_FAILED)

@@ -110,6 +110,11 @@ class JobRow(_Row):
     kojo_process_id: int | None
     cron_fire_date_time: datetime | None
     last_error: str | None
+    unique_key: str | None
+    result: Any
+    progress: float | None
+    progress_note: str | None
+    awaited: bool
 
     CONVERT: ClassVar[Mapping[str, Convert]] = {
         "kojo_job_id": to_int,
@@ -136,6 +141,11 @@ class JobRow(_Row):
         "kojo_process_id": optional(to_int),
         "cron_fire_date_time": optional(to_datetime),
         "last_error": optional(to_str),
+        "unique_key": optional(to_str),
+        "result": same,
+        "progress": optional(to_float),
+        "progress_note": optional(to_str),
+        "awaited": to_bool,
     }
 
 

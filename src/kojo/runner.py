@@ -14,10 +14,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import states
+from . import json_text, states
 from .clock import utcnow
-from .errors import InvalidJobType, InvalidTransition, JobNotFound
-from .jobs import Job
+from .errors import InvalidJobType, InvalidPayload, InvalidTransition, JobNotFound
+from .jobs import MAX_RESULT_BYTES, Job
 from .logs import get_logger, normalize_exception
 from .outcomes import Outcome
 from .retry_policy import backoff_delay, may_retry
@@ -46,18 +46,21 @@ def with_type(app: App, row: Mapping[str, Any], max_age: float | None = None) ->
 
 def run(
     app: App,
-    row: Mapping[str, Any],
+    row: dict[str, Any],
     owner_id: int | None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Run the claimed job `row` (with its type's columns); how it ended."""
+    """Run the claimed job `row` (with its type's columns); how it ended. A worker's
+    return value is stored as the job's result: with its own complete_success when it
+    auto-completes (set here as `row["result"]`, JSON text, for the completion to write),
+    or by `job.complete_success(result=)`."""
     job = Job(app, row, owner_id, stop_requested)
     try:
         worker = app.worker_for(job.type_code, job.worker_uri)
     except InvalidJobType as exc:
         return _settle_failure(job, exc, retry_allowed=False)
     try:
-        worker(job)
+        value = worker(job)
     except Exception as exc:
         if job.request is not None:
             log.error(
@@ -70,6 +73,14 @@ def run(
     if job.request is not None:
         return job.request
     if job.auto_complete_success:
+        if value is not None:
+            try:
+                row["result"] = json_text.dumps(
+                    value, "result", max_bytes=MAX_RESULT_BYTES, shown=200
+                )
+            except InvalidPayload as exc:
+                message = f"Job with ID[{job.id}] returned a value kojo cannot store: {exc}"
+                return _panic(job, message, exc, message)
         return Outcome.AUTO_COMPLETE
     message = f"Worker related to job with ID[{job.id}] did not request a next state."
     return _panic(job, message, None)

@@ -59,6 +59,15 @@ TERMINAL_STATES = frozenset(
     }
 )
 STATES = frozenset(State)
+# Where a job stays until a person acts: waiting for its result ends there too.
+FINISHED_STATES = frozenset({*(s.value for s in TERMINAL_STATES), State.PANICKED.value})
+
+
+def is_finished(state: str) -> bool:
+    """Whether a job in `state` is done with (complete_*, or panicked)."""
+    return state in FINISHED_STATES
+
+
 REQUESTS = frozenset(Request)
 
 Pair = tuple[State, Request]

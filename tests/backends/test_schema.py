@@ -68,6 +68,11 @@ JOB_COLUMNS = {
     "completed_at_date_time",
     "delete_after_date_time",
     "payload",
+    "unique_key",  # version 3
+    "result",
+    "progress",
+    "progress_note",
+    "awaited",
 }
 
 
@@ -84,7 +89,7 @@ def test_install_creates_the_tables_columns_and_indexes(database_url: str) -> No
     assert column_names(app.backend, "kojo_job") >= JOB_COLUMNS
     # The claim path's partial indexes and the serial-type guard.
     indexes = index_names(app.backend)
-    assert {"kojo_job_runnable", "kojo_job_serial_working"} <= indexes
+    assert {"kojo_job_runnable", "kojo_job_serial_working", "kojo_job_unique"} <= indexes
     assert "kojo_job_ready" not in indexes  # version 1's claim index, dropped by version 2
     assert app.backend.schema_version() == SCHEMA_VERSION
 
@@ -100,9 +105,10 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
     app.job_type("q")(noop)
     app.register_job_types()
     job_id = app.schedule("q", payload={"kept": 1})  # stored under version 1
-    assert app.install() == SCHEMA_VERSION == 2
+    assert app.install() == SCHEMA_VERSION == 3
     indexes = index_names(app.backend)
     assert "kojo_job_ready" not in indexes and "kojo_job_runnable" in indexes
+    assert "kojo_job_unique" in indexes and "result" in column_names(app.backend, "kojo_job")
     owner = app.backend.register_owner(process_info())
     claimed = app.backend.job_claim(owner.id, 10, utcnow())
     assert [(row["kojo_job_id"], row["payload"]) for row in claimed] == [(job_id, {"kept": 1})]

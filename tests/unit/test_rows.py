@@ -39,6 +39,11 @@ RAW_JOB: dict[str, Any] = {
     "kojo_process_id": 3,
     "cron_fire_date_time": None,
     "last_error": None,
+    "unique_key": None,
+    "result": None,
+    "progress": None,
+    "progress_note": None,
+    "awaited": False,
     "auto_complete_success": 1,  # a joined type column: ignored by JobRow
 }
 

@@ -50,7 +50,7 @@ TRANSIENT_ATTEMPTS = 5
 BOOL_COLUMNS = frozenset(
     {"can_work_in_parallel", "is_enabled", "auto_complete_success", "is_paused", "dead"}
 )
-JSON_COLUMNS = frozenset({"payload", "info"})
+JSON_COLUMNS = frozenset({"payload", "info", "result"})
 TABLES = (
     "kojo_message",
     "kojo_semaphore_waiter",

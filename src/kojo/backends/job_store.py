@@ -20,6 +20,9 @@ from ..job_types import JobType
 from .driver import Driver, Row
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
+# Where app.result() waiters hear that a job they wait for finished (its id).
+FINISHED_CHANNEL = "kojo.finished"
+
 # Each failed attempt means another claimer committed a serial job meanwhile.
 CLAIM_ATTEMPTS = 20
 # The only column names a transition may write (plan() output is checked against it).
@@ -40,6 +43,7 @@ WRITABLE_JOB_COLUMNS = frozenset(
         "work_at_date_time",
         "kojo_process_id",
         "last_error",
+        "result",
     }
 )
 LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
@@ -102,6 +106,58 @@ class JobStore(Driver):
             },
         )
         return sorted(int(r["kojo_job_id"]) for r in rows)  # ids are handed out in row order
+
+    def job_insert_unique(
+        self,
+        type_code: str,
+        payload: str | None,
+        unique_key: str,
+        *,
+        work_at: datetime,
+        importance: int | None,
+        now: datetime,
+    ) -> tuple[int, bool] | None:
+        """Inside write(): insert one job with `unique_key` unless an unfinished job of the
+        type has it: (its id, whether it was created now); None if the type is missing
+        or disabled."""
+        params = {
+            "type_code": type_code,
+            "payload": payload,
+            "unique_key": unique_key,
+            "work_at": as_utc(work_at),
+            "importance": importance,
+            "now": now,
+        }
+        # Another session's job with the key may finish between the insert that met it and
+        # the read that looks for it: then the insert goes through on the next round.
+        for _ in range(3):
+            row = self.fetchone("job_insert_unique", params)
+            if row is not None:
+                return int(row["kojo_job_id"]), True
+            found = self.fetchone("job_find_unique", params)
+            if found is not None:
+                return int(found["kojo_job_id"]), False
+            if self.type_get(type_code) is None:
+                return None
+        return None
+
+    def job_set_result(self, job_id: int, owner_id: int, result: str) -> None:
+        """A worked job's return value (JSON text), written by the process that worked it."""
+        with self.write():
+            self.execute(
+                "job_set_result", {"kojo_job_id": job_id, "owner": owner_id, "result": result}
+            )
+
+    def job_set_progress(
+        self, job_id: int, owner_id: int, progress: float, note: str | None
+    ) -> bool:
+        """Record a working job's progress; False if it is no longer this owner's."""
+        with self.write():
+            changed = self.execute(
+                "job_set_progress",
+                {"kojo_job_id": job_id, "owner": owner_id, "progress": progress, "note": note},
+            )
+        return changed > 0
 
     def job_get(self, job_id: int) -> Row | None:
         return self.fetchone("job_get", {"kojo_job_id": job_id})
@@ -226,8 +282,18 @@ class JobStore(Driver):
         if owner is not None:
             sql += " AND kojo_process_id = :expect_owner"
             params["expect_owner"] = owner
+        finishing = changes.get("assigned_state") in states.FINISHED_STATES
+        if finishing:
+            sql += " RETURNING awaited"
         cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
-        return int(cur.rowcount) == 1
+        if not finishing:
+            return int(cur.rowcount) == 1
+        returned = cur.fetchall()  # (sqlite3 counts RETURNING rows only once fetched)
+        if len(returned) != 1:
+            return False
+        if returned[0]["awaited"]:
+            self.publish_finished(int(row["kojo_job_id"]), utcnow())
+        return True
 
     def job_transition(
         self,
@@ -306,13 +372,16 @@ class JobStore(Driver):
             by_interval.setdefault(job["auto_delete_interval_duration"], []).append(
                 int(job["kojo_job_id"])
             )
+        for job in jobs:
+            if job.get("result") is not None:  # what its worker returned, as JSON text
+                self.job_set_result(int(job["kojo_job_id"]), owner, job["result"])
         serial = {job["type_code"] for job in jobs if not job.get("can_work_in_parallel", True)}
         if serial:
             self.lock_serial_types(sorted(serial))
             self.notify("jobs")  # a serial type is free again
         completed = 0
         for interval, ids in by_interval.items():
-            completed += self.execute(
+            rows = self.fetchall(
                 "job_complete_success",
                 {
                     "ids": self._id_list(ids),
@@ -321,7 +390,22 @@ class JobStore(Driver):
                     "delete_after": add_saturating(now, parse_duration(interval)),
                 },
             )
+            completed += len(rows)
+            for row in rows:
+                if row["awaited"]:
+                    self.publish_finished(int(row["kojo_job_id"]), now)
         return completed
+
+    def publish_finished(self, job_id: int, now: datetime) -> None:
+        """Inside write(): tell app.result() waiters that job `job_id` finished (only jobs
+        someone waits for pay this: see job_await)."""
+        self.message_publish(FINISHED_CHANNEL, json.dumps({"id": job_id}), None, now)
+
+    def job_await(self, job_id: int) -> Row | None:
+        """Mark the job as waited for (its finish will be published); the job, or None."""
+        with self.write():
+            self.execute("job_await", {"kojo_job_id": job_id})
+            return self.job_get(job_id)
 
     def _crash(self, job: Row, now: datetime, blame: bool, owner_id: int) -> bool:
         return self._apply(job, self._crash_changes(job, now, blame), owner=owner_id)

@@ -180,3 +180,19 @@ SELECT j.kojo_job_id, j.type_code, j.kojo_process_id, j.last_transition_date_tim
 FROM kojo_job j JOIN kojo_process p ON p.kojo_process_id = j.kojo_process_id
 WHERE j.assigned_state = 'working'
 ORDER BY p.host_name, j.kojo_job_id
+
+-- fragment: unfinished_unique
+unique_key IS NOT NULL AND assigned_state NOT IN (
+    'complete_success', 'complete_failed', 'complete_failed_schedule_limit_check',
+    'complete_terminated')
+
+-- name: job_find_unique
+SELECT kojo_job_id FROM kojo_job
+WHERE type_code = :type_code AND unique_key = :unique_key AND {{unfinished_unique}}
+
+-- name: job_set_progress
+UPDATE kojo_job SET progress = :progress, progress_note = :note
+WHERE kojo_job_id = :kojo_job_id AND kojo_process_id = :owner AND assigned_state = 'working'
+
+-- name: job_await
+UPDATE kojo_job SET awaited = true WHERE kojo_job_id = :kojo_job_id AND NOT awaited

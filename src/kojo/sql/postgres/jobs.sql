@@ -113,3 +113,27 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
   AND assigned_state = 'working' AND kojo_process_id = :owner
+RETURNING kojo_job_id, awaited
+
+-- name: job_insert_unique
+-- One job with a unique key: nothing when an unfinished job of the type has the key
+-- (kojo_job_unique), however many sessions try at once.
+INSERT INTO kojo_job (
+    type_code, name, priority, importance, work_at_date_time, next_state_request,
+    assigned_state, previous_state, worker_uri, can_work_in_parallel,
+    last_transition_date_time, created_at_date_time, payload, unique_key
+)
+SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
+    coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
+    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now,
+    CAST(:payload AS jsonb), :unique_key
+FROM kojo_job_type t
+WHERE t.type_code = :type_code AND t.is_enabled
+ON CONFLICT (type_code, unique_key) WHERE {{unfinished_unique}} DO NOTHING
+RETURNING kojo_job_id
+
+-- name: job_set_result
+-- A finished job's return value (JSON text), written by the process that worked it.
+UPDATE kojo_job SET result = CAST(:result AS jsonb)
+WHERE kojo_job_id = :kojo_job_id AND kojo_process_id = :owner

@@ -106,3 +106,26 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
+RETURNING kojo_job_id, awaited
+
+-- name: job_insert_unique
+-- One job with a unique key: nothing when an unfinished job of the type has the key
+-- (kojo_job_unique). (The SELECT's WHERE tells SQLite's parser where ON CONFLICT starts.)
+INSERT INTO kojo_job (
+    type_code, name, priority, importance, work_at_date_time, next_state_request,
+    assigned_state, previous_state, worker_uri, can_work_in_parallel,
+    last_transition_date_time, created_at_date_time, payload, unique_key
+)
+SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
+    coalesce(:importance, t.default_importance), :work_at,
+    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, :payload, :unique_key
+FROM kojo_job_type t
+WHERE t.type_code = :type_code AND t.is_enabled
+ON CONFLICT (type_code, unique_key) WHERE {{unfinished_unique}} DO NOTHING
+RETURNING kojo_job_id
+
+-- name: job_set_result
+-- A finished job's return value (JSON text), written by the process that worked it.
+UPDATE kojo_job SET result = :result
+WHERE kojo_job_id = :kojo_job_id AND kojo_process_id = :owner

@@ -1,0 +1,14 @@
+-- kojo schema version 3: unique jobs, results and progress (docs/unique-jobs.md,
+-- docs/results.md).
+ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS unique_key text;
+ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS result jsonb;
+ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS progress double precision;
+ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS progress_note text;
+-- Someone waits in app.result(): its finish is published on kojo.finished.
+ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS awaited boolean NOT NULL DEFAULT false;
+-- At most one unfinished job per type and key: an insert that meets one does nothing,
+-- however many processes and hosts try at once.
+CREATE UNIQUE INDEX IF NOT EXISTS kojo_job_unique ON kojo_job (type_code, unique_key)
+    WHERE unique_key IS NOT NULL AND assigned_state NOT IN (
+        'complete_success', 'complete_failed', 'complete_failed_schedule_limit_check',
+        'complete_terminated');
