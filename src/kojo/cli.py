@@ -459,7 +459,9 @@ def jobs_schedule(
     except InvalidArgument as exc:  # the options were checked above; this is a backstop
         raise click.UsageError(str(exc))
     if as_json:
-        click.echo(json.dumps({"id": job_id, "created": created}))
+        click.echo(
+            json.dumps({"id": job_id} if unique_key is None else {"id": job_id, "created": created})
+        )
         return
     click.echo(str(job_id))
     if not created:

@@ -332,3 +332,26 @@ def test_no_arguments_prints_help(tmp_path: Path) -> None:
     result = Kojo("sqlite:///unused.db", tmp_path)()
     assert result.returncode == 0
     assert "db" in result.stdout and "jobs" in result.stdout
+
+
+def test_schedule_with_a_unique_key_and_show_a_result(kojo_sqlite: Kojo, workers: str) -> None:
+    kojo = kojo_sqlite
+    (kojo.cwd / f"{workers}_results.py").write_text("def work(job):\n    return {'sum': 3}\n")
+    types = kojo.cwd / "summer.yml"
+    types.write_text(f"- code: summer\n  worker: {workers}_results:work\n")
+    kojo.ok("types", "register", "--file", str(types))
+    first = kojo.json("jobs", "schedule", "summer", "--unique-key", "day:1")
+    assert first == {"id": first["id"], "created": True}
+    again = kojo.json("jobs", "schedule", "summer", "--unique-key", "day:1")
+    assert again == {"id": first["id"], "created": False}
+    text = kojo("jobs", "schedule", "summer", "--unique-key", "day:1")
+    assert text.returncode == 0 and text.stdout.strip() == str(first["id"])
+    assert "unfinished" in text.stderr
+    line = one_line_error(kojo("jobs", "schedule", "summer", "--unique-key", ""), 2)
+    assert "unique key" in line
+    kojo.ok("work", str(first["id"]), "--inline", "--file", str(types))
+    shown = kojo.json("jobs", "show", str(first["id"]))
+    assert shown["result"] == {"sum": 3} and shown["unique_key"] == "day:1"
+    assert "result" in kojo.ok("jobs", "show", str(first["id"]))
+    # Finished, the key is free again.
+    assert kojo.json("jobs", "schedule", "summer", "--unique-key", "day:1")["created"] is True
