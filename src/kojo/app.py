@@ -56,6 +56,21 @@ def check_unique_key(key: object) -> str:
     return key
 
 
+MAX_PARENTS = 10_000
+
+
+def check_after(after: object) -> list[int]:
+    """The ids a new job waits for (none: []), else InvalidArgument naming the value."""
+    if after is None:
+        return []
+    if isinstance(after, str | bytes | int) or not isinstance(after, Iterable):
+        raise InvalidArgument(f"after must be a list of job ids, got {after!r:.80}")
+    ids = sorted({bounds.check_job_id(job_id) for job_id in after})
+    if len(ids) > MAX_PARENTS:
+        raise InvalidArgument(f"after may name at most {MAX_PARENTS} jobs, got {len(ids)}")
+    return ids
+
+
 def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("KOJO_DATABASE_URL") or DEFAULT_DATABASE
 
@@ -221,17 +236,25 @@ class App:
         delay: float | timedelta | None = None,
         importance: int | None = None,
         unique_key: str | None = None,
+        after: Iterable[int] | None = None,
     ) -> int:
         """Create a job of `type_code` to run now, at `at`, or after `delay` seconds; its id.
 
         With `unique_key`: if an unfinished job of this type has that key, create nothing
-        and return that job's id (docs/unique-jobs.md)."""
+        and return that job's id (docs/unique-jobs.md). With `after`: start only once
+        each of those jobs is complete_success (docs/dependencies.md)."""
         if unique_key is None:
             return self.schedule_many(
-                type_code, [payload], at=at, delay=delay, importance=importance
+                type_code, [payload], at=at, delay=delay, importance=importance, after=after
             )[0]
         return self.schedule_unique(
-            type_code, unique_key, payload=payload, at=at, delay=delay, importance=importance
+            type_code,
+            unique_key,
+            payload=payload,
+            at=at,
+            delay=delay,
+            importance=importance,
+            after=after,
         )[0]
 
     def schedule_unique(
@@ -243,11 +266,13 @@ class App:
         at: datetime | None = None,
         delay: float | timedelta | None = None,
         importance: int | None = None,
+        after: Iterable[int] | None = None,
     ) -> tuple[int, bool]:
         """`schedule(..., unique_key=)`, telling also whether the job was created now:
         (id, True), or (the unfinished job's id, False)."""
         self._check_type_code(type_code)
         unique_key = check_unique_key(unique_key)
+        parents = check_after(after)
         now = utcnow()
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:
@@ -258,7 +283,13 @@ class App:
             backend = self.backend
             with backend.write():
                 outcome = backend.job_insert_unique(
-                    type_code, encoded, unique_key, work_at=work_at, importance=importance, now=now
+                    type_code,
+                    encoded,
+                    unique_key,
+                    work_at=work_at,
+                    importance=importance,
+                    now=now,
+                    after=parents,
                 )
                 if outcome is None:
                     self._refuse(type_code)
@@ -308,9 +339,12 @@ class App:
         at: datetime | None = None,
         delay: float | timedelta | None = None,
         importance: int | None = None,
+        after: Iterable[int] | None = None,
     ) -> list[int]:
-        """Create one job per payload, in one transaction; their ids."""
+        """Create one job per payload, in one transaction; their ids. With `after`, each
+        starts only once all those jobs are complete_success (docs/dependencies.md)."""
         self._check_type_code(type_code)
+        parents = check_after(after)
         now = utcnow()
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:
@@ -326,7 +360,12 @@ class App:
                 for start in range(0, len(encoded), BATCH_INSERT_ROWS):
                     chunk = encoded[start : start + BATCH_INSERT_ROWS]
                     inserted = backend.job_insert_batch(
-                        type_code, chunk, work_at=work_at, importance=importance, now=now
+                        type_code,
+                        chunk,
+                        work_at=work_at,
+                        importance=importance,
+                        now=now,
+                        after=parents,
                     )
                     if len(inserted) != len(chunk):
                         self._refuse(type_code)

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import bounds, states
-from .app import App, check_unique_key, database_url
+from .app import App, check_after, check_unique_key, database_url
 from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
@@ -427,6 +427,14 @@ def shorten(text: str, limit: int = 80) -> str:
     callback=bounded(check_unique_key),
     help="Create nothing if an unfinished job of this type has this key (prints its id).",
 )
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    type=int,
+    callback=bounded(check_after),
+    help="Start only once this job is complete_success (repeatable).",
+)
 @json_option
 @shared_options
 @pass_context
@@ -439,6 +447,7 @@ def jobs_schedule(
     payload: Any,
     importance: int | None,
     unique_key: str | None,
+    after: tuple[int, ...],
     as_json: bool,
 ) -> None:
     """Create a job of type CODE; prints its id."""
@@ -446,15 +455,19 @@ def jobs_schedule(
         raise click.UsageError("give --at or --delay, not both")
     try:
         if unique_key is None:
-            job_id, created = (
-                ctx.app().schedule(
-                    code, payload=payload, at=at, delay=delay, importance=importance
-                ),
-                True,
+            job_id = ctx.app().schedule(
+                code, payload=payload, at=at, delay=delay, importance=importance, after=after
             )
+            created = True
         else:
             job_id, created = ctx.app().schedule_unique(
-                code, unique_key, payload=payload, at=at, delay=delay, importance=importance
+                code,
+                unique_key,
+                payload=payload,
+                at=at,
+                delay=delay,
+                importance=importance,
+                after=after,
             )
     except InvalidArgument as exc:  # the options were checked above; this is a backstop
         raise click.UsageError(str(exc))

@@ -9,7 +9,7 @@ it, quirk Q16).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -201,6 +201,11 @@ class Job:
         """Whether someone waits for its result (app.result())."""
         return self._fields.awaited
 
+    @property
+    def has_children(self) -> bool:
+        """Whether jobs were scheduled to wait for this one (schedule(after=))."""
+        return self._fields.has_children
+
     # Its type's settings, as they were when the job was claimed.
 
     @property
@@ -250,10 +255,18 @@ class Job:
         at: datetime | None = None,
         delay: float | timedelta | None = None,
         importance: int | None = None,
+        unique_key: str | None = None,
+        after: Iterable[int] | None = None,
     ) -> int:
-        """Schedule another job; inside `transaction()` it commits with it."""
+        """Schedule another job (app.schedule); inside `transaction()` it commits with it."""
         return self._app.schedule(
-            type_code, payload=payload, at=at, delay=delay, importance=importance
+            type_code,
+            payload=payload,
+            at=at,
+            delay=delay,
+            importance=importance,
+            unique_key=unique_key,
+            after=after,
         )
 
     def mutex(self, name: str, timeout: float | None = None) -> AbstractContextManager[Lease]:

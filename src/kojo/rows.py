@@ -115,6 +115,7 @@ class JobRow(_Row):
     progress: float | None
     progress_note: str | None
     awaited: bool
+    has_children: bool
 
     CONVERT: ClassVar[Mapping[str, Convert]] = {
         "kojo_job_id": to_int,
@@ -146,6 +147,7 @@ class JobRow(_Row):
         "progress": optional(to_float),
         "progress_note": optional(to_str),
         "awaited": to_bool,
+        "has_children": to_bool,
     }
 
 

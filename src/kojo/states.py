@@ -48,6 +48,7 @@ class Request(StrEnum):
     NONE = "none"
     WORKING = "working"
     SCHEDULE_LIMIT_CHECK = "schedule_limit_check"
+    AFTER = "after"  # waiting for its parents (schedule(after=)) to complete
 
 
 TERMINAL_STATES = frozenset(

@@ -73,6 +73,7 @@ JOB_COLUMNS = {
     "progress",
     "progress_note",
     "awaited",
+    "has_children",
 }
 
 

@@ -44,6 +44,7 @@ RAW_JOB: dict[str, Any] = {
     "progress": None,
     "progress_note": None,
     "awaited": False,
+    "has_children": False,
     "auto_complete_success": 1,  # a joined type column: ignored by JobRow
 }
 

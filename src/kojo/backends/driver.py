@@ -48,7 +48,15 @@ MESSAGE_TOPIC = "message"  # the wake-up of a published message (ipc.py)
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 TRANSIENT_ATTEMPTS = 5
 BOOL_COLUMNS = frozenset(
-    {"can_work_in_parallel", "is_enabled", "auto_complete_success", "is_paused", "dead"}
+    {
+        "can_work_in_parallel",
+        "is_enabled",
+        "auto_complete_success",
+        "is_paused",
+        "dead",
+        "awaited",
+        "has_children",
+    }
 )
 JSON_COLUMNS = frozenset({"payload", "info", "result"})
 TABLES = (
@@ -56,6 +64,7 @@ TABLES = (
     "kojo_semaphore_waiter",
     "kojo_semaphore_slot",
     "kojo_semaphore",
+    "kojo_job_dependency",
     "kojo_job",
     "kojo_process",
     "kojo_job_type",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..job_types import JobType
 from .driver import Driver, Row
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
+COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
 # Where app.result() waiters hear that a job they wait for finished (its id).
 FINISHED_CHANNEL = "kojo.finished"
 
@@ -47,6 +49,28 @@ WRITABLE_JOB_COLUMNS = frozenset(
     }
 )
 LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
+
+
+@dataclass(frozen=True)
+class Parents:
+    """The jobs a new job is to wait for, by id, with their states."""
+
+    by_id: dict[int, str]
+
+    @property
+    def pending(self) -> list[int]:
+        return sorted(p for p, s in self.by_id.items() if not states.is_finished(s))
+
+    @property
+    def failed(self) -> list[tuple[int, str]]:
+        return sorted(
+            (p, s) for p, s in self.by_id.items() if states.is_finished(s) and s != COMPLETE_SUCCESS
+        )
+
+    @property
+    def waits(self) -> bool:
+        """Whether the new job is not to run yet: it waits, or is to end at once."""
+        return bool(self.pending or self.failed)
 
 
 class JobStore(Driver):
@@ -92,9 +116,12 @@ class JobStore(Driver):
         work_at: datetime,
         importance: int | None,
         now: datetime,
+        after: Sequence[int] = (),
     ) -> list[int]:
         """Insert one job per JSON payload text in one statement (inside write()); their ids
-        in payload order, or [] if the type is missing or disabled."""
+        in payload order, or [] if the type is missing or disabled. With `after`, each
+        waits for those jobs (docs/dependencies.md); JobNotFound if one is missing."""
+        parents = self._lock_parents(after)
         rows = self.fetchall(
             "job_insert_batch",
             {
@@ -103,9 +130,38 @@ class JobStore(Driver):
                 "work_at": as_utc(work_at),
                 "importance": importance,
                 "now": now,
+                "after": parents.waits,
             },
         )
-        return sorted(int(r["kojo_job_id"]) for r in rows)  # ids are handed out in row order
+        ids = sorted(int(r["kojo_job_id"]) for r in rows)  # ids are handed out in row order
+        self._depend(ids, parents, now)
+        return ids
+
+    def _lock_parents(self, after: Sequence[int]) -> Parents:
+        """Inside write(): lock the jobs a new job is to wait for; how they stand."""
+        if not after:
+            return Parents({})
+        rows = self.fetchall("job_parents_lock", {"ids": self._id_list(sorted(set(after)))})
+        found = {int(r["kojo_job_id"]): str(r["assigned_state"]) for r in rows}
+        missing = sorted(set(after) - set(found))
+        if missing:
+            raise JobNotFound(f"no job with id {', '.join(map(str, missing))} to wait for")
+        return Parents(found)
+
+    def _depend(self, children: list[int], parents: Parents, now: datetime) -> None:
+        """Make the new `children` wait for the parents that have not finished, or end them
+        at once when a parent already ended other than complete_success."""
+        if not children or not parents.waits:
+            return
+        if parents.pending:
+            self.execute(
+                "job_dependency_insert",
+                {"parents": self._id_list(parents.pending), "children": self._id_list(children)},
+            )
+        if parents.failed:
+            parent, state = parents.failed[0]
+            for child in children:
+                self._terminate_child(child, parent, state, now)
 
     def job_insert_unique(
         self,
@@ -116,10 +172,12 @@ class JobStore(Driver):
         work_at: datetime,
         importance: int | None,
         now: datetime,
+        after: Sequence[int] = (),
     ) -> tuple[int, bool] | None:
         """Inside write(): insert one job with `unique_key` unless an unfinished job of the
         type has it: (its id, whether it was created now); None if the type is missing
-        or disabled."""
+        or disabled. `after` as for job_insert_batch (for a job created now)."""
+        parents = self._lock_parents(after)
         params = {
             "type_code": type_code,
             "payload": payload,
@@ -127,12 +185,14 @@ class JobStore(Driver):
             "work_at": as_utc(work_at),
             "importance": importance,
             "now": now,
+            "after": parents.waits,
         }
         # Another session's job with the key may finish between the insert that met it and
         # the read that looks for it: then the insert goes through on the next round.
         for _ in range(3):
             row = self.fetchone("job_insert_unique", params)
             if row is not None:
+                self._depend([int(row["kojo_job_id"])], parents, now)
                 return int(row["kojo_job_id"]), True
             found = self.fetchone("job_find_unique", params)
             if found is not None:
@@ -284,15 +344,17 @@ class JobStore(Driver):
             params["expect_owner"] = owner
         finishing = changes.get("assigned_state") in states.FINISHED_STATES
         if finishing:
-            sql += " RETURNING awaited"
+            sql += " RETURNING awaited, has_children"
         cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
         if not finishing:
             return int(cur.rowcount) == 1
         returned = cur.fetchall()  # (sqlite3 counts RETURNING rows only once fetched)
         if len(returned) != 1:
             return False
-        if returned[0]["awaited"]:
-            self.publish_finished(int(row["kojo_job_id"]), utcnow())
+        flags = returned[0]
+        if flags["awaited"] or flags["has_children"]:
+            now = changes.get("last_transition_date_time") or utcnow()
+            self._job_finished(int(row["kojo_job_id"]), str(changes["assigned_state"]), flags, now)
         return True
 
     def job_transition(
@@ -341,6 +403,12 @@ class JobStore(Driver):
             work_at=work_at,
         )
         changes.update(extra or {})
+        if (
+            row["assigned_state"] == states.State.HOLD.value
+            and changes["next_state_request"] == states.Request.WORKING.value
+            and self.fetchone("job_parents_pending", {"child": job_id}) is not None
+        ):
+            changes["next_state_request"] = states.Request.AFTER.value  # still waits for them
         if not self._apply(row, changes, owner):
             current = self.job_get(job_id)
             if current is None:
@@ -392,9 +460,62 @@ class JobStore(Driver):
             )
             completed += len(rows)
             for row in rows:
-                if row["awaited"]:
-                    self.publish_finished(int(row["kojo_job_id"]), now)
+                if row["awaited"] or row["has_children"]:
+                    self._job_finished(int(row["kojo_job_id"]), COMPLETE_SUCCESS, row, now)
         return completed
+
+    def _job_finished(
+        self, job_id: int, state: str, flags: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Inside write(), as job `job_id` ends in `state` (complete_*, panicked): wake who
+        waits for its result, and release or end the jobs that wait for it, and theirs."""
+        if flags["awaited"]:
+            self.publish_finished(job_id, now)
+        if not flags["has_children"]:
+            return
+        queue: list[tuple[int, str]] | None = getattr(self._local, "settling", None)
+        if queue is not None:  # a child ended while settling: its turn comes in the loop
+            queue.append((job_id, state))
+            return
+        self._local.settling = queue = [(job_id, state)]
+        try:
+            while queue:  # a loop, not recursion: a chain may be thousands of jobs long
+                parent, parent_state = queue.pop()
+                self._settle_children(parent, parent_state, now)
+        finally:
+            self._local.settling = None
+
+    def _settle_children(self, parent: int, state: str, now: datetime) -> None:
+        children = sorted(  # locked in id order: parents finishing at once never deadlock
+            int(r["child_id"]) for r in self.fetchall("job_dependency_delete", {"parent": parent})
+        )
+        if state != COMPLETE_SUCCESS:
+            for child in children:
+                self._terminate_child(child, parent, state, now)
+            return
+        released = 0
+        for child in children:
+            self.fetchone("job_child_lock", {"child": child})
+            released += self.execute("job_child_release", {"child": child, "now": now})
+        if released:
+            self.notify("jobs")
+
+    def _terminate_child(self, child: int, parent: int, state: str, now: datetime) -> None:
+        row = self.job_get_with_type(child)
+        if row is None or not states.COMPLETE_TERMINATED.allows(
+            row["assigned_state"], row["next_state_request"]
+        ):
+            return  # finished already, or working (released by hand): left as it is
+        if row["assigned_state"] == states.State.WORKING.value:
+            return
+        changes = states.plan(
+            states.COMPLETE_TERMINATED,
+            row,
+            now=now,
+            auto_delete_interval=parse_duration(row["auto_delete_interval_duration"]),
+        )
+        changes["last_error"] = f"terminated: the job it waited for, ID[{parent}], ended {state}"
+        self._apply(row, changes, owner=None)
 
     def publish_finished(self, job_id: int, now: datetime) -> None:
         """Inside write(): tell app.result() waiters that job `job_id` finished (only jobs

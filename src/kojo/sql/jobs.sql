@@ -196,3 +196,16 @@ WHERE kojo_job_id = :kojo_job_id AND kojo_process_id = :owner AND assigned_state
 
 -- name: job_await
 UPDATE kojo_job SET awaited = true WHERE kojo_job_id = :kojo_job_id AND NOT awaited
+
+-- name: job_dependency_delete
+-- A parent finished: its edges go; the children they held are returned.
+DELETE FROM kojo_job_dependency WHERE parent_id = :parent RETURNING child_id
+
+-- name: job_child_release
+-- A child whose last parent completed successfully becomes runnable.
+UPDATE kojo_job SET next_state_request = 'working', last_transition_date_time = :now
+WHERE kojo_job_id = :child AND assigned_state = 'waiting' AND next_state_request = 'after'
+  AND NOT EXISTS (SELECT 1 FROM kojo_job_dependency WHERE child_id = :child)
+
+-- name: job_parents_pending
+SELECT parent_id FROM kojo_job_dependency WHERE child_id = :child ORDER BY parent_id

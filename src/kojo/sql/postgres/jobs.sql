@@ -99,7 +99,8 @@ INSERT INTO kojo_job (
 )
 SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
     coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
-    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    CASE WHEN CAST(:after AS boolean) THEN 'after'
+        WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
     'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, CAST(p.payload AS jsonb)
 FROM kojo_job_type t,
     jsonb_array_elements_text(CAST(:payloads AS jsonb)) WITH ORDINALITY AS p(payload, n)
@@ -113,7 +114,7 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
   AND assigned_state = 'working' AND kojo_process_id = :owner
-RETURNING kojo_job_id, awaited
+RETURNING kojo_job_id, awaited, has_children
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
@@ -125,7 +126,8 @@ INSERT INTO kojo_job (
 )
 SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
     coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
-    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    CASE WHEN CAST(:after AS boolean) THEN 'after'
+        WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
     'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now,
     CAST(:payload AS jsonb), :unique_key
 FROM kojo_job_type t
@@ -137,3 +139,19 @@ RETURNING kojo_job_id
 -- A finished job's return value (JSON text), written by the process that worked it.
 UPDATE kojo_job SET result = CAST(:result AS jsonb)
 WHERE kojo_job_id = :kojo_job_id AND kojo_process_id = :owner
+
+-- name: job_parents_lock
+-- Inside the child's transaction: lock the parents (a parent's finish waits for the child's
+-- edges to commit, and then sees them) and mark those that will have children.
+UPDATE kojo_job SET has_children = true
+WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
+RETURNING kojo_job_id, assigned_state
+
+-- name: job_dependency_insert
+INSERT INTO kojo_job_dependency (parent_id, child_id)
+SELECT p, c FROM unnest(CAST(:parents AS bigint[])) AS p, unnest(CAST(:children AS bigint[])) AS c
+
+-- name: job_child_lock
+-- Before looking whether a child's last edge went: two parents finishing at once must not
+-- each see the other's edge (the next statement's snapshot sees what the other committed).
+SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE

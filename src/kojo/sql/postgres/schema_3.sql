@@ -1,5 +1,5 @@
--- kojo schema version 3: unique jobs, results and progress (docs/unique-jobs.md,
--- docs/results.md).
+-- kojo schema version 3: unique jobs, results and progress, dependencies
+-- (docs/unique-jobs.md, docs/results.md, docs/dependencies.md).
 ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS unique_key text;
 ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS result jsonb;
 ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS progress double precision;
@@ -12,3 +12,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS kojo_job_unique ON kojo_job (type_code, unique
     WHERE unique_key IS NOT NULL AND assigned_state NOT IN (
         'complete_success', 'complete_failed', 'complete_failed_schedule_limit_check',
         'complete_terminated');
+-- Dependencies: a child waits (waiting/after) until each parent it has an edge from
+-- completes; a parent with children says so, so that only its finish looks for them.
+ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS has_children boolean NOT NULL DEFAULT false;
+CREATE TABLE IF NOT EXISTS kojo_job_dependency (
+    parent_id bigint NOT NULL,
+    child_id bigint NOT NULL REFERENCES kojo_job (kojo_job_id) ON DELETE CASCADE,
+    PRIMARY KEY (parent_id, child_id)
+);
+CREATE INDEX IF NOT EXISTS kojo_job_dependency_child ON kojo_job_dependency (child_id);

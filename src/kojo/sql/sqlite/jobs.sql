@@ -86,7 +86,8 @@ INSERT INTO kojo_job (
 )
 SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
     coalesce(:importance, t.default_importance), :work_at,
-    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    CASE WHEN :after THEN 'after'
+        WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
     'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, p.value
 FROM kojo_job_type t, json_each(:payloads) AS p
 WHERE t.type_code = :type_code AND t.is_enabled
@@ -106,7 +107,7 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
-RETURNING kojo_job_id, awaited
+RETURNING kojo_job_id, awaited, has_children
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
@@ -118,7 +119,8 @@ INSERT INTO kojo_job (
 )
 SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
     coalesce(:importance, t.default_importance), :work_at,
-    CASE WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
+    CASE WHEN :after THEN 'after'
+        WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
     'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, :payload, :unique_key
 FROM kojo_job_type t
 WHERE t.type_code = :type_code AND t.is_enabled
@@ -129,3 +131,18 @@ RETURNING kojo_job_id
 -- A finished job's return value (JSON text), written by the process that worked it.
 UPDATE kojo_job SET result = :result
 WHERE kojo_job_id = :kojo_job_id AND kojo_process_id = :owner
+
+-- name: job_parents_lock
+-- Inside the child's transaction (writes are serial here): mark the parents that will
+-- have children.
+UPDATE kojo_job SET has_children = 1
+WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
+RETURNING kojo_job_id, assigned_state
+
+-- name: job_dependency_insert
+INSERT INTO kojo_job_dependency (parent_id, child_id)
+SELECT p.value, c.value FROM json_each(:parents) AS p, json_each(:children) AS c
+
+-- name: job_child_lock
+-- Writes are serial here: no two parents finish at once (PostgreSQL's locks the child).
+SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child
