@@ -275,7 +275,6 @@ class Tree:
             sys.executable,
             "-m",
             "kojo",
-            "--debug",  # a server that fails leaves its traceback in server<n>.err
             "server",
             "start",
             "--max-processes",
