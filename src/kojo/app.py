@@ -44,16 +44,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_UNIQUE_KEY = 255
 
 
-def check_unique_key(key: object) -> str:
-    """A unique key: 1 to 255 printable characters, else InvalidArgument naming it."""
+def check_key(what: str, key: object) -> str:
+    """A unique or concurrency key: 1 to 255 printable characters, else InvalidArgument
+    naming it."""
     if not isinstance(key, str):
-        raise InvalidArgument(f"unique key must be a string, got {key!r}")
+        raise InvalidArgument(f"{what} must be a string, got {key!r}")
     if not 1 <= len(key) <= MAX_UNIQUE_KEY or not key.isprintable():
         raise InvalidArgument(
-            f"unique key must be 1 to {MAX_UNIQUE_KEY} printable characters, got {key[:80]!r}"
+            f"{what} must be 1 to {MAX_UNIQUE_KEY} printable characters, got {key[:80]!r}"
             + (f" ({len(key)} characters)" if len(key) > 80 else "")
         )
     return key
+
+
+def check_unique_key(key: object) -> str:
+    return check_key("unique key", key)
+
+
+def check_concurrency_key(key: object) -> str:
+    return check_key("concurrency key", key)
 
 
 MAX_PARENTS = 10_000
@@ -237,15 +246,24 @@ class App:
         importance: int | None = None,
         unique_key: str | None = None,
         after: Iterable[int] | None = None,
+        concurrency_key: str | None = None,
     ) -> int:
         """Create a job of `type_code` to run now, at `at`, or after `delay` seconds; its id.
 
         With `unique_key`: if an unfinished job of this type has that key, create nothing
         and return that job's id (docs/unique-jobs.md). With `after`: start only once
-        each of those jobs is complete_success (docs/dependencies.md)."""
+        each of those jobs is complete_success (docs/dependencies.md). With
+        `concurrency_key`: at most the type's concurrency_limit jobs with that key work at
+        once (docs/concurrency-limits.md)."""
         if unique_key is None:
             return self.schedule_many(
-                type_code, [payload], at=at, delay=delay, importance=importance, after=after
+                type_code,
+                [payload],
+                at=at,
+                delay=delay,
+                importance=importance,
+                after=after,
+                concurrency_key=concurrency_key,
             )[0]
         return self.schedule_unique(
             type_code,
@@ -255,6 +273,7 @@ class App:
             delay=delay,
             importance=importance,
             after=after,
+            concurrency_key=concurrency_key,
         )[0]
 
     def schedule_unique(
@@ -267,12 +286,14 @@ class App:
         delay: float | timedelta | None = None,
         importance: int | None = None,
         after: Iterable[int] | None = None,
+        concurrency_key: str | None = None,
     ) -> tuple[int, bool]:
         """`schedule(..., unique_key=)`, telling also whether the job was created now:
         (id, True), or (the unfinished job's id, False)."""
         self._check_type_code(type_code)
         unique_key = check_unique_key(unique_key)
         parents = check_after(after)
+        key = "" if concurrency_key is None else check_concurrency_key(concurrency_key)
         now = utcnow()
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:
@@ -290,6 +311,7 @@ class App:
                     importance=importance,
                     now=now,
                     after=parents,
+                    concurrency_key=key,
                 )
                 if outcome is None:
                     self._refuse(type_code)
@@ -340,11 +362,13 @@ class App:
         delay: float | timedelta | None = None,
         importance: int | None = None,
         after: Iterable[int] | None = None,
+        concurrency_key: str | None = None,
     ) -> list[int]:
         """Create one job per payload, in one transaction; their ids. With `after`, each
         starts only once all those jobs are complete_success (docs/dependencies.md)."""
         self._check_type_code(type_code)
         parents = check_after(after)
+        key = "" if concurrency_key is None else check_concurrency_key(concurrency_key)
         now = utcnow()
         work_at = bounds.work_at(now, at, delay)
         if importance is not None:
@@ -366,6 +390,7 @@ class App:
                         importance=importance,
                         now=now,
                         after=parents,
+                        concurrency_key=key,
                     )
                     if len(inserted) != len(chunk):
                         self._refuse(type_code)

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import bounds, states
-from .app import App, check_after, check_unique_key, database_url
+from .app import App, check_after, check_concurrency_key, check_unique_key, database_url
 from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
@@ -435,6 +435,11 @@ def shorten(text: str, limit: int = 80) -> str:
     callback=bounded(check_after),
     help="Start only once this job is complete_success (repeatable).",
 )
+@click.option(
+    "--concurrency-key",
+    callback=bounded(check_concurrency_key),
+    help="Counted under this key by the type's concurrency_limit.",
+)
 @json_option
 @shared_options
 @pass_context
@@ -448,6 +453,7 @@ def jobs_schedule(
     importance: int | None,
     unique_key: str | None,
     after: tuple[int, ...],
+    concurrency_key: str | None,
     as_json: bool,
 ) -> None:
     """Create a job of type CODE; prints its id."""
@@ -456,7 +462,13 @@ def jobs_schedule(
     try:
         if unique_key is None:
             job_id = ctx.app().schedule(
-                code, payload=payload, at=at, delay=delay, importance=importance, after=after
+                code,
+                payload=payload,
+                at=at,
+                delay=delay,
+                importance=importance,
+                after=after,
+                concurrency_key=concurrency_key,
             )
             created = True
         else:
@@ -468,6 +480,7 @@ def jobs_schedule(
                 delay=delay,
                 importance=importance,
                 after=after,
+                concurrency_key=concurrency_key,
             )
     except InvalidArgument as exc:  # the options were checked above; this is a backstop
         raise click.UsageError(str(exc))

@@ -19,6 +19,7 @@ CODE_PATTERN = re.compile(r"^[a-z0-9_.-]{1,255}$")
 CATCH_UP_POLICIES = ("none", "latest", "all")
 
 Worker = Callable[..., Any]
+MAX_CONCURRENCY_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class JobType:
     timeout: float | None = None
     catch_up: str = "none"
     catch_up_window: str = "PT1H"
+    concurrency_limit: int = 0
     worker: Worker | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +227,17 @@ def _checked_fields(job_type: JobType) -> dict[str, Any]:
     catch_up = options["catch_up"]
     if catch_up not in CATCH_UP_POLICIES:
         raise _bad("catch_up", catch_up, f"must be one of {', '.join(CATCH_UP_POLICIES)}")
+
+    limit = values["concurrency_limit"] = _int("concurrency_limit", options["concurrency_limit"])
+    if limit > MAX_CONCURRENCY_LIMIT:
+        raise _bad("concurrency_limit", limit, f"must be at most {MAX_CONCURRENCY_LIMIT}")
+    if limit and (expression is not None or values["schedule_limit"]):
+        # Their jobs are made and made runnable by paths that do not count the limit.
+        raise _bad(
+            "concurrency_limit",
+            limit,
+            "cannot be combined with cron_expression or schedule_limit (not supported yet)",
+        )
     return values
 
 

@@ -202,6 +202,16 @@ class Job:
         return self._fields.awaited
 
     @property
+    def concurrency_key(self) -> str:
+        """The key its type's concurrency_limit counts it under ("" when none was given)."""
+        return self._fields.concurrency_key
+
+    @property
+    def limited(self) -> bool:
+        """Whether its type had a concurrency_limit when it was scheduled."""
+        return self._fields.limited
+
+    @property
     def has_children(self) -> bool:
         """Whether jobs were scheduled to wait for this one (schedule(after=))."""
         return self._fields.has_children
@@ -257,6 +267,7 @@ class Job:
         importance: int | None = None,
         unique_key: str | None = None,
         after: Iterable[int] | None = None,
+        concurrency_key: str | None = None,
     ) -> int:
         """Schedule another job (app.schedule); inside `transaction()` it commits with it."""
         return self._app.schedule(
@@ -267,6 +278,7 @@ class Job:
             importance=importance,
             unique_key=unique_key,
             after=after,
+            concurrency_key=concurrency_key,
         )
 
     def mutex(self, name: str, timeout: float | None = None) -> AbstractContextManager[Lease]:

@@ -116,6 +116,8 @@ class JobRow(_Row):
     progress_note: str | None
     awaited: bool
     has_children: bool
+    concurrency_key: str
+    limited: bool
 
     CONVERT: ClassVar[Mapping[str, Convert]] = {
         "kojo_job_id": to_int,
@@ -148,6 +150,8 @@ class JobRow(_Row):
         "progress_note": optional(to_str),
         "awaited": to_bool,
         "has_children": to_bool,
+        "concurrency_key": to_str,
+        "limited": to_bool,
     }
 
 
@@ -177,6 +181,7 @@ class TypeRow(_Row):
     is_paused: bool
     created_at_date_time: datetime
     updated_at_date_time: datetime
+    concurrency_limit: int
 
     CONVERT: ClassVar[Mapping[str, Convert]] = {
         "kojo_job_type_id": to_int,
@@ -201,6 +206,7 @@ class TypeRow(_Row):
         "is_paused": to_bool,
         "created_at_date_time": to_datetime,
         "updated_at_date_time": to_datetime,
+        "concurrency_limit": to_int,
     }
 
 

@@ -49,6 +49,7 @@ class Request(StrEnum):
     WORKING = "working"
     SCHEDULE_LIMIT_CHECK = "schedule_limit_check"
     AFTER = "after"  # waiting for its parents (schedule(after=)) to complete
+    LIMIT = "limit"  # waiting for a place under its type's concurrency_limit
 
 
 TERMINAL_STATES = frozenset(

@@ -158,6 +158,7 @@ def register(app: kojo.App) -> kojo.App:
     app.job_type("victim")(victim)
     app.job_type("stopper")(stopper)
     app.job_type("chatty")(chatty)
+    app.job_type("limited", concurrency_limit=2)(noop)
     return app
 
 

@@ -56,6 +56,7 @@ BOOL_COLUMNS = frozenset(
         "dead",
         "awaited",
         "has_children",
+        "limited",
     }
 )
 JSON_COLUMNS = frozenset({"payload", "info", "result"})

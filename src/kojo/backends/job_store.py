@@ -22,6 +22,13 @@ from .driver import Driver, Row
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
+# A job entering one of these leaves the admitted jobs of its concurrency limit.
+LEAVING_STATES = states.FINISHED_STATES | {states.State.HOLD.value}
+# A job released from these re-enters its concurrency limit's queue (it held no place).
+OUTSIDE_LIMITS = frozenset({states.State.HOLD.value, states.State.PANICKED.value})
+# Key space of the advisory locks that serialise admissions per type and key: 'kojr'.
+LIMIT_NAMESPACE = 0x6B6F6A72
+ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
 # Where app.result() waiters hear that a job they wait for finished (its id).
 FINISHED_CHANNEL = "kojo.finished"
 
@@ -117,6 +124,7 @@ class JobStore(Driver):
         importance: int | None,
         now: datetime,
         after: Sequence[int] = (),
+        concurrency_key: str = "",
     ) -> list[int]:
         """Insert one job per JSON payload text in one statement (inside write()); their ids
         in payload order, or [] if the type is missing or disabled. With `after`, each
@@ -131,10 +139,13 @@ class JobStore(Driver):
                 "importance": importance,
                 "now": now,
                 "after": parents.waits,
+                "concurrency_key": concurrency_key,
             },
         )
         ids = sorted(int(r["kojo_job_id"]) for r in rows)  # ids are handed out in row order
         self._depend(ids, parents, now)
+        if rows and rows[0]["limited"] and not parents.waits:
+            self._admit(type_code, concurrency_key, now)
         return ids
 
     def _lock_parents(self, after: Sequence[int]) -> Parents:
@@ -173,6 +184,7 @@ class JobStore(Driver):
         importance: int | None,
         now: datetime,
         after: Sequence[int] = (),
+        concurrency_key: str = "",
     ) -> tuple[int, bool] | None:
         """Inside write(): insert one job with `unique_key` unless an unfinished job of the
         type has it: (its id, whether it was created now); None if the type is missing
@@ -186,6 +198,7 @@ class JobStore(Driver):
             "importance": importance,
             "now": now,
             "after": parents.waits,
+            "concurrency_key": concurrency_key,
         }
         # Another session's job with the key may finish between the insert that met it and
         # the read that looks for it: then the insert goes through on the next round.
@@ -193,6 +206,8 @@ class JobStore(Driver):
             row = self.fetchone("job_insert_unique", params)
             if row is not None:
                 self._depend([int(row["kojo_job_id"])], parents, now)
+                if row["limited"] and not parents.waits:
+                    self._admit(type_code, concurrency_key, now)
                 return int(row["kojo_job_id"]), True
             found = self.fetchone("job_find_unique", params)
             if found is not None:
@@ -342,18 +357,30 @@ class JobStore(Driver):
         if owner is not None:
             sql += " AND kojo_process_id = :expect_owner"
             params["expect_owner"] = owner
-        finishing = changes.get("assigned_state") in states.FINISHED_STATES
-        if finishing:
-            sql += " RETURNING awaited, has_children"
+        leaving = changes.get("assigned_state") in LEAVING_STATES  # finished, or held
+        if leaving:
+            sql += " RETURNING awaited, has_children, limited, type_code, concurrency_key"
+            if row.get("limited"):  # the admission lock before the row's, as _admit takes them
+                self.fetchone(
+                    "limit_lock",
+                    {
+                        "namespace": LIMIT_NAMESPACE,
+                        "type_code": row["type_code"],
+                        "concurrency_key": row["concurrency_key"],
+                    },
+                )
         cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
-        if not finishing:
+        if not leaving:
             return int(cur.rowcount) == 1
         returned = cur.fetchall()  # (sqlite3 counts RETURNING rows only once fetched)
         if len(returned) != 1:
             return False
         flags = returned[0]
-        if flags["awaited"] or flags["has_children"]:
-            now = changes.get("last_transition_date_time") or utcnow()
+        now = changes.get("last_transition_date_time") or utcnow()
+        if changes["assigned_state"] == states.State.HOLD.value:
+            if flags["limited"]:  # held, it gives its place under the limit up
+                self._admit(str(flags["type_code"]), str(flags["concurrency_key"]), now)
+        elif flags["awaited"] or flags["has_children"] or flags["limited"]:
             self._job_finished(int(row["kojo_job_id"]), str(changes["assigned_state"]), flags, now)
         return True
 
@@ -403,12 +430,16 @@ class JobStore(Driver):
             work_at=work_at,
         )
         changes.update(extra or {})
-        if (
-            row["assigned_state"] == states.State.HOLD.value
-            and changes["next_state_request"] == states.Request.WORKING.value
-            and self.fetchone("job_parents_pending", {"child": job_id}) is not None
-        ):
-            changes["next_state_request"] = states.Request.AFTER.value  # still waits for them
+        requeued = False
+        if row["assigned_state"] in OUTSIDE_LIMITS and changes["next_state_request"] == "working":
+            if (
+                row["assigned_state"] == states.State.HOLD.value
+                and self.fetchone("job_parents_pending", {"child": job_id}) is not None
+            ):
+                changes["next_state_request"] = states.Request.AFTER.value  # still waits
+            elif row.get("limited"):
+                changes["next_state_request"] = states.Request.LIMIT.value  # to be admitted
+                requeued = True
         if not self._apply(row, changes, owner):
             current = self.job_get(job_id)
             if current is None:
@@ -418,6 +449,8 @@ class JobStore(Driver):
                 f"{current['assigned_state']}/{current['next_state_request']}"
                 + (" (claimed by another process)" if owner is not None else "")
             )
+        if requeued:
+            self._admit(str(row["type_code"]), str(row["concurrency_key"]), now)
         if transition.assigned_state is states.State.WAITING or (
             row["assigned_state"] == states.State.WORKING.value
             and not row.get("can_work_in_parallel", True)
@@ -460,9 +493,26 @@ class JobStore(Driver):
             )
             completed += len(rows)
             for row in rows:
-                if row["awaited"] or row["has_children"]:
+                if row["awaited"] or row["has_children"] or row["limited"]:
                     self._job_finished(int(row["kojo_job_id"]), COMPLETE_SUCCESS, row, now)
         return completed
+
+    def _admit(self, type_code: str, concurrency_key: str, now: datetime) -> None:
+        """Inside write(): admit waiting jobs of the type and key while fewer than its
+        concurrency_limit are admitted (docs/concurrency-limits.md)."""
+        params = {
+            "namespace": LIMIT_NAMESPACE,
+            "type_code": type_code,
+            "concurrency_key": concurrency_key,
+        }
+        self.fetchone("limit_lock", params)
+        row = self.fetchone("limit_state", params)
+        if row is None:
+            return
+        limit = int(row["concurrency_limit"])
+        free = ADMIT_ALL if limit == 0 else limit - int(row["admitted"])
+        if free > 0 and self.execute("limit_admit", {**params, "free": free, "now": now}):
+            self.notify("jobs")
 
     def _job_finished(
         self, job_id: int, state: str, flags: Mapping[str, Any], now: datetime
@@ -471,6 +521,8 @@ class JobStore(Driver):
         waits for its result, and release or end the jobs that wait for it, and theirs."""
         if flags["awaited"]:
             self.publish_finished(job_id, now)
+        if flags["limited"]:  # its place under the limit is free
+            self._admit(str(flags["type_code"]), str(flags["concurrency_key"]), now)
         if not flags["has_children"]:
             return
         queue: list[tuple[int, str]] | None = getattr(self._local, "settling", None)
@@ -496,7 +548,11 @@ class JobStore(Driver):
         released = 0
         for child in children:
             self.fetchone("job_child_lock", {"child": child})
-            released += self.execute("job_child_release", {"child": child, "now": now})
+            row = self.fetchone("job_child_release", {"child": child, "now": now})
+            if row is not None and row["limited"]:
+                self._admit(str(row["type_code"]), str(row["concurrency_key"]), now)
+            elif row is not None:
+                released += 1
         if released:
             self.notify("jobs")
 

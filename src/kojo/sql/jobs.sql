@@ -19,12 +19,12 @@ INSERT INTO kojo_job_type (
     type_code, name, worker_uri, cron_expression, can_work_in_parallel, default_importance,
     schedule_limit, schedule_limit_allowance, is_enabled, auto_complete_success,
     auto_delete_interval_duration, max_retries, max_crashes, timeout, catch_up, catch_up_window,
-    created_at_date_time, updated_at_date_time
+    concurrency_limit, created_at_date_time, updated_at_date_time
 ) VALUES (
     :type_code, :name, :worker_uri, :cron_expression, :can_work_in_parallel, :default_importance,
     :schedule_limit, :schedule_limit_allowance, :is_enabled, :auto_complete_success,
     :auto_delete_interval_duration, :max_retries, :max_crashes, :timeout, :catch_up,
-    :catch_up_window, :now, :now
+    :catch_up_window, :concurrency_limit, :now, :now
 )
 ON CONFLICT (type_code) DO UPDATE SET
     name = excluded.name,
@@ -41,6 +41,7 @@ ON CONFLICT (type_code) DO UPDATE SET
     timeout = excluded.timeout,
     catch_up = excluded.catch_up,
     catch_up_window = excluded.catch_up_window,
+    concurrency_limit = excluded.concurrency_limit,
     updated_at_date_time = excluded.updated_at_date_time
 
 -- name: type_list
@@ -202,10 +203,35 @@ UPDATE kojo_job SET awaited = true WHERE kojo_job_id = :kojo_job_id AND NOT awai
 DELETE FROM kojo_job_dependency WHERE parent_id = :parent RETURNING child_id
 
 -- name: job_child_release
--- A child whose last parent completed successfully becomes runnable.
-UPDATE kojo_job SET next_state_request = 'working', last_transition_date_time = :now
+-- A child whose last parent completed successfully becomes runnable (or, under a
+-- concurrency limit, waits to be admitted).
+UPDATE kojo_job SET last_transition_date_time = :now,
+    next_state_request = CASE WHEN limited THEN 'limit' ELSE 'working' END
 WHERE kojo_job_id = :child AND assigned_state = 'waiting' AND next_state_request = 'after'
   AND NOT EXISTS (SELECT 1 FROM kojo_job_dependency WHERE child_id = :child)
+RETURNING limited, type_code, concurrency_key
 
 -- name: job_parents_pending
 SELECT parent_id FROM kojo_job_dependency WHERE child_id = :child ORDER BY parent_id
+
+-- name: limit_state
+-- A type's concurrency limit, and how many of its jobs with the key are admitted now
+-- (working, or runnable: waiting or crashed with the request working).
+SELECT t.concurrency_limit AS concurrency_limit, (
+    SELECT count(*) FROM kojo_job a
+    WHERE a.type_code = :type_code AND a.concurrency_key = :concurrency_key AND a.limited
+      AND (a.assigned_state = 'working'
+        OR (a.next_state_request = 'working' AND a.assigned_state IN ('waiting', 'crashed')))
+) AS admitted
+FROM kojo_job_type t WHERE t.type_code = :type_code
+
+-- name: limit_admit
+-- Admit the first :free waiting jobs of the type and key, in selection order.
+UPDATE kojo_job SET next_state_request = 'working', last_transition_date_time = :now
+WHERE kojo_job_id IN (
+    SELECT q.kojo_job_id FROM kojo_job q
+    WHERE q.type_code = :type_code AND q.concurrency_key = :concurrency_key
+      AND q.next_state_request = 'limit' AND q.assigned_state = 'waiting'
+    ORDER BY q.priority DESC, q.work_at_date_time, q.kojo_job_id
+    LIMIT :free
+)

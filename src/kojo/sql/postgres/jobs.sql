@@ -95,18 +95,19 @@ SELECT least(CAST(:limit AS bigint), (SELECT count(*) FROM due WHERE parallel)
 INSERT INTO kojo_job (
     type_code, name, priority, importance, work_at_date_time, next_state_request,
     assigned_state, previous_state, worker_uri, can_work_in_parallel,
-    last_transition_date_time, created_at_date_time, payload
+    last_transition_date_time, created_at_date_time, payload, concurrency_key, limited
 )
 SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
     coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
-    CASE WHEN CAST(:after AS boolean) THEN 'after'
+    CASE WHEN CAST(:after AS boolean) THEN 'after' WHEN t.concurrency_limit > 0 THEN 'limit'
         WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
-    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, CAST(p.payload AS jsonb)
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, CAST(p.payload AS jsonb),
+    :concurrency_key, t.concurrency_limit > 0
 FROM kojo_job_type t,
     jsonb_array_elements_text(CAST(:payloads AS jsonb)) WITH ORDINALITY AS p(payload, n)
 WHERE t.type_code = :type_code AND t.is_enabled
 ORDER BY p.n
-RETURNING kojo_job_id
+RETURNING kojo_job_id, limited
 
 -- name: job_complete_success
 UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
@@ -114,7 +115,7 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
   AND assigned_state = 'working' AND kojo_process_id = :owner
-RETURNING kojo_job_id, awaited, has_children
+RETURNING kojo_job_id, awaited, has_children, limited, type_code, concurrency_key
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
@@ -122,18 +123,19 @@ RETURNING kojo_job_id, awaited, has_children
 INSERT INTO kojo_job (
     type_code, name, priority, importance, work_at_date_time, next_state_request,
     assigned_state, previous_state, worker_uri, can_work_in_parallel,
-    last_transition_date_time, created_at_date_time, payload, unique_key
+    last_transition_date_time, created_at_date_time, payload, unique_key, concurrency_key,
+    limited
 )
 SELECT t.type_code, t.name, coalesce(CAST(:importance AS integer), t.default_importance),
     coalesce(CAST(:importance AS integer), t.default_importance), :work_at,
-    CASE WHEN CAST(:after AS boolean) THEN 'after'
+    CASE WHEN CAST(:after AS boolean) THEN 'after' WHEN t.concurrency_limit > 0 THEN 'limit'
         WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
     'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now,
-    CAST(:payload AS jsonb), :unique_key
+    CAST(:payload AS jsonb), :unique_key, :concurrency_key, t.concurrency_limit > 0
 FROM kojo_job_type t
 WHERE t.type_code = :type_code AND t.is_enabled
 ON CONFLICT (type_code, unique_key) WHERE {{unfinished_unique}} DO NOTHING
-RETURNING kojo_job_id
+RETURNING kojo_job_id, limited
 
 -- name: job_set_result
 -- A finished job's return value (JSON text), written by the process that worked it.
@@ -155,3 +157,8 @@ SELECT p, c FROM unnest(CAST(:parents AS bigint[])) AS p, unnest(CAST(:children 
 -- Before looking whether a child's last edge went: two parents finishing at once must not
 -- each see the other's edge (the next statement's snapshot sees what the other committed).
 SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE
+
+-- name: limit_lock
+-- Serialises the admissions of one type and key (docs/concurrency-limits.md).
+SELECT pg_advisory_xact_lock(CAST(:namespace AS integer),
+    hashtext(:type_code || chr(31) || :concurrency_key))

@@ -82,17 +82,18 @@ SELECT min(:limit, (SELECT count(*) FROM due WHERE parallel)
 INSERT INTO kojo_job (
     type_code, name, priority, importance, work_at_date_time, next_state_request,
     assigned_state, previous_state, worker_uri, can_work_in_parallel,
-    last_transition_date_time, created_at_date_time, payload
+    last_transition_date_time, created_at_date_time, payload, concurrency_key, limited
 )
 SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
     coalesce(:importance, t.default_importance), :work_at,
-    CASE WHEN :after THEN 'after'
+    CASE WHEN :after THEN 'after' WHEN t.concurrency_limit > 0 THEN 'limit'
         WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
-    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, p.value
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, p.value,
+    :concurrency_key, t.concurrency_limit > 0
 FROM kojo_job_type t, json_each(:payloads) AS p
 WHERE t.type_code = :type_code AND t.is_enabled
 ORDER BY p.key
-RETURNING kojo_job_id
+RETURNING kojo_job_id, limited
 
 -- First statement of a claim's transaction: is this owner still registered? (A reaped
 -- owner's row is gone, and its claims must not go on.) PostgreSQL also asks its anchor.
@@ -107,7 +108,7 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
-RETURNING kojo_job_id, awaited, has_children
+RETURNING kojo_job_id, awaited, has_children, limited, type_code, concurrency_key
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
@@ -115,17 +116,19 @@ RETURNING kojo_job_id, awaited, has_children
 INSERT INTO kojo_job (
     type_code, name, priority, importance, work_at_date_time, next_state_request,
     assigned_state, previous_state, worker_uri, can_work_in_parallel,
-    last_transition_date_time, created_at_date_time, payload, unique_key
+    last_transition_date_time, created_at_date_time, payload, unique_key, concurrency_key,
+    limited
 )
 SELECT t.type_code, t.name, coalesce(:importance, t.default_importance),
     coalesce(:importance, t.default_importance), :work_at,
-    CASE WHEN :after THEN 'after'
+    CASE WHEN :after THEN 'after' WHEN t.concurrency_limit > 0 THEN 'limit'
         WHEN t.schedule_limit > 0 THEN 'schedule_limit_check' ELSE 'working' END,
-    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, :payload, :unique_key
+    'waiting', 'new', t.worker_uri, t.can_work_in_parallel, :now, :now, :payload, :unique_key,
+    :concurrency_key, t.concurrency_limit > 0
 FROM kojo_job_type t
 WHERE t.type_code = :type_code AND t.is_enabled
 ON CONFLICT (type_code, unique_key) WHERE {{unfinished_unique}} DO NOTHING
-RETURNING kojo_job_id
+RETURNING kojo_job_id, limited
 
 -- name: job_set_result
 -- A finished job's return value (JSON text), written by the process that worked it.
@@ -146,3 +149,7 @@ SELECT p.value, c.value FROM json_each(:parents) AS p, json_each(:children) AS c
 -- name: job_child_lock
 -- Writes are serial here: no two parents finish at once (PostgreSQL's locks the child).
 SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child
+
+-- name: limit_lock
+-- Writes are serial here: nothing to serialise (PostgreSQL's takes a lock).
+SELECT 1
