@@ -19,11 +19,12 @@ import psycopg
 import kojo
 from foundation_helpers import column_names
 
-KINDS = ("future", "paused", "serial", "finished")
+KINDS = ("future", "paused", "serial", "finished", "after", "limited")
 IMPORTANCE = 10  # the backlogs sort ahead of the runnable jobs (importance 0)
 RUNNABLE_TYPE = "bench.noop"
 PAUSED_TYPE = "bench.paused"
 SERIAL_TYPE = "bench.serial"
+LIMITED_TYPE = "bench.limited"  # concurrency_limit=1
 
 
 def load(app: kojo.App, url: str, kind: str, size: int) -> float:
@@ -54,7 +55,7 @@ def expected_states(kind: str, size: int) -> dict[str, int]:
         return {}
     if kind == "finished":
         return {"complete_success": size}
-    if kind == "serial":  # the backlog, and the job that blocks it
+    if kind in ("serial", "limited"):  # the backlog, and the job that blocks it
         return {"waiting": size, "working": 1}
     return {"waiting": size}
 
@@ -67,15 +68,21 @@ def _template(app: kojo.App, kind: str) -> int:
     if kind == "paused":
         app.set_type_paused(PAUSED_TYPE, True)
         return app.schedule(PAUSED_TYPE, importance=IMPORTANCE)
+    if kind == "after":
+        # Waiting for a parent that is not due for a day (the parent is at importance 0).
+        parent = app.schedule(RUNNABLE_TYPE, at=now + timedelta(days=1))
+        return app.schedule(RUNNABLE_TYPE, importance=IMPORTANCE, after=[parent])
     owner = app.owner()  # this process's registration: alive as long as the bench runs
     backend = app.backend
-    if kind == "serial":
-        # One job of the type working for a live owner blocks the type's backlog.
-        working = app.schedule(SERIAL_TYPE, importance=IMPORTANCE)
+    if kind in ("serial", "limited"):
+        # One job of the type working for a live owner blocks the type's backlog (serial),
+        # or takes the only place under its concurrency limit (limited).
+        code = SERIAL_TYPE if kind == "serial" else LIMITED_TYPE
+        working = app.schedule(code, importance=IMPORTANCE)
         with backend.write():
             if backend.job_claim_by_id(working, owner.id, now) is None:
-                raise RuntimeError(f"could not claim serial job {working}")
-        return app.schedule(SERIAL_TYPE, importance=IMPORTANCE)
+                raise RuntimeError(f"could not claim {kind} job {working}")
+        return app.schedule(code, importance=IMPORTANCE)
     if kind == "finished":
         # Completed as the process tree completes a no-op: kept until its delete-after.
         job_id = app.schedule(RUNNABLE_TYPE, importance=IMPORTANCE)

@@ -18,7 +18,7 @@ def noop(job: kojo.Job) -> None:
 
 
 # bench/scale.py keeps backlogs of these that cannot run: the type paused, and a serial
-# type with one job working.
+# type with one job working...
 @app.job_type("bench.paused")
 def paused(job: kojo.Job) -> None:
     pass
@@ -26,6 +26,12 @@ def paused(job: kojo.Job) -> None:
 
 @app.job_type("bench.serial", can_work_in_parallel=False)
 def serial(job: kojo.Job) -> None:
+    pass
+
+
+# ... and of a type with a concurrency limit whose place is taken.
+@app.job_type("bench.limited", concurrency_limit=1)
+def limited(job: kojo.Job) -> None:
     pass
 
 

@@ -26,7 +26,7 @@ def run_scale(*options: str) -> subprocess.CompletedProcess[str]:
 
 def test_quick_run_reports_every_kind(tmp_path: Path) -> None:
     done = run_scale(
-        "--quick", "--backend", "sqlite", "--kinds", "serial,finished", "--output", str(tmp_path)
+        "--quick", "--backend", "sqlite", "--kinds", "serial,limited", "--output", str(tmp_path)
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (written,) = tmp_path.glob("scale-*.json")
@@ -34,7 +34,7 @@ def test_quick_run_reports_every_kind(tmp_path: Path) -> None:
     assert [(row["kind"], row["size"]) for row in rows] == [
         ("empty", 0),
         ("serial", 2000),
-        ("finished", 2000),
+        ("limited", 2000),
     ]
     assert len(rows[0]["runs"]) == 2  # the empty table, first and last
     for row in rows:
