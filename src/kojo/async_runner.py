@@ -20,8 +20,9 @@ T = TypeVar("T")
 
 _runner: asyncio.Runner | None = None
 _pid = 0  # the process that made _runner
-# Runners inherited through fork: kept, never closed nor collected (closing one here
-# could reset signal wakeups set by this process); one per fork that had a loop.
+# Runners inherited through fork: kept, so never closed nor collected. Closing the
+# parent's loop here would remove the signal handlers it had added, which resets the
+# wakeup fd that this process's SignalQueue set. One per fork that had a loop.
 _inherited: list[asyncio.Runner] = []
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import kojo
@@ -80,6 +80,21 @@ def returns_a_coroutine(job: kojo.Job) -> Coroutine[Any, Any, None]:
     return _succeed(job)
 
 
+class Later:
+    """An awaitable that is not a coroutine: completes the job when awaited."""
+
+    def __init__(self, job: kojo.Job) -> None:
+        self.job = job
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from asyncio.sleep(0).__await__()
+        self.job.complete_success()
+
+
+def returns_an_awaitable(job: kojo.Job) -> Later:
+    return Later(job)
+
+
 async def leaves_a_task(job: kojo.Job) -> None:
     seen["task"] = asyncio.get_running_loop().create_task(asyncio.sleep(3600))
     job.complete_success()
@@ -95,6 +110,7 @@ TYPES: dict[str, Any] = {
     "tx": in_a_transaction,
     "rollback": rolls_back,
     "sync-coroutine": returns_a_coroutine,
+    "sync-awaitable": returns_an_awaitable,
     "leaves-task": leaves_a_task,
 }
 
@@ -171,9 +187,10 @@ def test_an_async_workers_rolled_back_transaction_takes_its_request_along(
     assert [job for job in app.jobs() if job["type_code"] == "auto"] == []
 
 
-def test_a_sync_worker_returning_a_coroutine_is_awaited(database_url: str) -> None:
+def test_a_sync_worker_returning_a_coroutine_or_awaitable_is_awaited(database_url: str) -> None:
     app = async_app(database_url)
     assert work(app, "sync-coroutine")["assigned_state"] == "complete_success"
+    assert work(app, "sync-awaitable")["assigned_state"] == "complete_success"
 
 
 def test_the_runner_gives_stop_requested_to_an_async_worker(sqlite_url: str) -> None:
