@@ -17,6 +17,11 @@ def noop(job: kojo.Job) -> None:
     pass
 
 
+@app.job_type("bench.async_noop")
+async def async_noop(job: kojo.Job) -> None:
+    pass
+
+
 # bench/scale.py keeps backlogs of these that cannot run: the type paused, and a serial
 # type with one job working...
 @app.job_type("bench.paused")

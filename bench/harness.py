@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,26 @@ def bench_app_client(url: str) -> kojo.App:
 def job_processes(app: kojo.App) -> int:
     """Job processes registered in the database (a started server's tree is up when all are)."""
     return sum(1 for row in app.backend.processes() if row.kind == "job")
+
+
+def completed_jobs(app: kojo.App, code: str) -> int:
+    """Jobs of type `code` ended complete_success."""
+    from foundation_helpers import count_by_state
+
+    return sum(
+        int(row["jobs"])
+        for row in count_by_state(app.backend)
+        if row["type_code"] == code and row["assigned_state"] == "complete_success"
+    )
+
+
+def last_completed_at(app: kojo.App, code: str) -> datetime:
+    """The latest completion of a job of type `code` (there must be one)."""
+    from foundation_helpers import last_completion
+
+    completed = last_completion(app.backend, code)
+    assert completed is not None
+    return completed
 
 
 def start_latencies_ms(

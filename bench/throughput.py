@@ -33,18 +33,17 @@ import psycopg
 from harness import (
     ROOT,
     bench_app_client,
+    completed_jobs,
     database,
     descendants,
     job_processes,
+    last_completed_at,
     pss_bytes,
     server,
     start_latencies_ms,
     summary,
     wait_for,
 )
-
-import kojo
-from foundation_helpers import count_by_state, last_completion
 
 # -- baseline: one job per transaction, raw SQL ---------------------------------------------
 
@@ -115,20 +114,6 @@ def baseline(url: str, jobs: int, processes: int) -> float:
 # -- kojo -----------------------------------------------------------------------------------
 
 
-def _completed(app: kojo.App, code: str) -> int:
-    return sum(
-        int(row["jobs"])
-        for row in count_by_state(app.backend)
-        if row["type_code"] == code and row["assigned_state"] == "complete_success"
-    )
-
-
-def _last_completion(app: kojo.App, code: str) -> datetime:
-    completed = last_completion(app.backend, code)
-    assert completed is not None
-    return completed
-
-
 def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any]:
     app = bench_app_client(url)
     start_log = Path(f"/tmp/kojo-bench-starts-{os.getpid()}.log")
@@ -149,8 +134,8 @@ def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any
         enqueued = time.perf_counter()
         committed_at = datetime.now(UTC)
         result["enqueue_jobs_per_s"] = jobs / (enqueued - started)
-        wait_for(lambda: _completed(app, "bench.noop") == jobs, 600, "drain")
-        drain = (_last_completion(app, "bench.noop") - committed_at).total_seconds()
+        wait_for(lambda: completed_jobs(app, "bench.noop") == jobs, 600, "drain")
+        drain = (last_completed_at(app, "bench.noop") - committed_at).total_seconds()
         result["drain_seconds"] = drain
         result["drain_jobs_per_s"] = jobs / drain
         result["pss_after_bytes"] = pss_bytes(descendants(pid))

@@ -6,15 +6,20 @@
   ("did not request a next state").
 - It raised: retried with exponential backoff and jitter while max_retries
   allows, else panicked; the traceback goes to the log and to last_error.
+
+A worker that returns an awaitable (an `async def` worker) is awaited to the end
+on this process's event loop (async_runner) and then settled the same way.
 """
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import json_text, states
+from .async_runner import run_coroutine
 from .clock import utcnow
 from .errors import InvalidJobType, InvalidPayload, InvalidTransition, JobNotFound
 from .jobs import MAX_RESULT_BYTES, Job
@@ -61,6 +66,9 @@ def run(
         return _settle_failure(job, exc, retry_allowed=False)
     try:
         value = worker(job)
+        # `is not None` first: a sync worker (None, mostly) pays no isawaitable check.
+        if value is not None and inspect.isawaitable(value):
+            value = run_coroutine(value)
     except Exception as exc:
         if job.request is not None:
             log.error(

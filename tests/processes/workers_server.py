@@ -8,6 +8,7 @@ tests read that file to assert what ran, where, and how many times.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -146,6 +147,40 @@ def chatty(job: kojo.Job) -> None:
     record(job, "end")
 
 
+async def awaiting(job: kojo.Job) -> None:
+    """Async: awaits `payload.seconds` (default 10 ms); records the id of its event loop;
+    `payload.do` may be "raise" (after the await) or "complete_failed"."""
+    record(job, "start", loop=id(asyncio.get_running_loop()))
+    await asyncio.sleep(float(_payload(job).get("seconds", 0.01)))
+    action = _payload(job).get("do")
+    if action == "raise":
+        raise ValueError(f"async boom from job {job.id}")
+    if action == "complete_failed":
+        job.complete_failed()
+    record(job, "end")
+
+
+async def async_overtime(job: kojo.Job) -> None:
+    """Async: awaits 'forever' on the first attempt (past its type's timeout); quick once
+    it has crashed."""
+    record(job, "start")
+    if job.times_crashed == 0:
+        await asyncio.sleep(LONG)
+    record(job, "end")
+
+
+async def async_sleeper(job: kojo.Job) -> None:
+    """Async: awaits in 10 ms steps until stop_requested, then records it and returns."""
+    record(job, "start")
+    deadline = time.monotonic() + float(_payload(job).get("seconds", LONG))
+    while time.monotonic() < deadline:
+        if job.stop_requested:
+            record(job, "stop_requested")
+            break
+        await asyncio.sleep(0.01)
+    record(job, "end")
+
+
 def register(app: kojo.App) -> kojo.App:
     """The test job types, on `app`."""
     app.job_type("noop")(noop)
@@ -159,6 +194,9 @@ def register(app: kojo.App) -> kojo.App:
     app.job_type("stopper")(stopper)
     app.job_type("chatty")(chatty)
     app.job_type("limited", concurrency_limit=2)(noop)
+    app.job_type("awaiting", max_retries=1)(awaiting)
+    app.job_type("async-overtime", timeout=1)(async_overtime)
+    app.job_type("async-sleeper")(async_sleeper)
     return app
 
 
