@@ -19,6 +19,13 @@ def returns_a_dict(job: kojo.Job) -> dict[str, Any]:
     return {"doubled": job.payload["n"] * 2, "text": "ok"}
 
 
+async def returns_after_awaiting(job: kojo.Job) -> list[int]:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return [job.payload["n"], job.payload["n"] + 1]
+
+
 def returns_a_set(job: kojo.Job) -> object:
     return {1, 2}
 
@@ -44,6 +51,7 @@ def bad_progress(job: kojo.Job) -> None:
 TYPES: dict[str, dict[str, Any]] = {
     "doubler": {"worker": returns_a_dict},
     "setter": {"worker": returns_a_set},
+    "async_doubler": {"worker": returns_after_awaiting},
     "explicit": {"worker": completes_with_a_result},
     "failer": {"worker": fails, "max_retries": 0},
     "progresser": {"worker": reports_progress},
@@ -139,6 +147,12 @@ def test_a_returned_value_is_the_jobs_result(app: kojo.App) -> None:
     assert work_inline(app, job_id, "h")["result"] == {"doubled": 42, "text": "ok"}
     assert app.result(job_id) == {"doubled": 42, "text": "ok"}
     assert app.result(job_id, timeout=0) == {"doubled": 42, "text": "ok"}
+
+
+def test_an_async_workers_return_value_is_its_result(app: kojo.App) -> None:
+    job_id = app.schedule("async_doubler", payload={"n": 4})
+    work_inline(app, job_id, "h")
+    assert app.result(job_id) == [4, 5]
 
 
 def test_a_result_given_to_complete_success_is_stored(app: kojo.App) -> None:
