@@ -34,6 +34,13 @@ def serial(job: kojo.Job) -> None:
     pass
 
 
+# bench/features.py drains these with a concurrency key (a limit high enough not to bind:
+# what admission costs).
+@app.job_type("bench.keyed", concurrency_limit=10_000)
+def keyed(job: kojo.Job) -> None:
+    pass
+
+
 # ... and of a type with a concurrency limit whose place is taken.
 @app.job_type("bench.limited", concurrency_limit=1)
 def limited(job: kojo.Job) -> None:
