@@ -22,6 +22,16 @@ def fail(message: str) -> None:
     raise ValueError(message)
 
 
+class TaskProblem(Exception):
+    pass
+
+
+@task
+def fail_at_length() -> None:
+    """A traceback longer than kojo keeps (its start is cut) and a two-line message."""
+    raise TaskProblem("first line\nsecond line") from ValueError("x" * 9000)
+
+
 @task(takes_context=True)
 def attempt(context: Any, x: int) -> dict[str, Any]:
     return {"attempt": context.attempt, "id": context.task_result.id, "x": x}

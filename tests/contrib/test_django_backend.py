@@ -124,6 +124,16 @@ def test_a_raising_task_fails_with_its_error(
         fetched.return_value  # noqa: B018
 
 
+def test_a_long_traceback_still_names_its_exception(
+    backend: kojo_django.KojoBackend, server_app: kojo.App
+) -> None:
+    result = dj_tasks.fail_at_length.enqueue()
+    work(server_app, result.id)
+    [error] = backend.get_result(result.id).errors
+    assert error.exception_class is dj_tasks.TaskProblem
+    assert error.traceback.endswith("dj_tasks.TaskProblem: first line\nsecond line")
+
+
 def test_a_cancelled_task_fails_with_kojos_reason(backend: kojo_django.KojoBackend) -> None:
     result = dj_tasks.add.enqueue(1, 2)
     backend.app.cancel(int(result.id))

@@ -124,12 +124,12 @@ def task_errors(row: dict[str, Any]) -> list[TaskError]:
     JobFailed carrying why the job ended (a cancel, a panic without exception)."""
     text = str(row.get("last_error") or "").rstrip()
     path = f"{JobFailed.__module__}.{JobFailed.__qualname__}"
-    if text.startswith("Traceback"):
-        lines = text.splitlines()
+    lines = text.splitlines()
+    # A traceback (kojo keeps its end only, so the "Traceback" line may be cut off).
+    if any(line.startswith("  File ") for line in lines):
         # The exception line follows the last indented line (frames, source, carets).
         indented = [i for i, line in enumerate(lines) if line.startswith(" ")]
-        start = indented[-1] + 1 if indented else len(lines) - 1
-        match = EXCEPTION_LINE.match(lines[min(start, len(lines) - 1)])
+        match = EXCEPTION_LINE.match(lines[min(indented[-1] + 1, len(lines) - 1)])
         if match:
             name = match.group(1)
             path = name if "." in name else f"builtins.{name}"
