@@ -255,26 +255,16 @@ class App:
         each of those jobs is complete_success (docs/dependencies.md). With
         `concurrency_key`: at most the type's concurrency_limit jobs with that key work at
         once (docs/concurrency-limits.md)."""
+        options: dict[str, Any] = {
+            "at": at,
+            "delay": delay,
+            "importance": importance,
+            "after": after,
+            "concurrency_key": concurrency_key,
+        }
         if unique_key is None:
-            return self.schedule_many(
-                type_code,
-                [payload],
-                at=at,
-                delay=delay,
-                importance=importance,
-                after=after,
-                concurrency_key=concurrency_key,
-            )[0]
-        return self.schedule_unique(
-            type_code,
-            unique_key,
-            payload=payload,
-            at=at,
-            delay=delay,
-            importance=importance,
-            after=after,
-            concurrency_key=concurrency_key,
-        )[0]
+            return self.schedule_many(type_code, [payload], **options)[0]
+        return self.schedule_unique(type_code, unique_key, payload=payload, **options)[0]
 
     def schedule_unique(
         self,

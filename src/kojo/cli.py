@@ -460,28 +460,18 @@ def jobs_schedule(
     if at is not None and delay is not None:
         raise click.UsageError("give --at or --delay, not both")
     try:
+        options: dict[str, Any] = {
+            "payload": payload,
+            "at": at,
+            "delay": delay,
+            "importance": importance,
+            "after": after,
+            "concurrency_key": concurrency_key,
+        }
         if unique_key is None:
-            job_id = ctx.app().schedule(
-                code,
-                payload=payload,
-                at=at,
-                delay=delay,
-                importance=importance,
-                after=after,
-                concurrency_key=concurrency_key,
-            )
-            created = True
+            job_id, created = ctx.app().schedule(code, **options), True
         else:
-            job_id, created = ctx.app().schedule_unique(
-                code,
-                unique_key,
-                payload=payload,
-                at=at,
-                delay=delay,
-                importance=importance,
-                after=after,
-                concurrency_key=concurrency_key,
-            )
+            job_id, created = ctx.app().schedule_unique(code, unique_key, **options)
     except InvalidArgument as exc:  # the options were checked above; this is a backstop
         raise click.UsageError(str(exc))
     if as_json:
