@@ -102,10 +102,33 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
         backend._run_script(schema(backend.dialect, 1))
         backend.execute("schema_version_set", {"version": 1, "now": utcnow()})
     assert "kojo_job_ready" in index_names(backend)
+    # A type and a job as version 1 stored them (today's statements name later columns).
+    now = utcnow()
+    with backend.write() as conn:
+        conn.execute(
+            backend._prepare(
+                "INSERT INTO kojo_job_type (type_code, name, worker_uri) "
+                "VALUES ('q', 'q', :worker)"
+            ),
+            {"worker": f"{noop.__module__}:noop"},
+        )
+        job_id = int(
+            conn.execute(
+                backend._prepare(
+                    "INSERT INTO kojo_job (type_code, name, priority, importance, "
+                    "work_at_date_time, next_state_request, assigned_state, previous_state, "
+                    "worker_uri, can_work_in_parallel, last_transition_date_time, "
+                    "created_at_date_time, payload) VALUES ('q', 'q', 0, 0, :now, 'working', "
+                    "'waiting', 'new', :worker, true, :now, :now, :payload) "
+                    "RETURNING kojo_job_id"
+                ),
+                backend._convert_params(
+                    {"now": now, "worker": f"{noop.__module__}:noop", "payload": '{"kept": 1}'}
+                ),
+            ).fetchone()["kojo_job_id"]
+        )
     app = kojo.App(database=database_url)
     app.job_type("q")(noop)
-    app.register_job_types()
-    job_id = app.schedule("q", payload={"kept": 1})  # stored under version 1
     assert app.install() == SCHEMA_VERSION == 3
     indexes = index_names(app.backend)
     assert "kojo_job_ready" not in indexes and "kojo_job_runnable" in indexes

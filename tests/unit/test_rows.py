@@ -45,6 +45,8 @@ RAW_JOB: dict[str, Any] = {
     "progress_note": None,
     "awaited": False,
     "has_children": False,
+    "concurrency_key": "",
+    "limited": False,
     "auto_complete_success": 1,  # a joined type column: ignored by JobRow
 }
 

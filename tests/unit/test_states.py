@@ -27,7 +27,7 @@ STATES = (
     "complete_failed_schedule_limit_check",
     "complete_terminated",
 )
-REQUESTS = ("none", "working", "schedule_limit_check")
+REQUESTS = ("none", "working", "schedule_limit_check", "after", "limit")
 ALL_PAIRS = frozenset((s, r) for s in STATES for r in REQUESTS)
 TERMINAL = (
     "complete_success",
