@@ -107,8 +107,7 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
     with backend.write() as conn:
         conn.execute(
             backend._prepare(
-                "INSERT INTO kojo_job_type (type_code, name, worker_uri) "
-                "VALUES ('q', 'q', :worker)"
+                "INSERT INTO kojo_job_type (type_code, name, worker_uri) VALUES ('q', 'q', :worker)"
             ),
             {"worker": f"{noop.__module__}:noop"},
         )
