@@ -491,10 +491,12 @@ class JobStore(Driver):
                     "delete_after": add_saturating(now, parse_duration(interval)),
                 },
             )
-            completed += len(rows)
-            for row in rows:
-                if row["awaited"] or row["has_children"] or row["limited"]:
-                    self._job_finished(int(row["kojo_job_id"]), COMPLETE_SUCCESS, row, now)
+            count, flagged = self._completed(rows)
+            completed += count
+            for job_id in flagged:
+                flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})
+                assert flags is not None
+                self._job_finished(job_id, COMPLETE_SUCCESS, flags, now)
         return completed
 
     def _admit(self, type_code: str, concurrency_key: str, now: datetime) -> None:

@@ -153,6 +153,11 @@ class PostgresBackend(Backend):
     def _id_list(self, ids: list[int]) -> Any:
         return ids
 
+    @staticmethod
+    def _completed(rows: list[Row]) -> tuple[int, list[int]]:
+        (row,) = rows  # one row: the count, and the flagged ids (NULL: none)
+        return int(row["completed"]), [int(i) for i in row["flagged"] or ()]
+
     def _is_missing_table(self, exc: Exception) -> bool:
         return is_missing_table(exc)
 

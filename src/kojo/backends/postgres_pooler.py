@@ -38,12 +38,15 @@ class PoolerTolerantConnection(psycopg.Connection[Any]):
         prepare: bool | None = None,
         binary: bool = False,
     ) -> psycopg.Cursor[Any]:
-        on_its_own = self.info.transaction_status == TransactionStatus.IDLE
         try:
             return super().execute(query, params, prepare=prepare, binary=binary)
         except LOST_PREPARED:
             if self.prepare_threshold is None:
                 raise
+            # Failed on its own (autocommit, no BEGIN), the session is idle again; inside a
+            # transaction, that transaction is now aborted. (Read after the failure: the
+            # statements that do not fail pay nothing.)
+            on_its_own = self.info.transaction_status == TransactionStatus.IDLE
             self.prepare_threshold = None
             if not PoolerTolerantConnection.warned:
                 PoolerTolerantConnection.warned = True

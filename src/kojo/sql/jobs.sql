@@ -235,3 +235,8 @@ WHERE kojo_job_id IN (
     ORDER BY q.priority DESC, q.work_at_date_time, q.kojo_job_id
     LIMIT :free
 )
+
+-- name: job_finish_flags
+-- What a job's end sets off (job_store._job_finished).
+SELECT kojo_job_id, awaited, has_children, limited, type_code, concurrency_key
+FROM kojo_job WHERE kojo_job_id = :kojo_job_id

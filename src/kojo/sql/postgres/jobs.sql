@@ -110,12 +110,18 @@ ORDER BY p.n
 RETURNING kojo_job_id, limited
 
 -- name: job_complete_success
-UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
-    previous_state = 'working', last_transition_date_time = :now,
-    completed_at_date_time = :now, delete_after_date_time = :delete_after
-WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
-  AND assigned_state = 'working' AND kojo_process_id = :owner
-RETURNING kojo_job_id, awaited, has_children, limited, type_code, concurrency_key
+-- One row: how many were completed, and the ids of those whose end sets something off
+-- (job_store._job_finished), NULL when none (the usual case).
+WITH done AS (
+    UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
+        previous_state = 'working', last_transition_date_time = :now,
+        completed_at_date_time = :now, delete_after_date_time = :delete_after
+    WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
+      AND assigned_state = 'working' AND kojo_process_id = :owner
+    RETURNING kojo_job_id, awaited OR has_children OR limited AS sets_off
+)
+SELECT count(*) AS completed, array_agg(kojo_job_id) FILTER (WHERE sets_off) AS flagged
+FROM done
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key

@@ -108,7 +108,9 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
-RETURNING kojo_job_id, awaited, has_children, limited, type_code, concurrency_key
+-- One narrow row per job: the id of those whose end sets something off
+-- (job_store._job_finished), else NULL; their flags are read then.
+RETURNING CASE WHEN awaited OR has_children OR limited THEN kojo_job_id END AS flagged
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
