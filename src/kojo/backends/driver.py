@@ -524,13 +524,13 @@ class Driver(ABC):
     def _id_list(self, ids: list[int]) -> Any:
         """A list of ids as the job_complete_success query takes it."""
 
-    @staticmethod
-    def _completed(rows: list[Row]) -> tuple[int, list[int]]:
-        """What job_complete_success returned: how many jobs it completed, and the ids of
-        those whose end sets something off. Here: one row per job, `flagged` its id or
-        NULL (dialects that can aggregate what an UPDATE returns override this)."""
-        flagged = [int(r["flagged"]) for r in rows if r["flagged"] is not None]
-        return len(rows), flagged
+    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
+        """Run job_complete_success: how many jobs it completed, and the ids of those whose
+        end sets something off. Here two statements (dialects that can aggregate what an
+        UPDATE returns override this with one)."""
+        completed = self.execute("job_complete_success", params)
+        flagged = self.fetchall("job_complete_flagged", params) if completed else []
+        return completed, [int(r["flagged"]) for r in flagged]
 
     # -- schema ---------------------------------------------------------------------
 

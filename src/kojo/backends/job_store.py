@@ -482,16 +482,14 @@ class JobStore(Driver):
             self.notify("jobs")  # a serial type is free again
         completed = 0
         for interval, ids in by_interval.items():
-            rows = self.fetchall(
-                "job_complete_success",
+            count, flagged = self._complete_success(
                 {
                     "ids": self._id_list(ids),
                     "owner": owner,
                     "now": now,
                     "delete_after": add_saturating(now, parse_duration(interval)),
-                },
+                }
             )
-            count, flagged = self._completed(rows)
             completed += count
             for job_id in flagged:
                 flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})

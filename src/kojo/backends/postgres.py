@@ -153,9 +153,9 @@ class PostgresBackend(Backend):
     def _id_list(self, ids: list[int]) -> Any:
         return ids
 
-    @staticmethod
-    def _completed(rows: list[Row]) -> tuple[int, list[int]]:
-        (row,) = rows  # one row: the count, and the flagged ids (NULL: none)
+    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
+        row = self.fetchone("job_complete_success", params)  # the count, the flagged ids
+        assert row is not None
         return int(row["completed"]), [int(i) for i in row["flagged"] or ()]
 
     def _is_missing_table(self, exc: Exception) -> bool:

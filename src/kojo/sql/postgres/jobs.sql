@@ -168,3 +168,7 @@ SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE
 -- Serialises the admissions of one type and key (docs/concurrency-limits.md).
 SELECT pg_advisory_xact_lock(CAST(:namespace AS integer),
     hashtext(:type_code || chr(31) || :concurrency_key))
+
+-- name: job_complete_flagged
+-- Not used here: job_complete_success returns the flagged ids itself.
+SELECT NULL AS flagged WHERE false

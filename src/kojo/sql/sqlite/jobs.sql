@@ -108,9 +108,14 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
--- One narrow row per job: the id of those whose end sets something off
--- (job_store._job_finished), else NULL; their flags are read then.
-RETURNING CASE WHEN awaited OR has_children OR limited THEN kojo_job_id END AS flagged
+
+-- name: job_complete_flagged
+-- After job_complete_success: which of those jobs' ends set something off
+-- (job_store._job_finished). A second statement costs less here than a RETURNING row per
+-- job: most completions find none.
+SELECT kojo_job_id AS flagged FROM kojo_job
+WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
+  AND assigned_state = 'complete_success' AND (awaited OR has_children OR limited)
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
