@@ -49,7 +49,7 @@ def test_unknown_kind_is_refused_in_one_line() -> None:
     done = run_scale("--kinds", "future,stalled")
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith(
-        "unknown kind 'stalled'; known: future,paused,serial,finished"
+        "unknown kind 'stalled'; known: future,paused,serial,finished,after,limited"
     )
 
 
