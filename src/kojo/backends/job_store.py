@@ -499,18 +499,24 @@ class JobStore(Driver):
 
     def _admit(self, type_code: str, concurrency_key: str, now: datetime) -> None:
         """Inside write(): admit waiting jobs of the type and key while fewer than its
-        concurrency_limit are admitted (docs/concurrency-limits.md)."""
+        concurrency_limit are admitted (docs/concurrency-limits.md). Always under the
+        key's lock, taken after the rows this transaction changed: a finish that skipped
+        it could leave a job queued by a concurrent transaction (which counted the
+        finishing job as admitted) waiting with a place free."""
         params = {
             "namespace": LIMIT_NAMESPACE,
             "type_code": type_code,
             "concurrency_key": concurrency_key,
         }
-        self.fetchone("limit_lock", params)
-        row = self.fetchone("limit_state", params)
+        self.fetchone("limit_lock", params)  # admissions of one key, one at a time
+        if self.fetchone("limit_queued", params) is None:
+            return  # the usual finish: nobody waits, nothing to count
+        row = self.fetchone("limit_of_type", params)
         if row is None:
             return
         limit = int(row["concurrency_limit"])
-        free = ADMIT_ALL if limit == 0 else limit - int(row["admitted"])
+        admitted = 0 if limit == 0 else len(self.fetchall("limit_admitted", params))
+        free = ADMIT_ALL if limit == 0 else limit - admitted
         if free > 0 and self.execute("limit_admit", {**params, "free": free, "now": now}):
             self.notify("jobs")
 

@@ -214,16 +214,23 @@ RETURNING limited, type_code, concurrency_key
 -- name: job_parents_pending
 SELECT parent_id FROM kojo_job_dependency WHERE child_id = :child ORDER BY parent_id
 
--- name: limit_state
--- A type's concurrency limit, and how many of its jobs with the key are admitted now
--- (working, or runnable: waiting or crashed with the request working).
-SELECT t.concurrency_limit AS concurrency_limit, (
-    SELECT count(*) FROM kojo_job a
-    WHERE a.type_code = :type_code AND a.concurrency_key = :concurrency_key AND a.limited
-      AND (a.assigned_state = 'working'
-        OR (a.next_state_request = 'working' AND a.assigned_state IN ('waiting', 'crashed')))
-) AS admitted
-FROM kojo_job_type t WHERE t.type_code = :type_code
+-- name: limit_queued
+-- Whether any job of the type and key waits for a place (one seek of kojo_job_limit_queue).
+SELECT 1 AS queued FROM kojo_job
+WHERE type_code = :type_code AND concurrency_key = :concurrency_key
+  AND next_state_request = 'limit' AND assigned_state = 'waiting'
+LIMIT 1
+
+-- name: limit_of_type
+SELECT concurrency_limit FROM kojo_job_type WHERE type_code = :type_code
+
+-- name: limit_admitted
+-- The jobs of a type and key admitted now (working, or runnable: waiting or crashed with
+-- the request working); read under limit_lock.
+SELECT kojo_job_id FROM kojo_job
+WHERE type_code = :type_code AND concurrency_key = :concurrency_key AND limited
+  AND (assigned_state = 'working'
+    OR (next_state_request = 'working' AND assigned_state IN ('waiting', 'crashed')))
 
 -- name: limit_admit
 -- Admit the first :free waiting jobs of the type and key, in selection order.

@@ -172,3 +172,4 @@ SELECT pg_advisory_xact_lock(CAST(:namespace AS integer),
 -- name: job_complete_flagged
 -- Not used here: job_complete_success returns the flagged ids itself.
 SELECT NULL AS flagged WHERE false
+

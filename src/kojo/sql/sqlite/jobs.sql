@@ -160,3 +160,4 @@ SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child
 -- name: limit_lock
 -- Writes are serial here: nothing to serialise (PostgreSQL's takes a lock).
 SELECT 1
+
