@@ -491,10 +491,15 @@ class JobStore(Driver):
                 }
             )
             completed += count
+            keys: set[tuple[str, str]] = set()  # one admission per key for the batch
             for job_id in flagged:
                 flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})
                 assert flags is not None
-                self._job_finished(job_id, COMPLETE_SUCCESS, flags, now)
+                if flags["limited"]:
+                    keys.add((str(flags["type_code"]), str(flags["concurrency_key"])))
+                self._job_finished(job_id, COMPLETE_SUCCESS, {**flags, "limited": False}, now)
+            for type_code, key in sorted(keys):  # in one order: batches never deadlock
+                self._admit(type_code, key, now)
         return completed
 
     def _admit(self, type_code: str, concurrency_key: str, now: datetime) -> None:
