@@ -280,29 +280,14 @@ class App:
     ) -> tuple[int, bool]:
         """`schedule(..., unique_key=)`, telling also whether the job was created now:
         (id, True), or (the unfinished job's id, False)."""
-        self._check_type_code(type_code)
+        options = self._insert_options(type_code, at, delay, importance, after, concurrency_key)
         unique_key = check_unique_key(unique_key)
-        parents = check_after(after)
-        key = "" if concurrency_key is None else check_concurrency_key(concurrency_key)
-        now = utcnow()
-        work_at = bounds.work_at(now, at, delay)
-        if importance is not None:
-            importance = bounds.check_importance(importance)
         encoded = encode_payload(payload, self.max_payload_bytes)
         with database_errors():
             self._ensure_registered(type_code)
             backend = self.backend
             with backend.write():
-                outcome = backend.job_insert_unique(
-                    type_code,
-                    encoded,
-                    unique_key,
-                    work_at=work_at,
-                    importance=importance,
-                    now=now,
-                    after=parents,
-                    concurrency_key=key,
-                )
+                outcome = backend.job_insert_unique(type_code, encoded, unique_key, **options)
                 if outcome is None:
                     self._refuse(type_code)
                 assert outcome is not None
@@ -356,13 +341,7 @@ class App:
     ) -> list[int]:
         """Create one job per payload, in one transaction; their ids. With `after`, each
         starts only once all those jobs are complete_success (docs/dependencies.md)."""
-        self._check_type_code(type_code)
-        parents = check_after(after)
-        key = "" if concurrency_key is None else check_concurrency_key(concurrency_key)
-        now = utcnow()
-        work_at = bounds.work_at(now, at, delay)
-        if importance is not None:
-            importance = bounds.check_importance(importance)
+        options = self._insert_options(type_code, at, delay, importance, after, concurrency_key)
         encoded = [encode_payload(p, self.max_payload_bytes) for p in payloads]
         if not encoded:
             return []
@@ -373,20 +352,35 @@ class App:
             with backend.write():
                 for start in range(0, len(encoded), BATCH_INSERT_ROWS):
                     chunk = encoded[start : start + BATCH_INSERT_ROWS]
-                    inserted = backend.job_insert_batch(
-                        type_code,
-                        chunk,
-                        work_at=work_at,
-                        importance=importance,
-                        now=now,
-                        after=parents,
-                        concurrency_key=key,
-                    )
+                    inserted = backend.job_insert_batch(type_code, chunk, **options)
                     if len(inserted) != len(chunk):
                         self._refuse(type_code)
                     ids.extend(inserted)
                 backend.notify("jobs")
         return ids
+
+    def _insert_options(
+        self,
+        type_code: str,
+        at: datetime | None,
+        delay: float | timedelta | None,
+        importance: int | None,
+        after: Iterable[int] | None,
+        concurrency_key: str | None,
+    ) -> dict[str, Any]:
+        """The scheduling options checked (InvalidArgument naming a bad one), as the store's
+        inserts take them."""
+        self._check_type_code(type_code)
+        now = utcnow()
+        return {
+            "work_at": bounds.work_at(now, at, delay),
+            "importance": None if importance is None else bounds.check_importance(importance),
+            "now": now,
+            "after": check_after(after),
+            "concurrency_key": (
+                "" if concurrency_key is None else check_concurrency_key(concurrency_key)
+            ),
+        }
 
     @staticmethod
     def _check_type_code(type_code: object) -> None:

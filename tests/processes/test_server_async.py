@@ -6,7 +6,8 @@ import signal
 import time
 from collections import defaultdict
 
-from workers_harness import Tree, wait_for
+from test_server_outcomes import assert_killed_by_timeout_and_rerun
+from workers_harness import Tree
 
 SETTLE = 15.0  # seconds any single outcome may take to appear
 
@@ -41,22 +42,7 @@ def test_timeout_ends_an_async_job_awaiting_forever_and_it_is_rerun(tree: Tree) 
     """timeout=1 s on an async worker awaiting asyncio.sleep: its process is killed, the job
     crashed and worked again, as for a sync worker (test_server_outcomes)."""
     server = tree.start()
-    job_id = tree.app.schedule("async-overtime")
-
-    final = tree.wait_state(job_id, "complete_success", SETTLE)
-    first, second = tree.records("start", job_id)
-    assert (first["times_crashed"], second["times_crashed"]) == (0, 1)
-    assert 0.95 <= second["t"] - first["t"] < 6.0
-    assert len(tree.records("end", job_id)) == 1
-    assert (final["times_crashed"], final["times_worked"]) == (1, 2)
-    assert not any(p.pid == first["pid"] for p in server.tree())
-    wait_for(
-        lambda: any(
-            "exceeded the job type's timeout" in str(ln["message"]) for ln in server.log_lines()
-        ),
-        5.0,
-        "the timeout to be logged",
-    )
+    assert_killed_by_timeout_and_rerun(tree, server, "async-overtime", 0.95, 6.0)
 
 
 def test_a_draining_server_tells_an_awaiting_job_to_stop(tree: Tree) -> None:

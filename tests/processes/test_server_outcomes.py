@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from workers_harness import Tree, wait_for
+from workers_harness import Tree, assert_killed_by_timeout_and_rerun, wait_for
 
 SETTLE = 15.0  # seconds any single outcome may take to appear
 
@@ -106,24 +106,9 @@ def test_timeout_kills_the_job_process_and_the_job_is_rerun(tree: Tree) -> None:
     """timeout=0.5 s: the first attempt overruns, its process is killed, the job is crashed
     and worked again (times_crashed visible to the worker)."""
     server = tree.start()
-    job_id = tree.app.schedule("overtime")
-
-    final = tree.wait_state(job_id, "complete_success", SETTLE)
-    first, second = tree.records("start", job_id)
-    assert (first["times_crashed"], second["times_crashed"]) == (0, 1)
-    assert 0.45 <= second["t"] - first["t"] < 5.0
-    assert len(tree.records("end", job_id)) == 1
-    assert (final["times_crashed"], final["times_worked"], final["priority"]) == (1, 2, -1)
-
-    # The killed process is gone, was reported as a timeout, and was replaced.
-    assert not any(p.pid == first["pid"] for p in server.tree())
-    wait_for(
-        lambda: any(
-            "exceeded the job type's timeout" in str(ln["message"]) for ln in server.log_lines()
-        ),
-        5.0,
-        "the timeout to be logged",
-    )
+    final = assert_killed_by_timeout_and_rerun(tree, server, "overtime", 0.45, 5.0)
+    assert final["priority"] == -1
+    # ... and replaced.
     wait_for(
         lambda: len([r for r in tree.processes() if r["kind"] == "job"]) == 2,
         5.0,

@@ -476,3 +476,27 @@ class Workers:
                 self.kill(pid)
             except ChildProcessError:
                 self.pids.discard(pid)
+
+
+def assert_killed_by_timeout_and_rerun(
+    tree: Tree, server: Server, code: str, earliest: float, latest: float
+) -> dict[str, Any]:
+    """A job of `code` (a type with a timeout) overruns once: its process is killed (and
+    gone, logged as a timeout), the job crashed and worked again `earliest` to `latest`
+    seconds after its first start, and completed; its final row."""
+    job_id = tree.app.schedule(code)
+    final = tree.wait_state(job_id, "complete_success", 15.0)
+    first, second = tree.records("start", job_id)
+    assert (first["times_crashed"], second["times_crashed"]) == (0, 1)
+    assert earliest <= second["t"] - first["t"] < latest
+    assert len(tree.records("end", job_id)) == 1
+    assert (final["times_crashed"], final["times_worked"]) == (1, 2)
+    assert not any(p.pid == first["pid"] for p in server.tree())
+    wait_for(
+        lambda: any(
+            "exceeded the job type's timeout" in str(ln["message"]) for ln in server.log_lines()
+        ),
+        5.0,
+        "the timeout to be logged",
+    )
+    return final

@@ -524,13 +524,20 @@ class Driver(ABC):
     def _id_list(self, ids: list[int]) -> Any:
         """A list of ids as the job_complete_success query takes it."""
 
+    @abstractmethod
     def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
         """Run job_complete_success: how many jobs it completed, and the ids of those whose
-        end sets something off. Here two statements (dialects that can aggregate what an
-        UPDATE returns override this with one)."""
-        completed = self.execute("job_complete_success", params)
-        flagged = self.fetchall("job_complete_flagged", params) if completed else []
-        return completed, [int(r["flagged"]) for r in flagged]
+        end sets something off (job_store._job_finished)."""
+
+    @abstractmethod
+    def lock_limit_key(self, type_code: str, concurrency_key: str) -> None:
+        """Inside write(): admissions under one type's concurrency limit and key happen one
+        at a time (job_store._admit)."""
+
+    @abstractmethod
+    def lock_child(self, child_id: int) -> None:
+        """Inside write(), before counting a child's remaining parents: two parents ending
+        at once must not each see the other's edge (job_store._settle_children)."""
 
     # -- schema ---------------------------------------------------------------------
 

@@ -26,8 +26,6 @@ COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
 LEAVING_STATES = states.FINISHED_STATES | {states.State.HOLD.value}
 # A job released from these re-enters its concurrency limit's queue (it held no place).
 OUTSIDE_LIMITS = frozenset({states.State.HOLD.value, states.State.PANICKED.value})
-# Key space of the advisory locks that serialise admissions per type and key: 'kojr'.
-LIMIT_NAMESPACE = 0x6B6F6A72
 ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
 # Where app.result() waiters hear that a job they wait for finished (its id).
 FINISHED_CHANNEL = "kojo.finished"
@@ -361,14 +359,7 @@ class JobStore(Driver):
         if leaving:
             sql += " RETURNING awaited, has_children, limited, type_code, concurrency_key"
             if row.get("limited"):  # the admission lock before the row's, as _admit takes them
-                self.fetchone(
-                    "limit_lock",
-                    {
-                        "namespace": LIMIT_NAMESPACE,
-                        "type_code": row["type_code"],
-                        "concurrency_key": row["concurrency_key"],
-                    },
-                )
+                self.lock_limit_key(str(row["type_code"]), str(row["concurrency_key"]))
         cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
         if not leaving:
             return int(cur.rowcount) == 1
@@ -508,12 +499,8 @@ class JobStore(Driver):
         key's lock, taken after the rows this transaction changed: a finish that skipped
         it could leave a job queued by a concurrent transaction (which counted the
         finishing job as admitted) waiting with a place free."""
-        params = {
-            "namespace": LIMIT_NAMESPACE,
-            "type_code": type_code,
-            "concurrency_key": concurrency_key,
-        }
-        self.fetchone("limit_lock", params)  # admissions of one key, one at a time
+        params = {"type_code": type_code, "concurrency_key": concurrency_key}
+        self.lock_limit_key(type_code, concurrency_key)  # admissions of one key, one at a time
         if self.fetchone("limit_queued", params) is None:
             return  # the usual finish: nobody waits, nothing to count
         row = self.fetchone("limit_of_type", params)
@@ -558,7 +545,7 @@ class JobStore(Driver):
             return
         released = 0
         for child in children:
-            self.fetchone("job_child_lock", {"child": child})
+            self.lock_child(child)
             row = self.fetchone("job_child_release", {"child": child, "now": now})
             if row is not None and row["limited"]:
                 self._admit(str(row["type_code"]), str(row["concurrency_key"]), now)

@@ -42,6 +42,8 @@ from .vouching import Voucher
 LOCK_NAMESPACE = 0x6B6F6A6F
 # Key space of the guard between reaping an owner (exclusive) and its claims (shared): 'kojp'.
 REAP_NAMESPACE = 0x6B6F6A70
+# Key space of the locks that serialise admissions per type and key (limit_lock): 'kojr'.
+LIMIT_NAMESPACE = 0x6B6F6A72
 INSTALL_LOCK_KEY = 0
 # SQLSTATE classes and codes that say "not now" rather than "wrong": 08 connection
 # exception, 53 insufficient resources (disk full, out of memory, too many connections),
@@ -217,6 +219,19 @@ class PostgresBackend(Backend):
 
     def lock_serial_types(self, codes: Iterable[str]) -> None:
         self.fetchall("job_type_lock", {"codes": sorted(set(codes))})
+
+    def lock_limit_key(self, type_code: str, concurrency_key: str) -> None:
+        self.fetchone(
+            "limit_lock",
+            {
+                "namespace": LIMIT_NAMESPACE,
+                "type_code": type_code,
+                "concurrency_key": concurrency_key,
+            },
+        )
+
+    def lock_child(self, child_id: int) -> None:
+        self.fetchone("job_child_lock", {"child": child_id})
 
     # -- locks -------------------------------------------------------------------------
 

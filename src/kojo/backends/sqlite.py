@@ -403,6 +403,19 @@ class SqliteBackend(Backend):
     def lock_serial_types(self, codes: Iterable[str]) -> None:
         pass  # nothing to order: no claim runs while this transaction does
 
+    def lock_limit_key(self, type_code: str, concurrency_key: str) -> None:
+        pass  # writes are serial: no other admission runs while this transaction does
+
+    def lock_child(self, child_id: int) -> None:
+        pass  # writes are serial: no other parent ends while this transaction runs
+
+    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
+        # Two statements: a RETURNING row per job costs more in Python than a second read
+        # of the (usually no) flagged ones.
+        completed = self.execute("job_complete_success", params)
+        flagged = self.fetchall("job_complete_flagged", params) if completed else []
+        return completed, [int(r["flagged"]) for r in flagged]
+
     def _id_list(self, ids: list[int]) -> Any:
         return json.dumps(ids)  # job_complete_success reads it with json_each
 

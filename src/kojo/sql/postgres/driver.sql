@@ -86,3 +86,13 @@ FROM durability LEFT JOIN taken t ON true
 
 -- name: lock_commit_async
 SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit
+
+-- name: limit_lock
+-- Serialises the admissions of one type and key (docs/concurrency-limits.md).
+SELECT pg_advisory_xact_lock(CAST(:namespace AS integer),
+    hashtext(:type_code || chr(31) || :concurrency_key))
+
+-- name: job_child_lock
+-- Before looking whether a child's last edge went: two parents finishing at once must not
+-- each see the other's edge (the next statement's snapshot sees what the other committed).
+SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE

@@ -158,18 +158,3 @@ RETURNING kojo_job_id, assigned_state
 -- name: job_dependency_insert
 INSERT INTO kojo_job_dependency (parent_id, child_id)
 SELECT p, c FROM unnest(CAST(:parents AS bigint[])) AS p, unnest(CAST(:children AS bigint[])) AS c
-
--- name: job_child_lock
--- Before looking whether a child's last edge went: two parents finishing at once must not
--- each see the other's edge (the next statement's snapshot sees what the other committed).
-SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE
-
--- name: limit_lock
--- Serialises the admissions of one type and key (docs/concurrency-limits.md).
-SELECT pg_advisory_xact_lock(CAST(:namespace AS integer),
-    hashtext(:type_code || chr(31) || :concurrency_key))
-
--- name: job_complete_flagged
--- Not used here: job_complete_success returns the flagged ids itself.
-SELECT NULL AS flagged WHERE false
-

@@ -109,14 +109,6 @@ UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'n
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
 
--- name: job_complete_flagged
--- After job_complete_success: which of those jobs' ends set something off
--- (job_store._job_finished). A second statement costs less here than a RETURNING row per
--- job: most completions find none.
-SELECT kojo_job_id AS flagged FROM kojo_job
-WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
-  AND assigned_state = 'complete_success' AND (awaited OR has_children OR limited)
-
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
 -- (kojo_job_unique). (The SELECT's WHERE tells SQLite's parser where ON CONFLICT starts.)
@@ -152,12 +144,3 @@ RETURNING kojo_job_id, assigned_state
 -- name: job_dependency_insert
 INSERT INTO kojo_job_dependency (parent_id, child_id)
 SELECT p.value, c.value FROM json_each(:parents) AS p, json_each(:children) AS c
-
--- name: job_child_lock
--- Writes are serial here: no two parents finish at once (PostgreSQL's locks the child).
-SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child
-
--- name: limit_lock
--- Writes are serial here: nothing to serialise (PostgreSQL's takes a lock).
-SELECT 1
-
