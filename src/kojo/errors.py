@@ -37,6 +37,11 @@ class JobFailed(KojoError):
         self.job = job
 
 
+class RateLimited(KojoError):
+    """`kojo work ID`: the job's type has started as many jobs as its rate_limit allows in
+    the last period; the message says when the next start is allowed."""
+
+
 class ResultTimeout(KojoError, TimeoutError):
     """`app.result(timeout=)`: the job had not finished in time (it goes on)."""
 

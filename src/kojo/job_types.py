@@ -20,6 +20,7 @@ CATCH_UP_POLICIES = ("none", "latest", "all")
 
 Worker = Callable[..., Any]
 MAX_CONCURRENCY_LIMIT = 10_000
+MAX_RATE_LIMIT = 10_000  # starts per period: one slot row each (docs/rate-limits.md)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class JobType:
     catch_up: str = "none"
     catch_up_window: str = "PT1H"
     concurrency_limit: int = 0
+    rate_limit: str = ""
     worker: Worker | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +62,18 @@ class JobType:
         """The `kojo_job_type` column values of this type."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "worker"}
         values["type_code"] = values.pop("code")
+        count, period = rate_limit_parts(self.rate_limit)
+        values["rate_limit_count"] = count
+        values["rate_limit_seconds"] = period.total_seconds()
         return values
+
+
+def rate_limit_parts(text: str) -> tuple[int, timedelta]:
+    """A canonical `rate_limit` ("N/ISO-8601-duration") as (N, period); (0, 0) for none."""
+    if not text:
+        return 0, timedelta(0)
+    count, period = text.split("/", 1)
+    return int(count), parse_duration(period)
 
 
 FIELD_NAMES = tuple(f.name for f in fields(JobType) if f.name not in ("worker", "worker_uri"))
@@ -238,7 +251,28 @@ def _checked_fields(job_type: JobType) -> dict[str, Any]:
             limit,
             "cannot be combined with cron_expression or schedule_limit (not supported yet)",
         )
+    values["rate_limit"] = _rate_limit(options["rate_limit"])
     return values
+
+
+def _rate_limit(value: object) -> str:
+    """The canonical "N/DURATION" text of a rate limit, "" for none (None or "")."""
+    if value is None or value == "":
+        return ""
+    shape = 'must be "N/ISO-8601-duration" such as "100/PT1M" (at most N starts per period)'
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise _bad("rate_limit", value, shape)
+    count_text, period_text = (part.strip() for part in value.split("/"))
+    digits = count_text.isascii() and count_text.isdigit()
+    if not digits or not 1 <= int(count_text) <= MAX_RATE_LIMIT:
+        raise _bad("rate_limit", value, f"N must be an integer from 1 to {MAX_RATE_LIMIT}")
+    try:
+        period = _duration("rate_limit", period_text)
+    except InvalidJobType:
+        raise _bad("rate_limit", value, shape + f", the period at most {bounds.MAX_DURATION_TEXT}")
+    if parse_duration(period) <= timedelta(0):
+        raise _bad("rate_limit", value, "the period must be longer than zero")
+    return f"{int(count_text)}/{period}"
 
 
 def load_yaml(path: str | Path) -> list[JobType]:

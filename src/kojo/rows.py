@@ -182,6 +182,10 @@ class TypeRow(_Row):
     created_at_date_time: datetime
     updated_at_date_time: datetime
     concurrency_limit: int
+    rate_limit: str
+    rate_limit_count: int
+    rate_limit_seconds: float
+    rate_free_date_time: datetime
 
     CONVERT: ClassVar[Mapping[str, Convert]] = {
         "kojo_job_type_id": to_int,
@@ -207,6 +211,10 @@ class TypeRow(_Row):
         "created_at_date_time": to_datetime,
         "updated_at_date_time": to_datetime,
         "concurrency_limit": to_int,
+        "rate_limit": to_str,
+        "rate_limit_count": to_int,
+        "rate_limit_seconds": to_float,
+        "rate_free_date_time": to_datetime,
     }
 
 

@@ -128,10 +128,12 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
         )
     app = kojo.App(database=database_url)
     app.job_type("q")(noop)
-    assert app.install() == SCHEMA_VERSION == 3
+    assert app.install() == SCHEMA_VERSION == 4
     indexes = index_names(app.backend)
     assert "kojo_job_ready" not in indexes and "kojo_job_runnable" in indexes
     assert "kojo_job_unique" in indexes and "result" in column_names(app.backend, "kojo_job")
+    assert "rate_limit" in column_names(app.backend, "kojo_job_type")
+    assert "kojo_rate_slot_free" in indexes
     owner = app.backend.register_owner(process_info())
     claimed = app.backend.job_claim(owner.id, 10, utcnow())
     assert [(row["kojo_job_id"], row["payload"]) for row in claimed] == [(job_id, {"kept": 1})]

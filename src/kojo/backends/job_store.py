@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import states
 from ..bounds import add_saturating
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
-from ..errors import InvalidTransition, JobNotFound, OwnerLost
+from ..errors import InvalidTransition, JobNotFound, OwnerLost, RateLimited
 from ..job_types import JobType
 from .driver import Driver, Row
 
@@ -27,6 +27,7 @@ LEAVING_STATES = states.FINISHED_STATES | {states.State.HOLD.value}
 # A job released from these re-enters its concurrency limit's queue (it held no place).
 OUTSIDE_LIMITS = frozenset({states.State.HOLD.value, states.State.PANICKED.value})
 ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a rate limit slot free since ever
 # Where app.result() waiters hear that a job they wait for finished (its id).
 FINISHED_CHANNEL = "kojo.finished"
 
@@ -87,7 +88,13 @@ class JobStore(Driver):
         params = job_type.columns()
         params["now"] = now or utcnow()
         with self.write():
-            self.execute("type_upsert", params)
+            self.execute("type_upsert", params)  # holds the type's row until commit
+            # Its rate limit's slots, one per start allowed per period: slots kept keep
+            # their times, so a limit changed mid-period still counts the recent starts.
+            slots = {"type_code": job_type.code, "count": params["rate_limit_count"]}
+            self.execute("rate_slot_trim", slots)
+            self.execute("rate_slot_fill", {**slots, "epoch": EPOCH})
+            self.execute("rate_free_set", {"type_code": job_type.code, "epoch": EPOCH})
 
     def type_list(self) -> list[Row]:
         return self.fetchall("type_list")
@@ -237,10 +244,36 @@ class JobStore(Driver):
 
     def job_claim_by_id(self, job_id: int, owner_id: int, now: datetime) -> Row | None:
         """Inside write(): claim one waiting or crashed job, whatever its due time or type
-        (`kojo work JOB_ID`); None when it is in another state (or missing)."""
-        return self.fetchone(
+        (`kojo work JOB_ID`); None when it is in another state (or missing). Its type's
+        rate limit still counts it: RateLimited, claiming nothing, when no slot is free."""
+        job = self.fetchone("job_get", {"kojo_job_id": job_id})
+        if job is None:
+            return None
+        code = str(job["type_code"])
+        self.lock_serial_types([code])  # the type's row: its rate limit slots, if any
+        rate = self.fetchone("rate_of_type", {"type_code": code}) or {}
+        seconds = float(rate["rate_limit_seconds"]) if rate.get("rate_limit_count") else 0.0
+        if seconds and as_utc(rate["rate_free_date_time"]) > now:
+            allowed = as_utc(rate["rate_free_date_time"]).isoformat(timespec="seconds")
+            raise RateLimited(
+                f"job {job_id} ({code}): its type's rate limit ({rate['rate_limit']}) is "
+                f"reached; the next start is allowed at {allowed}"
+            )
+        row = self.fetchone(
             "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner_id, "now": now}
         )
+        if row is not None and seconds:
+            self._rate_take(code, seconds, now)
+        return row
+
+    def _rate_take(self, code: str, seconds: float, now: datetime) -> None:
+        """Inside the claim's write(), the type's row held: a start of a rate-limited type
+        takes the slot free longest until now + the period (docs/rate-limits.md)."""
+        free_at = now + timedelta(seconds=seconds)
+        taken = self.fetchall("rate_slot_take", {"type_code": code, "now": now, "free_at": free_at})
+        if not taken:  # the claim saw a free slot under the same lock: cannot happen
+            raise AssertionError(f"rate limit of {code!r}: no free slot for a claimed job")
+        self.execute("rate_free_set", {"type_code": code, "epoch": EPOCH})
 
     def job_due_count(self, now: datetime, limit: int) -> int:
         """Due jobs a job process could claim now, counted up to `limit`."""
@@ -306,6 +339,10 @@ class JobStore(Driver):
                 rows = self._claim_retrying(params)
             if not rows and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
+            for row in rows:  # a rate-limited type's job takes a slot (one per type)
+                seconds = row.pop("rate_seconds")
+                if seconds:
+                    self._rate_take(str(row["type_code"]), float(seconds), now)
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 

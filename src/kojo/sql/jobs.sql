@@ -19,12 +19,14 @@ INSERT INTO kojo_job_type (
     type_code, name, worker_uri, cron_expression, can_work_in_parallel, default_importance,
     schedule_limit, schedule_limit_allowance, is_enabled, auto_complete_success,
     auto_delete_interval_duration, max_retries, max_crashes, timeout, catch_up, catch_up_window,
-    concurrency_limit, created_at_date_time, updated_at_date_time
+    concurrency_limit, rate_limit, rate_limit_count, rate_limit_seconds,
+    created_at_date_time, updated_at_date_time
 ) VALUES (
     :type_code, :name, :worker_uri, :cron_expression, :can_work_in_parallel, :default_importance,
     :schedule_limit, :schedule_limit_allowance, :is_enabled, :auto_complete_success,
     :auto_delete_interval_duration, :max_retries, :max_crashes, :timeout, :catch_up,
-    :catch_up_window, :concurrency_limit, :now, :now
+    :catch_up_window, :concurrency_limit, :rate_limit, :rate_limit_count, :rate_limit_seconds,
+    :now, :now
 )
 ON CONFLICT (type_code) DO UPDATE SET
     name = excluded.name,
@@ -42,6 +44,9 @@ ON CONFLICT (type_code) DO UPDATE SET
     catch_up = excluded.catch_up,
     catch_up_window = excluded.catch_up_window,
     concurrency_limit = excluded.concurrency_limit,
+    rate_limit = excluded.rate_limit,
+    rate_limit_count = excluded.rate_limit_count,
+    rate_limit_seconds = excluded.rate_limit_seconds,
     updated_at_date_time = excluded.updated_at_date_time
 
 -- name: type_list
@@ -77,16 +82,17 @@ LIMIT :limit
 -- fragment: runnable_buckets
 -- The lanes that may run now (runnable_lanes, in each dialect's jobs.sql) and the
 -- priorities present in each, found by a loose scan of kojo_job_runnable: the highest,
--- then the highest below it, and so on, each an index seek (docs/claiming.md).
-{{runnable_lanes}}, bucket (type_code, parallel, priority) AS (
-    SELECT l.type_code, l.parallel, (
+-- then the highest below it, and so on, each an index seek (docs/claiming.md). A lane's
+-- rate_seconds is its type's rate limit period (0: none).
+{{runnable_lanes}}, bucket (type_code, parallel, rate_seconds, priority) AS (
+    SELECT l.type_code, l.parallel, l.rate_seconds, (
         SELECT max(j.priority) FROM kojo_job j
         WHERE j.type_code = l.type_code AND j.can_work_in_parallel = l.parallel
           AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
     )
     FROM lane l
     UNION ALL
-    SELECT b.type_code, b.parallel, (
+    SELECT b.type_code, b.parallel, b.rate_seconds, (
         SELECT max(j.priority) FROM kojo_job j
         WHERE j.type_code = b.type_code AND j.can_work_in_parallel = b.parallel
           AND j.priority < b.priority
@@ -97,16 +103,24 @@ LIMIT :limit
 
 -- name: job_next_work_at
 -- When the next job of a lane that may run becomes due: the walk of job_claim (every step
--- an index seek), so jobs that cannot run are never read here either.
+-- an index seek), so jobs that cannot run are never read here either. A rate-limited type
+-- with jobs to run and no free slot adds the time its next slot frees.
 WITH RECURSIVE {{runnable_buckets}}
-SELECT min((
-    SELECT min(k.work_at_date_time) FROM kojo_job k
-    WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
-      AND k.priority = b.priority
-      AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
-      AND k.work_at_date_time > :now
-)) AS work_at
-FROM bucket b WHERE b.priority IS NOT NULL
+SELECT min(work_at) AS work_at FROM (
+    SELECT (
+        SELECT min(k.work_at_date_time) FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time > :now
+    ) AS work_at
+    FROM bucket b WHERE b.priority IS NOT NULL
+    UNION ALL
+    SELECT t.rate_free_date_time FROM kojo_job_type t
+    WHERE t.rate_limit_count > 0 AND NOT t.is_paused AND t.rate_free_date_time > :now
+      AND EXISTS (SELECT 1 FROM kojo_job j WHERE j.type_code = t.type_code
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed'))
+) AS due
 
 -- name: process_register
 INSERT INTO kojo_process (host_name, process_id, parent_process_id, path, kind,
@@ -167,6 +181,41 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
 WHERE kojo_job_id = :kojo_job_id AND next_state_request = 'working'
   AND assigned_state IN ('waiting', 'crashed')
 RETURNING *
+
+-- Rate limits (docs/rate-limits.md): a type's slots, one per start allowed per period.
+-- Each holds the time from which it may be taken again; the type's rate_free_date_time
+-- is the earliest. Both change only while the type's row is held (registration, claims).
+
+-- name: rate_slot_trim
+DELETE FROM kojo_rate_slot WHERE type_code = :type_code AND slot >= :count
+
+-- name: rate_slot_fill
+WITH RECURSIVE n (slot) AS (
+    SELECT 0 WHERE CAST(:count AS integer) > 0
+    UNION ALL
+    SELECT slot + 1 FROM n WHERE slot + 1 < CAST(:count AS integer)
+)
+INSERT INTO kojo_rate_slot (type_code, slot, free_date_time)
+SELECT :type_code, slot, :epoch FROM n WHERE true
+ON CONFLICT (type_code, slot) DO NOTHING
+
+-- name: rate_slot_take
+-- A start: the slot that has been free longest is taken until :free_at.
+UPDATE kojo_rate_slot SET free_date_time = :free_at
+WHERE type_code = :type_code AND slot = (
+    SELECT slot FROM kojo_rate_slot
+    WHERE type_code = :type_code AND free_date_time <= :now
+    ORDER BY free_date_time, slot LIMIT 1)
+RETURNING slot
+
+-- name: rate_free_set
+UPDATE kojo_job_type SET rate_free_date_time = coalesce(
+    (SELECT min(free_date_time) FROM kojo_rate_slot WHERE type_code = :type_code), :epoch)
+WHERE type_code = :type_code
+
+-- name: rate_of_type
+SELECT rate_limit, rate_limit_count, rate_limit_seconds, rate_free_date_time FROM kojo_job_type
+WHERE type_code = :type_code
 
 -- name: job_working_owners
 SELECT kojo_process_id, kojo_job_id FROM kojo_job

@@ -3,12 +3,14 @@
 
 -- fragment: runnable_lanes
 -- The lanes that may run now (job_claim, docs/claiming.md): a lane is one type's parallel
--- jobs or its serial ones; none while the type is paused, and no serial one while a job
--- of its type is working.
+-- jobs or its serial ones; none while the type is paused or every slot of its rate limit
+-- is taken, and no serial one while a job of its type is working.
 lane AS (
-    SELECT t.type_code, p.parallel
+    SELECT t.type_code, p.parallel, t.rate_limit_seconds AS rate_seconds
     FROM kojo_job_type t CROSS JOIN (VALUES (true), (false)) AS p (parallel)
-    WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
+    WHERE NOT t.is_paused
+      AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
+      AND (p.parallel OR NOT EXISTS (
         SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
           AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
 )
@@ -17,25 +19,31 @@ lane AS (
 -- Walks the runnable jobs lane by lane (a lane: one type's parallel jobs, or its serial
 -- ones) and, in a lane, priority by priority: kojo_job_runnable orders each lane by
 -- (priority, time, id), so every step is an index seek, and a job that cannot run now
--- (dated later, of a paused type, serial behind a working job) is never read: the cost
--- does not grow with them (docs/claiming.md).
---   lane:      every lane that may run now (its type not paused; a serial lane only while
---              no job of its type is working);
+-- (dated later, of a paused type, serial behind a working job, rate-limited with every
+-- slot taken) is never read: the cost does not grow with them (docs/claiming.md).
+--   lane:      every lane that may run now;
 --   bucket:    the priorities present in each lane, found by a loose index scan;
---   candidate: up to :limit due jobs per parallel bucket and one per serial bucket, taken
+--   one_type:  the serial and rate-limited types among them, whose rows are held until
+--              commit: each gives at most one job per claim;
+--   candidate: up to :limit due jobs per other bucket and one per type of one_type, taken
 --              with SKIP LOCKED, then the first :limit in selection order.
--- Never waits, so it can never be part of a deadlock: the type row of each serial type is
--- taken with SKIP LOCKED too. Whoever moves a job of a serial type into or out of
--- `working` holds that row (job_type_lock), so a claim never picks a serial type whose
--- working job is being changed, and its insert into kojo_job_serial_working never waits
--- on another transaction. Rows locked here but not chosen stay locked until commit:
--- harmless, as nothing here waits afterwards.
-WITH RECURSIVE {{runnable_buckets}}, serial_type AS (
-    SELECT type_code FROM kojo_job_type
-    WHERE type_code IN (SELECT type_code FROM bucket WHERE NOT parallel AND priority IS NOT NULL)
+-- Never waits, so it can never be part of a deadlock: type rows are taken with SKIP
+-- LOCKED too. Whoever moves a job of a serial type into or out of `working` holds that
+-- row (job_type_lock), so a claim never picks a serial type whose working job is being
+-- changed, and its insert into kojo_job_serial_working never waits on another
+-- transaction. A rate-limited type's slots change only under that row too; its free time
+-- is read from the row as locked (a row changed since this statement began is read
+-- again), so a claim never takes a slot another claim has just taken. The returned
+-- rate_seconds (> 0) tells job_store to take one. Rows locked here but not chosen stay
+-- locked until commit: harmless, as nothing here waits afterwards.
+WITH RECURSIVE {{runnable_buckets}}, one_type AS (
+    SELECT type_code, rate_limit_seconds AS rate_seconds FROM kojo_job_type
+    WHERE type_code IN (SELECT type_code FROM bucket
+                        WHERE (NOT parallel OR rate_seconds > 0) AND priority IS NOT NULL)
+      AND (rate_limit_count = 0 OR rate_free_date_time <= :now)
     FOR NO KEY UPDATE SKIP LOCKED
 ), candidate AS (
-    (SELECT c.kojo_job_id, c.priority, c.work_at_date_time
+    (SELECT c.kojo_job_id, c.priority, c.work_at_date_time, b.rate_seconds
     FROM bucket b CROSS JOIN LATERAL (
         SELECT k.kojo_job_id, k.priority, k.work_at_date_time FROM kojo_job k
         WHERE k.type_code = b.type_code AND k.can_work_in_parallel AND k.priority = b.priority
@@ -45,19 +53,21 @@ WITH RECURSIVE {{runnable_buckets}}, serial_type AS (
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ) AS c
-    WHERE b.parallel AND b.priority IS NOT NULL)
+    WHERE b.parallel AND b.rate_seconds = 0 AND b.priority IS NOT NULL)
     UNION ALL
-    (SELECT DISTINCT ON (b.type_code) c.kojo_job_id, c.priority, c.work_at_date_time
-    FROM bucket b JOIN serial_type s ON s.type_code = b.type_code CROSS JOIN LATERAL (
+    (SELECT DISTINCT ON (b.type_code) c.kojo_job_id, c.priority, c.work_at_date_time,
+        s.rate_seconds
+    FROM bucket b JOIN one_type s ON s.type_code = b.type_code CROSS JOIN LATERAL (
         SELECT k.kojo_job_id, k.priority, k.work_at_date_time FROM kojo_job k
-        WHERE k.type_code = b.type_code AND NOT k.can_work_in_parallel AND k.priority = b.priority
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
+          AND k.priority = b.priority
           AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
           AND k.work_at_date_time <= :now
         ORDER BY k.work_at_date_time, k.kojo_job_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) AS c
-    WHERE NOT b.parallel AND b.priority IS NOT NULL
+    WHERE (NOT b.parallel OR b.rate_seconds > 0) AND b.priority IS NOT NULL
     ORDER BY b.type_code, c.priority DESC, c.work_at_date_time, c.kojo_job_id)
     ORDER BY priority DESC, work_at_date_time, kojo_job_id
     LIMIT :limit
@@ -67,7 +77,7 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     last_transition_date_time = :now, kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
-RETURNING kojo_job.*
+RETURNING kojo_job.*, candidate.rate_seconds
 
 -- name: owner_vouch
 SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
@@ -75,21 +85,22 @@ SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
 
 -- name: job_due_count
 -- Due jobs a job process could claim now (at most :limit), for growing a pool: the lanes
--- and buckets of job_claim, without locking.
+-- and buckets of job_claim, without locking. A serial or rate-limited type counts once.
 WITH RECURSIVE {{runnable_buckets}}, due AS (
-    SELECT b.type_code, b.parallel FROM bucket b CROSS JOIN LATERAL (
+    SELECT b.type_code, b.parallel AND b.rate_seconds = 0 AS many FROM bucket b
+    CROSS JOIN LATERAL (
         SELECT 1 FROM kojo_job k
         WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
           AND k.priority = b.priority
           AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
           AND k.work_at_date_time <= :now
         ORDER BY k.work_at_date_time, k.kojo_job_id
-        LIMIT CASE WHEN b.parallel THEN :limit ELSE 1 END
+        LIMIT CASE WHEN b.parallel AND b.rate_seconds = 0 THEN :limit ELSE 1 END
     ) AS c
     WHERE b.priority IS NOT NULL
 )
-SELECT least(CAST(:limit AS bigint), (SELECT count(*) FROM due WHERE parallel)
-    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT parallel)) AS due
+SELECT least(CAST(:limit AS bigint), (SELECT count(*) FROM due WHERE many)
+    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT many)) AS due
 
 -- name: job_insert_batch
 INSERT INTO kojo_job (

@@ -4,12 +4,14 @@
 
 -- fragment: runnable_lanes
 -- The lanes that may run now (job_claim, docs/claiming.md): a lane is one type's parallel
--- jobs or its serial ones; none while the type is paused, and no serial one while a job
--- of its type is working.
-lane (type_code, parallel) AS (
-    SELECT t.type_code, p.parallel
+-- jobs or its serial ones; none while the type is paused or every slot of its rate limit
+-- is taken, and no serial one while a job of its type is working.
+lane (type_code, parallel, rate_seconds) AS (
+    SELECT t.type_code, p.parallel, t.rate_limit_seconds
     FROM kojo_job_type t, (SELECT 1 AS parallel UNION ALL SELECT 0) AS p
-    WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
+    WHERE NOT t.is_paused
+      AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
+      AND (p.parallel OR NOT EXISTS (
         SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
           AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
 )
@@ -17,10 +19,13 @@ lane (type_code, parallel) AS (
 -- name: job_claim
 -- The lane and bucket walk of postgres/jobs.sql (see there and docs/claiming.md): its
 -- cost does not grow with jobs that cannot run now. SQLite has no LATERAL, so each
--- bucket's due jobs come from a correlated IN (... LIMIT) over kojo_job_runnable.
+-- bucket's due jobs come from a correlated IN (... LIMIT) over kojo_job_runnable. A
+-- serial or rate-limited type gives one job; the returned rate_seconds (> 0) tells
+-- job_store to take one of its rate limit's slots (writes are serial: nothing races it).
 WITH RECURSIVE {{runnable_buckets}}, due AS (
-    -- Up to :limit due jobs of each parallel bucket, one of each serial bucket.
-    SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time
+    -- Up to :limit due jobs of each parallel bucket, one of each serial or rated bucket.
+    SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time,
+        b.rate_seconds
     FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
         SELECT k.kojo_job_id FROM kojo_job k
         WHERE k.type_code = b.type_code AND k.can_work_in_parallel = 1
@@ -29,18 +34,19 @@ WITH RECURSIVE {{runnable_buckets}}, due AS (
           AND k.work_at_date_time <= :now
         ORDER BY k.work_at_date_time, k.kojo_job_id
         LIMIT :limit)
-    WHERE b.parallel AND b.priority IS NOT NULL
+    WHERE b.parallel AND b.rate_seconds = 0 AND b.priority IS NOT NULL
     UNION ALL
-    SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time
+    SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time,
+        b.rate_seconds
     FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
         SELECT k.kojo_job_id FROM kojo_job k
-        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = 0
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
           AND k.priority = b.priority
           AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
           AND k.work_at_date_time <= :now
         ORDER BY k.work_at_date_time, k.kojo_job_id
         LIMIT 1)
-    WHERE NOT b.parallel AND b.priority IS NOT NULL
+    WHERE (NOT b.parallel OR b.rate_seconds > 0) AND b.priority IS NOT NULL
 ), candidate AS (
     SELECT * FROM due
     -- A reaped owner claims nothing (backend.job_claim then asks why, and stops).
@@ -48,8 +54,8 @@ WITH RECURSIVE {{runnable_buckets}}, due AS (
     ORDER BY priority DESC, work_at_date_time, kojo_job_id
     LIMIT :limit
 ), chosen AS (
-    -- A serial type gives one job per priority above; only its first may run.
-    SELECT kojo_job_id, can_work_in_parallel, row_number() OVER (
+    -- A serial or rated type gives one job per priority above; only its first may run.
+    SELECT kojo_job_id, can_work_in_parallel AND rate_seconds = 0 AS many, row_number() OVER (
         PARTITION BY type_code ORDER BY priority DESC, work_at_date_time, kojo_job_id) AS rank
     FROM candidate
 )
@@ -57,26 +63,36 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = assigned_state, times_worked = times_worked + 1,
     last_transition_date_time = :now, kojo_process_id = :owner
 FROM chosen
-WHERE kojo_job.kojo_job_id = chosen.kojo_job_id
-  AND (chosen.can_work_in_parallel OR chosen.rank = 1)
-RETURNING *
+WHERE kojo_job.kojo_job_id = chosen.kojo_job_id AND (chosen.many OR chosen.rank = 1)
+RETURNING *, (SELECT t.rate_limit_seconds FROM kojo_job_type t
+    WHERE t.type_code = kojo_job.type_code) AS rate_seconds
 
 -- name: job_due_count
 -- Due jobs a job process could claim now (at most :limit), for growing a pool: the lanes
--- and buckets of job_claim, without locking.
+-- and buckets of job_claim, without locking. A serial or rate-limited type counts once.
 WITH RECURSIVE {{runnable_buckets}}, due AS (
-    SELECT b.type_code, b.parallel FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
+    SELECT b.type_code, 1 AS many FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
+        SELECT k.kojo_job_id FROM kojo_job k
+        WHERE k.type_code = b.type_code AND k.can_work_in_parallel = 1
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT :limit)
+    WHERE b.parallel AND b.rate_seconds = 0 AND b.priority IS NOT NULL
+    UNION ALL
+    SELECT b.type_code, 0 AS many FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
         SELECT k.kojo_job_id FROM kojo_job k
         WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
           AND k.priority = b.priority
           AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
           AND k.work_at_date_time <= :now
         ORDER BY k.work_at_date_time, k.kojo_job_id
-        LIMIT :limit)
-    WHERE b.priority IS NOT NULL
+        LIMIT 1)
+    WHERE (NOT b.parallel OR b.rate_seconds > 0) AND b.priority IS NOT NULL
 )
-SELECT min(:limit, (SELECT count(*) FROM due WHERE parallel)
-    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT parallel)) AS due
+SELECT min(:limit, (SELECT count(*) FROM due WHERE many)
+    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT many)) AS due
 
 -- name: job_insert_batch
 INSERT INTO kojo_job (
