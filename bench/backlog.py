@@ -19,12 +19,13 @@ import psycopg
 import kojo
 from foundation_helpers import column_names
 
-KINDS = ("future", "paused", "serial", "finished", "after", "limited")
+KINDS = ("future", "paused", "serial", "finished", "after", "limited", "rated")
 IMPORTANCE = 10  # the backlogs sort ahead of the runnable jobs (importance 0)
 RUNNABLE_TYPE = "bench.noop"
 PAUSED_TYPE = "bench.paused"
 SERIAL_TYPE = "bench.serial"
 LIMITED_TYPE = "bench.limited"  # concurrency_limit=1
+RATED_TYPE = "bench.rate_blocked"  # rate_limit=1/P1D
 
 
 def load(app: kojo.App, url: str, kind: str, size: int) -> float:
@@ -55,7 +56,7 @@ def expected_states(kind: str, size: int) -> dict[str, int]:
         return {}
     if kind == "finished":
         return {"complete_success": size}
-    if kind in ("serial", "limited"):  # the backlog, and the job that blocks it
+    if kind in ("serial", "limited", "rated"):  # the backlog, and the job that blocks it
         return {"waiting": size, "working": 1}
     return {"waiting": size}
 
@@ -74,10 +75,11 @@ def _template(app: kojo.App, kind: str) -> int:
         return app.schedule(RUNNABLE_TYPE, importance=IMPORTANCE, after=[parent])
     owner = app.owner()  # this process's registration: alive as long as the bench runs
     backend = app.backend
-    if kind in ("serial", "limited"):
+    if kind in ("serial", "limited", "rated"):
         # One job of the type working for a live owner blocks the type's backlog (serial),
-        # or takes the only place under its concurrency limit (limited).
-        code = SERIAL_TYPE if kind == "serial" else LIMITED_TYPE
+        # takes the only place under its concurrency limit (limited), or the only start
+        # its rate limit allows in a day (rated).
+        code = {"serial": SERIAL_TYPE, "limited": LIMITED_TYPE, "rated": RATED_TYPE}[kind]
         working = app.schedule(code, importance=IMPORTANCE)
         with backend.write():
             if backend.job_claim_by_id(working, owner.id, now) is None:

@@ -47,6 +47,18 @@ def limited(job: kojo.Job) -> None:
     pass
 
 
+# ... and of a rate-limited type whose limit never binds (one job per claim: what the
+# slots cost), and one whose every slot is taken for a day (bench/scale.py --kinds rated).
+@app.job_type("bench.rated", rate_limit="10000/PT0.001S")
+def rated(job: kojo.Job) -> None:
+    pass
+
+
+@app.job_type("bench.rate_blocked", rate_limit="1/P1D")
+def rate_blocked(job: kojo.Job) -> None:
+    pass
+
+
 @app.job_type("bench.latency")
 def latency(job: kojo.Job) -> None:
     started = time.time()

@@ -8,8 +8,9 @@ For each backend, one server with 2 job processes:
   and drained (from the enqueue's commit to the last completion recorded in the
   database), then N `bench.async_noop` jobs (awaited on the job process's event loop),
   then N `bench.keyed` jobs with a concurrency key (a limit of 10,000 that never binds:
-  the cost of admission); they alternate `--repeat` times and the best rate of each is
-  kept;
+  the cost of admission), then N `bench.rated` jobs of a type with a rate limit that
+  never binds (10,000 per ms: one job per claim and a slot taken each); they alternate
+  `--repeat` times and the best rate of each is kept;
 - enqueue: 500 single `schedule()` calls, then 500 with a unique key each (the cost of
   the unique index and its ON CONFLICT), per call;
 - `app.result()` latency: schedule one no-op job and wait for its result, 100 times
@@ -43,7 +44,12 @@ from harness import (
 
 import kojo
 
-WORKERS = {"sync": "bench.noop", "async": "bench.async_noop", "keyed": "bench.keyed"}
+WORKERS = {
+    "sync": "bench.noop",
+    "async": "bench.async_noop",
+    "keyed": "bench.keyed",
+    "rated": "bench.rated",
+}
 ENQUEUES = 500
 RESULTS = 100
 
@@ -95,6 +101,7 @@ def compare(url: str, jobs: int, processes: int, repeat: int) -> dict[str, float
     best = {f"{name}_jobs_per_s": max(values) for name, values in rates.items()}
     best["async_to_sync"] = best["async_jobs_per_s"] / best["sync_jobs_per_s"]
     best["keyed_to_sync"] = best["keyed_jobs_per_s"] / best["sync_jobs_per_s"]
+    best["rated_to_sync"] = best["rated_jobs_per_s"] / best["sync_jobs_per_s"]
     best["enqueue_plain_us"] = min(enqueues["plain"])
     best["enqueue_unique_us"] = min(enqueues["unique"])
     best["unique_to_plain"] = best["enqueue_unique_us"] / best["enqueue_plain_us"]
@@ -126,7 +133,8 @@ def main() -> None:
         print(
             f"{backend:8}  drain: sync {measured['sync_jobs_per_s']:7.0f} jobs/s, "
             f"async {measured['async_jobs_per_s']:7.0f} ({measured['async_to_sync']:.2f}x), "
-            f"keyed {measured['keyed_jobs_per_s']:7.0f} ({measured['keyed_to_sync']:.2f}x)\n"
+            f"keyed {measured['keyed_jobs_per_s']:7.0f} ({measured['keyed_to_sync']:.2f}x), "
+            f"rated {measured['rated_jobs_per_s']:7.0f} ({measured['rated_to_sync']:.2f}x)\n"
             f"{'':8}  schedule(): {measured['enqueue_plain_us']:.0f} us, with unique_key "
             f"{measured['enqueue_unique_us']:.0f} us ({measured['unique_to_plain']:.2f}x)\n"
             f"{'':8}  app.result() round trip: p50 {measured['result_p50_ms']:.1f} ms, "

@@ -1,7 +1,7 @@
 """Steady drain rate and enqueue→start latency beside backlogs of jobs that cannot run.
 
     python bench/scale.py [--backend sqlite|postgres|both]
-                          [--kinds future,paused,serial,finished,after,limited]
+                          [--kinds future,paused,serial,finished,after,limited,rated]
                           [--sizes 0,100000,1000000] [--jobs 10000] [--processes 2]
                           [--repeat 1] [--latency-samples 200] [--latency-budget 60]
                           [--drain-timeout 120] [--quick] [--postgres URL]

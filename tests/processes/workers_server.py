@@ -60,6 +60,15 @@ def noop(job: kojo.Job) -> None:
     record(job, "end")
 
 
+def rated(job: kojo.Job) -> None:
+    """Records its run with its claim time (what a rate limit counts), then sleeps
+    `payload.seconds` (default 0)."""
+    record(job, "start", claimed=job.last_transition_date_time.timestamp())
+    seconds = float(_payload(job).get("seconds", 0))
+    if seconds:
+        time.sleep(seconds)
+
+
 def sleeper(job: kojo.Job) -> None:
     """Sleeps `payload.seconds`, ignoring stop_requested but recording when it turns True."""
     record(job, "start")
@@ -194,6 +203,7 @@ def register(app: kojo.App) -> kojo.App:
     app.job_type("stopper")(stopper)
     app.job_type("chatty")(chatty)
     app.job_type("limited", concurrency_limit=2)(noop)
+    app.job_type("rated", rate_limit="3/PT2S")(rated)
     app.job_type("awaiting", max_retries=1)(awaiting)
     app.job_type("async-overtime", timeout=1)(async_overtime)
     app.job_type("async-sleeper")(async_sleeper)

@@ -339,10 +339,16 @@ class JobStore(Driver):
                 rows = self._claim_retrying(params)
             if not rows and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
+            rated = False
             for row in rows:  # a rate-limited type's job takes a slot (one per type)
                 seconds = row.pop("rate_seconds")
                 if seconds:
                     self._rate_take(str(row["type_code"]), float(seconds), now)
+                    rated = True
+            if rated:
+                # Idle job processes that looked while this claim held the type saw its old
+                # free time: at commit they look again (the next slot, or one free now).
+                self.notify("jobs")
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 
