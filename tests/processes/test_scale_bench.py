@@ -26,7 +26,13 @@ def run_scale(*options: str) -> subprocess.CompletedProcess[str]:
 
 def test_quick_run_reports_every_kind(tmp_path: Path) -> None:
     done = run_scale(
-        "--quick", "--backend", "sqlite", "--kinds", "serial,limited", "--output", str(tmp_path)
+        "--quick",
+        "--backend",
+        "sqlite",
+        "--kinds",
+        "serial,limited,rated",
+        "--output",
+        str(tmp_path),
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (written,) = tmp_path.glob("scale-*.json")
@@ -35,6 +41,7 @@ def test_quick_run_reports_every_kind(tmp_path: Path) -> None:
         ("empty", 0),
         ("serial", 2000),
         ("limited", 2000),
+        ("rated", 2000),
     ]
     assert len(rows[0]["runs"]) == 2  # the empty table, first and last
     for row in rows:
@@ -49,7 +56,7 @@ def test_unknown_kind_is_refused_in_one_line() -> None:
     done = run_scale("--kinds", "future,stalled")
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith(
-        "unknown kind 'stalled'; known: future,paused,serial,finished,after,limited"
+        "unknown kind 'stalled'; known: future,paused,serial,finished,after,limited,rated"
     )
 
 
