@@ -3,6 +3,7 @@ shows and what to try, work that keeps completing, and a clean exit on Ctrl-C.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -54,7 +55,7 @@ def test_the_demo_prints_its_banner_keeps_working_and_stops_on_sigint(tmp_path: 
         for _ in range(4):
             time.sleep(3.0)
             counts.append(completed())
-        assert all(b > a for a, b in zip(counts, counts[1:], strict=False)), counts
+        assert all(b > a for a, b in itertools.pairwise(counts)), counts
         tickers = app.jobs(type_code="demo.ticker", limit=100_000)
         assert sum(r["assigned_state"] == "waiting" for r in tickers) == 1  # one ticker
         app.owners.close()
