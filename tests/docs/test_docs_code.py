@@ -131,6 +131,8 @@ def run_page(page: Path, folder: Path) -> None:
     background: list[tuple[Block, subprocess.Popen[str]]] = []
     try:
         for block in blocks(page):
+            why = problem(block)
+            assert why is None, f"{block.where}: {why}"
             if block.directive == "not-run":
                 continue
             if block.directive == "file":
