@@ -34,7 +34,7 @@ import kojo
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = Path(kojo.__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 RUN_LANGUAGES = {"python", "sh"}
 BLOCK_TIMEOUT = 60.0
 SERVER_STOP_TIMEOUT = 35.0
