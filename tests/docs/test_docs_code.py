@@ -185,3 +185,18 @@ RUNNABLE = [p for p in PAGES if any(b.directive != "not-run" for b in blocks(p))
 @pytest.mark.parametrize("page", RUNNABLE, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
 def test_the_code_blocks_of_a_page_run(page: Path, tmp_path: Path) -> None:
     run_page(page, tmp_path)
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_links_between_pages_point_at_files_that_exist() -> None:
+    broken = []
+    for page in PAGES:
+        for target in _LINK.findall(page.read_text(encoding="utf-8")):
+            path = target.split("#", 1)[0]
+            if not path or "://" in path or path.startswith("mailto:"):
+                continue
+            if not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, "\n".join(broken)
