@@ -440,11 +440,28 @@ class App:
     def cancel(self, job_id: int) -> dict[str, Any]:
         """Terminate a job (complete_terminated); a running one is stopped where it runs."""
         job_id = bounds.check_job_id(job_id)
+        backend = self.backend
+
+        def cancel() -> dict[str, Any]:
+            row = backend.job_get_with_type(job_id)
+            if row is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            process = row["kojo_process_id"]
+            if row["assigned_state"] != states.State.WORKING.value or process is None:
+                row = backend.job_transition(job_id, states.COMPLETE_TERMINATED, row=row)
+                if row["previous_state"] == states.State.WORKING.value:
+                    send_command(backend, {"cancel": job_id})
+                return row
+            # The stop names the process whose claim it ended: the job's row may be
+            # deleted (auto_delete_interval_duration=PT0S) before a root reads the stop.
+            row = backend.job_transition(
+                job_id, states.COMPLETE_TERMINATED, owner=int(process), row=row
+            )
+            send_command(backend, {"cancel": job_id, "process": int(process)})
+            return row
+
         with database_errors():
-            row = self.backend.job_transition(job_id, states.COMPLETE_TERMINATED)
-            if row.get("previous_state") == states.State.WORKING.value:
-                send_command(self.backend, {"cancel": job_id})
-        return row
+            return backend.retrying(cancel)
 
     # -- IPC (docs/ipc.md) ---------------------------------------------------------------
 
