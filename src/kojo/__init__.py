@@ -25,6 +25,7 @@ from .errors import (
     ServerNotFound,
     SlotsMismatch,
     UnknownJobType,
+    WorkerUnavailable,
 )
 from .job_types import JobType
 from .jobs import Job
@@ -54,4 +55,5 @@ __all__ = [
     "SlotsMismatch",
     "State",
     "UnknownJobType",
+    "WorkerUnavailable",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
@@ -25,9 +26,10 @@ from .errors import (
     JobTypeDisabled,
     ResultTimeout,
     UnknownJobType,
+    WorkerUnavailable,
 )
 from .ipc import Subscription
-from .job_types import CODE_PATTERN, JobType, Worker, define, import_worker, load_yaml
+from .job_types import CODE_PATTERN, JobType, Worker, define, load_worker, load_yaml
 from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
 
@@ -207,14 +209,22 @@ class App:
         return row
 
     def worker_for(self, type_code: str, worker_uri: str) -> Worker:
-        """The callable that works jobs of a type: this app's, else imported by reference."""
+        """The callable that works jobs of a type: this app's, else imported by reference.
+        WorkerUnavailable if it cannot be imported here."""
         job_type = self.job_types.get(type_code)
         if job_type is not None and job_type.worker is not None:
             return job_type.worker
         worker = self._workers.get(worker_uri)
         if worker is None:
-            worker = import_worker(worker_uri)
-            self._workers[worker_uri] = worker
+            found = load_worker(worker_uri)
+            if isinstance(found, str):
+                # Files deployed since the last try may be hidden by the import system's
+                # cache of directory listings: look once more, afresh.
+                importlib.invalidate_caches()
+                found = load_worker(worker_uri)
+            if isinstance(found, str):
+                raise WorkerUnavailable(type_code, worker_uri, found)
+            worker = self._workers[worker_uri] = found
         return worker
 
     # -- schema -------------------------------------------------------------------------

@@ -3,12 +3,15 @@
 
 -- fragment: runnable_lanes
 -- The lanes that may run now (job_claim, docs/claiming.md): a lane is one type's parallel
--- jobs or its serial ones; none while the type is paused, and no serial one while a job
+-- jobs or its serial ones; none while the type is paused or in :skip (a JSON array of the
+-- types whose workers the claiming process cannot import), and no serial one while a job
 -- of its type is working.
 lane AS (
     SELECT t.type_code, p.parallel
     FROM kojo_job_type t CROSS JOIN (VALUES (true), (false)) AS p (parallel)
-    WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
+    WHERE NOT t.is_paused
+      AND t.type_code NOT IN (SELECT jsonb_array_elements_text(CAST(:skip AS jsonb)))
+      AND (p.parallel OR NOT EXISTS (
         SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
           AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
 )

@@ -4,12 +4,14 @@
 
 -- fragment: runnable_lanes
 -- The lanes that may run now (job_claim, docs/claiming.md): a lane is one type's parallel
--- jobs or its serial ones; none while the type is paused, and no serial one while a job
+-- jobs or its serial ones; none while the type is paused or in :skip (a JSON array of the
+-- types whose workers the claiming process cannot import), and no serial one while a job
 -- of its type is working.
 lane (type_code, parallel) AS (
     SELECT t.type_code, p.parallel
     FROM kojo_job_type t, (SELECT 1 AS parallel UNION ALL SELECT 0) AS p
-    WHERE NOT t.is_paused AND (p.parallel OR NOT EXISTS (
+    WHERE NOT t.is_paused AND t.type_code NOT IN (SELECT value FROM json_each(:skip))
+      AND (p.parallel OR NOT EXISTS (
         SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
           AND w.assigned_state = 'working' AND w.can_work_in_parallel = 0))
 )
