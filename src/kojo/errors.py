@@ -17,14 +17,16 @@ class WorkerUnavailable(KojoError):
     """A job type's worker cannot be imported in this process: a setup error (the import
     path, a missing deploy), never the job's fault; the job is left to be worked."""
 
+    FIX = "start kojo from your code's folder, put it on PYTHONPATH, or pass --app MODULE:APP"
+
     def __init__(
         self, type_code: str, worker_uri: str, why: str, *, job_id: int | None = None
     ) -> None:
-        message = f"cannot import the worker of job type {type_code!r}: {worker_uri} {why}"
+        message = f"job type {type_code!r} cannot run here: its worker {worker_uri} {why}"
         if job_id is not None:
             message = (
-                f"job {job_id} was not run and is waiting again: {message} (start kojo from "
-                "your code's folder, put it on PYTHONPATH, or pass --app MODULE:APP)"
+                f"job {job_id} (type {type_code!r}) was not run and is waiting again: its "
+                f"worker {worker_uri} {why}; {WorkerUnavailable.FIX}"
             )
         super().__init__(message)
         self.job_id = job_id

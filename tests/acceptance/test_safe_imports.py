@@ -107,7 +107,7 @@ def test_work_inline_of_a_job_whose_worker_cannot_be_imported(
     done = kojo(database_url, elsewhere, "work", str(job_id), "--inline")
     assert done.returncode == 1, (done.stdout, done.stderr)
     [line] = done.stderr.strip().splitlines()
-    assert line.startswith(f"error: job {job_id} was not run"), line
+    assert line.startswith(f"error: job {job_id} (type 'greet') was not run"), line
     for part in ("'greet'", "greet_jobs:greet", "ModuleNotFoundError", "No module named"):
         assert part in line, line
     row = job(database_url, folder, job_id)

@@ -121,9 +121,9 @@ class Server:
                 self.app.worker_for(str(row["type_code"]), str(row["worker_uri"]))
             except WorkerUnavailable as exc:
                 log.warning(
-                    f"{exc}. Its jobs will wait until a server that can import it runs: "
-                    "start kojo from your code's folder, put it on PYTHONPATH, or pass "
-                    "--app MODULE:APP.",
+                    f"Job type [{exc.type_code}] cannot run on this server: its worker "
+                    f"{exc.worker_uri} {exc.why}. Its jobs wait for a server that can import "
+                    f"it; other types run. To fix: {exc.FIX}.",
                     extra={
                         "context": {
                             "type_code": exc.type_code,

@@ -59,10 +59,10 @@ class UnimportableTypes:
             log.debug(f"{exc}; trying again in {delay:g} s.")
             return
         log.error(
-            f"Job type [{exc.type_code}] cannot run in this process: {exc}. This is a setup "
-            "error, not the jobs' fault: they stay waiting (nothing is counted against them) "
-            "for a process that can import it. Start kojo from your code's folder, or put it "
-            f"on PYTHONPATH, or pass --app MODULE:APP; this process tries again in {delay:g} s.",
+            f"Job type [{exc.type_code}] cannot run in this process: its worker "
+            f"{exc.worker_uri} {exc.why}. A setup error, not the jobs' fault: they stay "
+            "waiting, nothing counted against them, for a process that can import it; this "
+            f"one tries again in {delay:g} s. To fix: {exc.FIX}.",
             extra={
                 "context": {
                     "type_code": exc.type_code,
