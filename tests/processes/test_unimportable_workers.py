@@ -6,9 +6,11 @@ type, not once per job; and once the module is deployed the jobs run, without a 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
-from workers_harness import Tree, wait_for
+from workers_harness import MANAGED, Server, Tree, wait_for
 
 import kojo
 
@@ -68,3 +70,34 @@ def test_jobs_of_an_unimportable_worker_wait_then_run_once_it_is_deployed(tree: 
         row = tree.wait_state(job_id, "complete_success", SETTLE)
         assert [row[c] for c in COUNTERS] == [1, 0, 0, 0], row
     assert not [ln for ln in server.log_lines() if ln["level"] == "critical"]
+
+
+def test_the_console_script_finds_workers_in_the_folder_it_is_started_from(tree: Tree) -> None:
+    """`kojo server start` without --app, from the code's folder: the installed script,
+    unlike `python -m`, does not put that folder on the import path itself (here: -P)."""
+    app = tree.app
+    app.install()
+    (tree.tmp_path / "here_worker.py").write_text("from workers_server import noop as work\n")
+    app.backend.type_register(kojo.JobType(code="here", worker_uri="here_worker:work"))
+    env = tree.env()
+    del env["KOJO_APP"]
+    log_path, err_path = tree.tmp_path / "console.log", tree.tmp_path / "console.err"
+    args = ["server", "start", "--max-processes", "1", "--host-name", "console"]
+    with open(log_path, "wb") as out, open(err_path, "wb") as err:
+        popen = subprocess.Popen(
+            [sys.executable, "-P", "-m", "kojo", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=tree.tmp_path,
+            start_new_session=True,
+        )
+    MANAGED.add(popen.pid)
+    server = Server(popen, "console", 1, log_path, err_path)
+    tree.servers.append(server)
+    tree.wait_ready(server)
+    job_id = app.schedule("here")
+    row = tree.wait_state(job_id, ["complete_success", "panicked"], SETTLE)
+    assert (row["assigned_state"], row["times_worked"]) == ("complete_success", 1)
+    assert not [ln for ln in server.log_lines() if ln["level"] in ("warning", "error")]
