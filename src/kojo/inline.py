@@ -45,9 +45,12 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
             outcome = runner.run(app, row, owner.id)
         except WorkerUnavailable as exc:
             # A setup error, not the job's: give it back as it was (not panicked).
-            with backend.write():
-                backend.job_transition(job_id, states.UNCLAIM, owner=owner.id, row=row)
-            raise WorkerUnavailable(exc.type_code, exc.worker_uri, exc.why, job_id=job_id)
+            try:
+                with backend.write():
+                    backend.job_transition(job_id, states.UNCLAIM, owner=owner.id, row=row)
+            except (InvalidTransition, JobNotFound):
+                pass  # cancelled meanwhile: nothing to give back
+            raise WorkerUnavailable(exc.type_code, exc.worker_uri, exc.why, job_id=job_id) from exc
         if outcome == Outcome.AUTO_COMPLETE:
             with backend.write():
                 backend.job_complete_many([row], owner.id, utcnow())
