@@ -70,3 +70,27 @@ def test_cancel_finds_the_process_once_the_row_is_deleted(tree: Tree) -> None:
     # The pool is whole again and works the next job.
     other = tree.app.schedule("noop")
     tree.wait_state(other, "complete_success", SETTLE)
+
+
+def test_cancel_stops_jobs_on_every_host(tree: Tree) -> None:
+    """Two servers (hosts) with one job process each, each working a job of a PT0S type:
+    each root stops its own process, and only it."""
+    alpha = tree.start(host_name="alpha", max_processes=1)
+    beta = tree.start(host_name="beta", max_processes=1)
+    payload = {"seconds": 60, "obey_stop": True}
+    jobs = [tree.app.schedule("fleeting-sleeper", payload=payload) for _ in range(2)]
+    starts = [tree.wait_record("start", job_id, SETTLE)[0] for job_id in jobs]
+    pids = {start["pid"] for start in starts}
+    assert pids == {p.pid for p in alpha.tree() + beta.tree() if p.pid in pids}
+    assert len(pids) == 2  # one job on each host: each has a single job process
+    for job_id in jobs:
+        done = tree.kojo("jobs", "cancel", str(job_id))
+        assert done.returncode == 0, done.stderr
+    for job_id, start in zip(jobs, starts, strict=True):
+        [stop] = tree.wait_record("stop_requested", job_id, PROMPT + 2.0)
+        assert stop["pid"] == start["pid"]
+    wait_for(
+        lambda: not any(p.pid in pids for p in alpha.tree() + beta.tree()),
+        PROMPT + 2.0,
+        "both cancelled jobs' processes to stop",
+    )
