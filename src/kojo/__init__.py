@@ -26,6 +26,7 @@ from .errors import (
     ServerNotFound,
     SlotsMismatch,
     UnknownJobType,
+    WorkerUnavailable,
 )
 from .job_types import JobType
 from .jobs import Job
@@ -56,4 +57,5 @@ __all__ = [
     "SlotsMismatch",
     "State",
     "UnknownJobType",
+    "WorkerUnavailable",
 ]

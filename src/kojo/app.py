@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
@@ -25,9 +26,10 @@ from .errors import (
     JobTypeDisabled,
     ResultTimeout,
     UnknownJobType,
+    WorkerUnavailable,
 )
 from .ipc import Subscription
-from .job_types import CODE_PATTERN, JobType, Worker, define, import_worker, load_yaml
+from .job_types import CODE_PATTERN, JobType, Worker, define, load_worker, load_yaml
 from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
 
@@ -207,14 +209,22 @@ class App:
         return row
 
     def worker_for(self, type_code: str, worker_uri: str) -> Worker:
-        """The callable that works jobs of a type: this app's, else imported by reference."""
+        """The callable that works jobs of a type: this app's, else imported by reference.
+        WorkerUnavailable if it cannot be imported here."""
         job_type = self.job_types.get(type_code)
         if job_type is not None and job_type.worker is not None:
             return job_type.worker
         worker = self._workers.get(worker_uri)
         if worker is None:
-            worker = import_worker(worker_uri)
-            self._workers[worker_uri] = worker
+            found = load_worker(worker_uri)
+            if isinstance(found, str):
+                # Files deployed since the last try may be hidden by the import system's
+                # cache of directory listings: look once more, afresh.
+                importlib.invalidate_caches()
+                found = load_worker(worker_uri)
+            if isinstance(found, str):
+                raise WorkerUnavailable(type_code, worker_uri, found)
+            worker = self._workers[worker_uri] = found
         return worker
 
     # -- schema -------------------------------------------------------------------------
@@ -440,11 +450,28 @@ class App:
     def cancel(self, job_id: int) -> dict[str, Any]:
         """Terminate a job (complete_terminated); a running one is stopped where it runs."""
         job_id = bounds.check_job_id(job_id)
+        backend = self.backend
+
+        def cancel() -> dict[str, Any]:
+            row = backend.job_get_with_type(job_id)
+            if row is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            process = row["kojo_process_id"]
+            if row["assigned_state"] != states.State.WORKING.value or process is None:
+                row = backend.job_transition(job_id, states.COMPLETE_TERMINATED, row=row)
+                if row["previous_state"] == states.State.WORKING.value:
+                    send_command(backend, {"cancel": job_id})
+                return row
+            # The stop names the process whose claim it ended: the job's row may be
+            # deleted (auto_delete_interval_duration=PT0S) before a root reads the stop.
+            row = backend.job_transition(
+                job_id, states.COMPLETE_TERMINATED, owner=int(process), row=row
+            )
+            send_command(backend, {"cancel": job_id, "process": int(process)})
+            return row
+
         with database_errors():
-            row = self.backend.job_transition(job_id, states.COMPLETE_TERMINATED)
-            if row.get("previous_state") == states.State.WORKING.value:
-                send_command(self.backend, {"cancel": job_id})
-        return row
+            return backend.retrying(cancel)
 
     # -- IPC (docs/ipc.md) ---------------------------------------------------------------
 

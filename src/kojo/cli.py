@@ -62,8 +62,7 @@ def load_app(app_ref: str | None, database: str | None) -> App:
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise click.BadParameter(f"{ref!r}: expected MODULE:ATTRIBUTE", param_hint="--app")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_current_folder()
     try:
         target = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -75,6 +74,15 @@ def load_app(app_ref: str | None, database: str | None) -> App:
         if url != target.database_url:
             target = rebind(target, url)
     return target
+
+
+def import_from_current_folder() -> None:
+    """Put the current folder first on the import path, as `python -m` does: workers named
+    "module:function" (by --app, a YAML file or a stored type) are found where kojo is run
+    from, whether it was started as `kojo` or `python -m kojo`."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def rebind(app: App, url: str) -> App:
@@ -188,6 +196,7 @@ job_id_argument = click.argument("job_id", type=int, callback=bounded(bounds.che
 @click.pass_context
 def cli(ctx: click.Context, database: str | None, app_ref: str | None, debug: bool) -> None:
     """kojo: a distributed task manager (jobs, locks, cron, processes, IPC)."""
+    import_from_current_folder()
     ctx.obj = Context(database, app_ref, debug)
 
 

@@ -17,7 +17,8 @@ Commands (JSON):
 
     {"command": "scale", "host": HOST, "processes": N}
     {"command": "drain", "host": HOST}
-    {"cancel": JOB_ID}                      (stored by App.cancel)
+    {"cancel": JOB_ID, "process": KOJO_PROCESS_ID}   (stored by App.cancel; the
+                                            process is the one whose claim it ended)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Command:
     host: str | None = None
     processes: int | None = None
     job_id: int | None = None
+    process_id: int | None = None  # cancel: the kojo_process_id that was working the job
 
     def is_for(self, host_name: str) -> bool:
         """True for a host command addressed to `host_name`."""
@@ -61,8 +63,11 @@ def parse_command(value: Any) -> Command | None:
     if not isinstance(value, Mapping):
         return None
     job_id = value.get("cancel")
-    if isinstance(job_id, int) and not isinstance(job_id, bool):
-        return Command("cancel", job_id=job_id)
+    if _is_int(job_id):
+        process_id = value.get("process")
+        return Command(
+            "cancel", job_id=job_id, process_id=process_id if _is_int(process_id) else None
+        )
     command, host = value.get("command"), value.get("host")
     if not isinstance(host, str):
         return None
@@ -77,6 +82,10 @@ def parse_command(value: Any) -> Command | None:
     ):
         return Command("scale", host=host, processes=processes)
     return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Control:

@@ -13,6 +13,28 @@ class InvalidJobType(KojoError):
     """A job type definition has a bad field; the message names the field and the value."""
 
 
+class WorkerUnavailable(KojoError):
+    """A job type's worker cannot be imported in this process: a setup error (the import
+    path, a missing deploy), never the job's fault; the job is left to be worked."""
+
+    FIX = "start kojo from your code's folder, put it on PYTHONPATH, or pass --app MODULE:APP"
+
+    def __init__(
+        self, type_code: str, worker_uri: str, why: str, *, job_id: int | None = None
+    ) -> None:
+        message = f"job type {type_code!r} cannot run here: its worker {worker_uri} {why}"
+        if job_id is not None:
+            message = (
+                f"job {job_id} (type {type_code!r}) was not run and is waiting again: its "
+                f"worker {worker_uri} {why}; {WorkerUnavailable.FIX}"
+            )
+        super().__init__(message)
+        self.job_id = job_id
+        self.type_code = type_code
+        self.worker_uri = worker_uri
+        self.why = why
+
+
 class UnknownJobType(KojoError):
     """No job type with that code is registered."""
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import runner
+from . import runner, states
 from .backends import ProcessInfo
 from .clock import utcnow
-from .errors import InvalidTransition, JobNotFound
+from .errors import InvalidTransition, JobNotFound, WorkerUnavailable
 from .logs import metadata
 from .outcomes import Outcome
 
@@ -41,7 +41,16 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
                 )
         row = runner.with_type(app, row, max_age=0)
         metadata.job = row
-        outcome = runner.run(app, row, owner.id)
+        try:
+            outcome = runner.run(app, row, owner.id)
+        except WorkerUnavailable as exc:
+            # A setup error, not the job's: give it back as it was (not panicked).
+            try:
+                with backend.write():
+                    backend.job_transition(job_id, states.UNCLAIM, owner=owner.id, row=row)
+            except (InvalidTransition, JobNotFound):
+                pass  # cancelled meanwhile: nothing to give back
+            raise WorkerUnavailable(exc.type_code, exc.worker_uri, exc.why, job_id=job_id) from exc
         if outcome == Outcome.AUTO_COMPLETE:
             with backend.write():
                 backend.job_complete_many([row], owner.id, utcnow())

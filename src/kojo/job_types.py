@@ -145,20 +145,29 @@ def worker_uri_of(worker: Worker) -> str:
 
 def import_worker(uri: str) -> Worker:
     """Load "module:callable" (a dotted attribute path after the colon is allowed)."""
+    found = load_worker(uri)
+    if isinstance(found, str):
+        raise _bad("worker", uri, found)
+    return found
+
+
+def load_worker(uri: str) -> Worker | str:
+    """The callable "module:callable" names, or why it cannot be had here ("cannot be
+    imported (ModuleNotFoundError: ...)", "is not callable", ...)."""
     if not isinstance(uri, str) or uri.count(":") != 1:
-        raise _bad("worker", uri, 'must be "module:callable"')
+        return 'must be "module:callable"'
     module_name, attr_path = uri.split(":")
     allowed = settings.allowed_worker_modules()
     if allowed is not None and not settings.worker_module_allowed(module_name, allowed):
-        raise _bad("worker", uri, f"is outside {settings.WORKER_MODULES_ENV}={','.join(allowed)}")
+        return f"is outside {settings.WORKER_MODULES_ENV}={','.join(allowed)}"
     try:
         target: Any = importlib.import_module(module_name)
         for attr in attr_path.split("."):
             target = getattr(target, attr)
     except Exception as exc:  # any import-time failure is a bad worker reference
-        raise _bad("worker", uri, f"cannot be imported ({type(exc).__name__}: {exc})")
+        return f"cannot be imported ({type(exc).__name__}: {exc})"
     if not callable(target):
-        raise _bad("worker", uri, "is not callable")
+        return "is not callable"
     # A decorated worker is registered as a JobType holder; unwrap to the function.
     return getattr(target, "__kojo_worker__", target)  # type: ignore[no-any-return]
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import json_text, states
 from .async_runner import run_coroutine
 from .clock import utcnow
-from .errors import InvalidJobType, InvalidPayload, InvalidTransition, JobNotFound
+from .errors import InvalidPayload, InvalidTransition, JobNotFound
 from .jobs import MAX_RESULT_BYTES, Job
 from .logs import get_logger, normalize_exception
 from .outcomes import Outcome
@@ -58,12 +58,12 @@ def run(
     """Run the claimed job `row` (with its type's columns); how it ended. A worker's
     return value is stored as the job's result: with its own complete_success when it
     auto-completes (set here as `row["result"]`, JSON text, for the completion to write),
-    or by `job.complete_success(result=)`."""
+    or by `job.complete_success(result=)`. Raises WorkerUnavailable, having changed
+    nothing, when the type's worker cannot be imported here."""
     job = Job(app, row, owner_id, stop_requested)
-    try:
-        worker = app.worker_for(job.type_code, job.worker_uri)
-    except InvalidJobType as exc:
-        return _settle_failure(job, exc, retry_allowed=False)
+    # A worker that cannot be imported here is a setup error, not the job's fault:
+    # WorkerUnavailable propagates with the job untouched, for the caller to give back.
+    worker = app.worker_for(job.type_code, job.worker_uri)
     try:
         value = worker(job)
         # `is not None` first: a sync worker (None, mostly) pays no isawaitable check.

@@ -200,6 +200,8 @@ def test_scale_refuses_a_bad_number_of_processes(
     ("data", "expected"),
     [
         ('{"cancel": 12}', Command("cancel", job_id=12)),
+        ('{"cancel": 12, "process": 5}', Command("cancel", job_id=12, process_id=5)),
+        ('{"cancel": 12, "process": "5"}', Command("cancel", job_id=12)),
         ('{"command": "scale", "host": "h", "processes": 0}', Command("scale", "h", 0)),
         ('{"command": "drain", "host": "h"}', Command("drain", "h")),
         ('{"command": "scale", "host": "h", "processes": -1}', None),

@@ -70,7 +70,8 @@ def rated(job: kojo.Job) -> None:
 
 
 def sleeper(job: kojo.Job) -> None:
-    """Sleeps `payload.seconds`, ignoring stop_requested but recording when it turns True."""
+    """Sleeps `payload.seconds`, ignoring stop_requested but recording when it turns True
+    (with `payload.obey_stop`, returning then)."""
     record(job, "start")
     deadline = time.monotonic() + float(_payload(job).get("seconds", LONG))
     seen_stop = False
@@ -78,6 +79,8 @@ def sleeper(job: kojo.Job) -> None:
         if not seen_stop and job.stop_requested:
             seen_stop = True
             record(job, "stop_requested")
+            if _payload(job).get("obey_stop"):
+                break
         time.sleep(0.01)
     record(job, "end")
 
@@ -207,6 +210,8 @@ def register(app: kojo.App) -> kojo.App:
     app.job_type("awaiting", max_retries=1)(awaiting)
     app.job_type("async-overtime", timeout=1)(async_overtime)
     app.job_type("async-sleeper")(async_sleeper)
+    # Deleted the moment it ends: a cancel must not need the row to find the process.
+    app.job_type("fleeting-sleeper", auto_delete_interval_duration="PT0S")(sleeper)
     return app
 
 

@@ -7,7 +7,7 @@ make one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +55,14 @@ WRITABLE_JOB_COLUMNS = frozenset(
     }
 )
 LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
+
+
+NO_SKIP = "[]"  # the :skip of the claim's lanes when every type may be claimed
+
+
+def _skip_param(codes: Collection[str]) -> str:
+    """Type codes as the lanes' :skip takes them: a JSON array (both dialects)."""
+    return json.dumps(sorted(codes)) if codes else NO_SKIP
 
 
 @dataclass(frozen=True)
@@ -277,7 +285,7 @@ class JobStore(Driver):
 
     def job_due_count(self, now: datetime, limit: int) -> int:
         """Due jobs a job process could claim now, counted up to `limit`."""
-        row = self.fetchone("job_due_count", {"now": now, "limit": limit})
+        row = self.fetchone("job_due_count", {"now": now, "limit": limit, "skip": NO_SKIP})
         return int(row["due"]) if row else 0
 
     def job_owner_process(self, job_id: int) -> Row | None:
@@ -303,9 +311,9 @@ class JobStore(Driver):
     ) -> list[Row]:
         return self.fetchall("job_list", {"type_code": type_code, "state": state, "limit": limit})
 
-    def job_next_work_at(self, now: datetime) -> datetime | None:
-        """When the next job that is not yet due becomes due."""
-        row = self.fetchone("job_next_work_at", {"now": now})
+    def job_next_work_at(self, now: datetime, skip: Collection[str] = ()) -> datetime | None:
+        """When the next job that is not yet due becomes due (of a type not in `skip`)."""
+        row = self.fetchone("job_next_work_at", {"now": now, "skip": _skip_param(skip)})
         value: datetime | None = row["work_at"] if row else None
         return value
 
@@ -315,10 +323,12 @@ class JobStore(Driver):
         limit: int,
         now: datetime,
         completed: Sequence[Mapping[str, Any]] = (),
+        skip: Collection[str] = (),
     ) -> list[Row]:
         """Complete `completed` (auto-completions, as job_complete_many) and claim up to
         `limit` runnable jobs for `owner_id`, in one transaction; the claimed rows in
-        selection order.
+        selection order. No job of a type in `skip` (those whose workers the process
+        cannot import) is claimed.
 
         A non-parallel type contributes at most one job, and none while one of its jobs
         is working anywhere. Raises OwnerLost, having changed nothing, when `owner_id` was
@@ -332,7 +342,7 @@ class JobStore(Driver):
                 raise OwnerLost(LOST.format(owner_id))
             if completed:
                 self.job_complete_many(completed, owner_id, now)
-            params = {"owner": owner_id, "limit": limit, "now": now}
+            params = {"owner": owner_id, "limit": limit, "now": now, "skip": _skip_param(skip)}
             if not self.claim_races:
                 rows = self.fetchall("job_claim", params)
             else:

@@ -29,7 +29,14 @@ from ..backends import Owner
 from ..backends.availability import Backoff, one_line
 from ..backends.vouching import VouchLine
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import DatabaseUnavailable, InvalidTransition, JobNotFound, KojoError, OwnerLost
+from ..errors import (
+    DatabaseUnavailable,
+    InvalidTransition,
+    JobNotFound,
+    KojoError,
+    OwnerLost,
+    WorkerUnavailable,
+)
 from ..logs import get_logger, metadata
 from ..outcomes import Outcome
 from ..settings import Settings
@@ -38,6 +45,7 @@ from .idle_board import IdleBoard
 from .lifetime import Lifetime
 from .lineage import Lineage
 from .signal_queue import SignalQueue
+from .unimportable import UnimportableTypes
 
 if TYPE_CHECKING:
     from ..app import App
@@ -297,6 +305,7 @@ class JobProcess:
         self.stopping = False
         self.batch = 1
         self.signals: SignalQueue | None = None
+        self.unimportable = UnimportableTypes(clock)
 
     def stop_requested(self) -> bool:
         """True once SIGTERM/SIGUSR1 arrived: signals are only queued by their handler, so
@@ -352,9 +361,15 @@ class JobProcess:
             try:
                 if wake or completed:
                     now = self.clock.now()
-                    rows = backend.retrying(
-                        functools.partial(backend.job_claim, owner.id, self.batch, now, completed)
+                    claim = functools.partial(
+                        backend.job_claim,
+                        owner.id,
+                        self.batch,
+                        now,
+                        completed,
+                        skip=self.unimportable.skipped(),
                     )
+                    rows = backend.retrying(claim)
                     completed = []
                 if not rows:
                     if self.board is not None and self.board.idle_since(self.slot) is None:
@@ -388,7 +403,7 @@ class JobProcess:
         """Wait for work; True when a claim is worth trying."""
         timeout = POLL
         now = self.clock.now()
-        next_at = self.app.backend.job_next_work_at(now)
+        next_at = self.app.backend.job_next_work_at(now, self.unimportable.skipped())
         if next_at is not None:
             timeout = max(0.001, min(POLL, (next_at - now).total_seconds()))
         owner_fd = owner.fileno()
@@ -457,8 +472,18 @@ class JobProcess:
                 self.board.set_deadline(self.slot, self.clock.monotonic() + float(timeout))
         metadata.job = row
         keeper.started()
+        type_code = str(row["type_code"])
         try:
-            return runner.run(self.app, row, owner.id, self.stop_requested)
+            if self.unimportable.skips(type_code):  # claimed in a batch with a job that failed
+                self._give_back(owner, row)
+                return Outcome.LOST
+            outcome = runner.run(self.app, row, owner.id, self.stop_requested)
+            self.unimportable.worked(type_code)
+            return outcome
+        except WorkerUnavailable as exc:
+            self._give_back(owner, row)
+            self.unimportable.failed(exc)
+            return Outcome.LOST
         except KojoError as exc:
             if self.app.backend.is_unavailable(exc):
                 raise
@@ -470,3 +495,16 @@ class JobProcess:
                 if self.board is not None:
                     self.board.set_deadline(self.slot, None)
             metadata.job = None
+
+    def _give_back(self, owner: Owner, row: dict[str, Any]) -> None:
+        """Put a claimed job whose worker cannot be imported back to waiting, untouched
+        (times_worked as before the claim; not a retry, not a crash)."""
+        backend = self.app.backend
+        try:
+            backend.retrying(
+                lambda: backend.job_transition(
+                    row["kojo_job_id"], states.UNCLAIM, owner=owner.id, row=row
+                )
+            )
+        except (InvalidTransition, JobNotFound):
+            pass  # cancelled or held meanwhile: nothing to give back

@@ -508,22 +508,33 @@ class Root:
     def _obey(self, command: Command) -> None:
         """A command read from kojo's tables (control.py): never one from a wake-up."""
         if command.command == "cancel" and command.job_id is not None:
-            self._cancel(command.job_id)
+            self._cancel(command.job_id, command.process_id)
         elif command.command == "scale" and command.is_for(self.settings.host_name):
             assert command.processes is not None
             self._scale(command.processes)
 
-    def _cancel(self, job_id: int) -> None:
+    def _cancel(self, job_id: int, process_id: int | None) -> None:
+        """Stop the job process of a cancelled job if it is one of ours. The process is
+        looked up by the id the stop names: the job's row may already be deleted."""
+        backend = self.app.backend
+        where: tuple[str, int] | None = None
         try:
-            row = self.app.backend.job_owner_process(job_id)
+            if process_id is None:  # a stop stored by an older kojo
+                row = backend.job_owner_process(job_id)
+                if row is not None:
+                    where = (str(row["host_name"]), int(row["process_id"]))
+            else:
+                process = backend.process_get(process_id)
+                if process is not None:
+                    where = (process.host_name, process.process_id)
         except Exception as exc:
-            if not self.app.backend.is_unavailable(exc):
+            if not backend.is_unavailable(exc):
                 raise
             log.warning(f"Could not look up the process of cancelled job with ID[{job_id}].")
             return
-        if row is None or row["host_name"] != self.settings.host_name:
+        if where is None or where[0] != self.settings.host_name:
             return
-        pid = int(row["process_id"])
+        pid = where[1]
         if pid in self.children:
             log.info(f"Stopping process[{pid}]: its job with ID[{job_id}] was cancelled.")
             self._retire(pid, grace=CANCEL_GRACE)

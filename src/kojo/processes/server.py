@@ -18,7 +18,7 @@ from ..backends import Owner
 from ..backends.vouching import Voucher
 from ..clock import SYSTEM_CLOCK, Clock
 from ..control import CommandFeed
-from ..errors import LockTimeout
+from ..errors import LockTimeout, WorkerUnavailable
 from ..logs import get_logger
 from ..settings import Settings
 from . import patience
@@ -72,6 +72,7 @@ class Server:
                 f"{self.settings.max_processes} job processes.",
                 extra={"context": {"database": self.app.backend.safe_url()}},
             )
+            self._check_workers()
             return self._loop(owner, signals)
         finally:
             if self.owner is not None:
@@ -104,6 +105,33 @@ class Server:
             )
             return None
         return owner
+
+    def _check_workers(self) -> None:
+        """Say at start which stored job types' workers cannot be imported here, one
+        warning each: their jobs will wait (job_process gives them back), the others run."""
+        backend = self.app.backend
+        try:
+            types = backend.type_list()
+        except Exception as exc:
+            if not backend.is_unavailable(exc):
+                raise
+            return  # the job processes say it, if it is so, once the database is back
+        for row in types:
+            try:
+                self.app.worker_for(str(row["type_code"]), str(row["worker_uri"]))
+            except WorkerUnavailable as exc:
+                log.warning(
+                    f"Job type [{exc.type_code}] cannot run on this server: its worker "
+                    f"{exc.worker_uri} {exc.why}. Its jobs wait for a server that can import "
+                    f"it; other types run. To fix: {exc.FIX}.",
+                    extra={
+                        "context": {
+                            "type_code": exc.type_code,
+                            "worker": exc.worker_uri,
+                            "error": exc.why,
+                        }
+                    },
+                )
 
     def _register(self, signals: SignalQueue) -> Owner | None:
         self.owner = self.life.register(lambda: bool(signals.pop_all()))

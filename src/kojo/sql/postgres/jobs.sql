@@ -3,13 +3,15 @@
 
 -- fragment: runnable_lanes
 -- The lanes that may run now (job_claim, docs/claiming.md): a lane is one type's parallel
--- jobs or its serial ones; none while the type is paused or every slot of its rate limit
--- is taken, and no serial one while a job of its type is working.
+-- jobs or its serial ones; none while the type is paused, every slot of its rate limit is
+-- taken, or it is in :skip (a JSON array of the types whose workers the claiming process
+-- cannot import), and no serial one while a job of its type is working.
 lane AS (
     SELECT t.type_code, p.parallel, t.rate_limit_seconds AS rate_seconds
     FROM kojo_job_type t CROSS JOIN (VALUES (true), (false)) AS p (parallel)
     WHERE NOT t.is_paused
       AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
+      AND t.type_code NOT IN (SELECT jsonb_array_elements_text(CAST(:skip AS jsonb)))
       AND (p.parallel OR NOT EXISTS (
         SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
           AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
