@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -140,7 +141,22 @@ def worker_uri_of(worker: Worker) -> str:
     qualname = getattr(worker, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
         raise _bad("worker", worker, "must be a module-level function or callable")
+    if module == "__main__":
+        module = _main_module_name()
     return f"{module}:{qualname}"
+
+
+def _main_module_name() -> str:
+    """The importable name of the module run as a script (`python app.py` or `python -m
+    app`): other processes import workers by name, and "__main__" is theirs, not this one."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:  # python -m package.module
+        return str(spec.name).removesuffix(".__main__")
+    path = getattr(main, "__file__", None)
+    if path and Path(path).suffix == ".py" and Path(path).stem.isidentifier():
+        return Path(path).stem  # python app.py: kojo imports `app` from the current folder
+    return "__main__"
 
 
 def import_worker(uri: str) -> Worker:

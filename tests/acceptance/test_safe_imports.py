@@ -118,3 +118,29 @@ def test_work_inline_of_a_job_whose_worker_cannot_be_imported(
     ok(database_url, folder, "work", str(job_id), "--inline")
     row = job(database_url, folder, job_id)
     assert (row["assigned_state"], row["times_worked"]) == ("complete_success", 1)
+
+
+def test_a_script_registers_its_workers_under_its_module_name(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """`python greet_jobs.py` stores `greet_jobs:greet`, not `__main__:greet` (which no
+    other process could import): the README's tour schedules its first job this way."""
+    folder = _folder(tmp_path)
+    script = WORKERS + textwrap.dedent(
+        """
+        if __name__ == "__main__":
+            app.install()
+            print(app.schedule("greet", payload="script"))
+        """
+    )
+    (folder / "greet_jobs.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
+    env["KOJO_DATABASE_URL"] = sqlite_url
+    done = subprocess.run(
+        [sys.executable, "greet_jobs.py"], cwd=folder, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    job_id = int(done.stdout)
+    assert job(sqlite_url, folder, job_id)["worker_uri"] == "greet_jobs:greet"
+    ok(sqlite_url, folder, "work", str(job_id), "--inline")  # no --app
+    assert job(sqlite_url, folder, job_id)["assigned_state"] == "complete_success"
