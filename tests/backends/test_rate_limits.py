@@ -69,12 +69,20 @@ def test_a_bad_rate_limit_is_refused_naming_it(value: object) -> None:
     assert "\n" not in message
 
 
-def test_at_most_n_start_in_a_period_one_per_claim(app: kojo.App) -> None:
+def test_at_most_n_start_in_a_period(app: kojo.App) -> None:
+    jobs = [app.schedule("api", at=T0) for _ in range(6)]
+    with owner_of(app.backend) as owner:
+        # A claim takes as many as there are free slots (and room in its batch).
+        assert claim(app.backend, owner, limit=100, now=T0) == jobs[:2]
+        assert claim(app.backend, owner, limit=100, now=T0 + timedelta(seconds=9.999)) == []
+        assert claim(app.backend, owner, limit=100, now=T0 + timedelta(seconds=10)) == jobs[2:4]
+
+
+def test_each_slot_frees_one_period_after_its_start(app: kojo.App) -> None:
     jobs = [app.schedule("api", at=T0) for _ in range(5)]
     with owner_of(app.backend) as owner:
-        # One per claim, however large the batch; then none until the period has passed.
-        assert claim(app.backend, owner, limit=100, now=T0) == jobs[:1]
-        assert claim(app.backend, owner, limit=100, now=T0 + timedelta(seconds=3)) == jobs[1:2]
+        assert claim(app.backend, owner, limit=1, now=T0) == jobs[:1]
+        assert claim(app.backend, owner, limit=1, now=T0 + timedelta(seconds=3)) == jobs[1:2]
         assert claim(app.backend, owner, limit=100, now=T0 + timedelta(seconds=9.999)) == []
         # The first slot frees 10 s after the first start, the second after the second.
         assert claim(app.backend, owner, limit=100, now=T0 + timedelta(seconds=10)) == jobs[2:3]
@@ -86,9 +94,16 @@ def test_a_rate_limited_type_does_not_hold_up_the_others(app: kojo.App) -> None:
     limited = [app.schedule("api", at=T0, importance=9) for _ in range(3)]
     free = [app.schedule("free", at=T0) for _ in range(3)]
     with owner_of(app.backend) as owner:
-        assert claim(app.backend, owner, limit=10, now=T0) == [limited[0], *free]
-        assert claim(app.backend, owner, limit=10, now=T0) == [limited[1]]
+        assert claim(app.backend, owner, limit=10, now=T0) == [*limited[:2], *free]
         assert claim(app.backend, owner, limit=10, now=T0) == []
+
+
+def test_a_full_batch_takes_no_more_than_its_room(app: kojo.App) -> None:
+    jobs = [app.schedule("api", at=T0) for _ in range(3)]
+    with owner_of(app.backend) as owner:
+        assert claim(app.backend, owner, limit=1, now=T0) == jobs[:1]
+        assert claim(app.backend, owner, limit=1, now=T0) == jobs[1:2]  # a slot was left
+        assert claim(app.backend, owner, limit=1, now=T0) == []
 
 
 def test_a_rerun_is_a_start_too(app: kojo.App) -> None:

@@ -271,16 +271,39 @@ class JobStore(Driver):
             "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner_id, "now": now}
         )
         if row is not None and seconds:
-            self._rate_take(code, seconds, now)
+            self._rate_take(code, seconds, 1, now)
         return row
 
-    def _rate_take(self, code: str, seconds: float, now: datetime) -> None:
-        """Inside the claim's write(), the type's row held: a start of a rate-limited type
-        takes the slot free longest until now + the period (docs/rate-limits.md)."""
+    def _rate_start(
+        self, row: Row, seconds: float, owner_id: int, room: int, now: datetime
+    ) -> list[Row]:
+        """Inside the claim's write(), which holds the type's row (docs/rate-limits.md):
+        the claimed job of a rate-limited type takes a slot, and as many more of its due
+        jobs as the batch has room for and free slots allow are claimed too; those."""
+        code = str(row["type_code"])
+        self._rate_take(code, seconds, 1, now)
+        if room <= 0 or not row["can_work_in_parallel"]:
+            return []
+        free = self.fetchone("rate_free_count", {"type_code": code, "now": now, "limit": room})
+        more = int(free["free"]) if free else 0
+        if more <= 0:
+            return []
+        claimed = self.fetchall(
+            "job_claim_type", {"type_code": code, "owner": owner_id, "now": now, "n": more}
+        )
+        if claimed:
+            self._rate_take(code, seconds, len(claimed), now)
+        return claimed
+
+    def _rate_take(self, code: str, seconds: float, count: int, now: datetime) -> None:
+        """`count` starts of a rate-limited type, the type's row held: each takes a slot
+        free since now or earlier until now + the period (`seconds`), free longest first."""
         free_at = now + timedelta(seconds=seconds)
-        taken = self.fetchall("rate_slot_take", {"type_code": code, "now": now, "free_at": free_at})
-        if not taken:  # the claim saw a free slot under the same lock: cannot happen
-            raise AssertionError(f"rate limit of {code!r}: no free slot for a claimed job")
+        taken = self.fetchall(
+            "rate_slot_take", {"type_code": code, "now": now, "free_at": free_at, "count": count}
+        )
+        if len(taken) != count:  # the claim counted them under the same lock: cannot happen
+            raise AssertionError(f"rate limit of {code!r}: {count} starts, {len(taken)} slots")
         self.execute("rate_free_set", {"type_code": code, "epoch": EPOCH})
 
     def job_due_count(self, now: datetime, limit: int) -> int:
@@ -349,12 +372,10 @@ class JobStore(Driver):
                 rows = self._claim_retrying(params)
             if not rows and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
-            rated = False
-            for row in rows:  # a rate-limited type's job takes a slot (one per type)
-                seconds = row.pop("rate_seconds")
-                if seconds:
-                    self._rate_take(str(row["type_code"]), float(seconds), now)
-                    rated = True
+            rated = [(row, float(row.pop("rate_seconds") or 0)) for row in rows]
+            rated = [(row, seconds) for row, seconds in rated if seconds]
+            for row, seconds in rated:
+                rows += self._rate_start(row, seconds, owner_id, limit - len(rows), now)
             if rated:
                 # Idle job processes that looked while this claim held the type saw its old
                 # free time: at commit they look again (the next slot, or one free now).

@@ -200,13 +200,18 @@ SELECT :type_code, slot, :epoch FROM n WHERE true
 ON CONFLICT (type_code, slot) DO NOTHING
 
 -- name: rate_slot_take
--- A start: the slot that has been free longest is taken until :free_at.
+-- :count starts: the slots free longest are taken until :free_at.
 UPDATE kojo_rate_slot SET free_date_time = :free_at
-WHERE type_code = :type_code AND slot = (
+WHERE type_code = :type_code AND slot IN (
     SELECT slot FROM kojo_rate_slot
     WHERE type_code = :type_code AND free_date_time <= :now
-    ORDER BY free_date_time, slot LIMIT 1)
+    ORDER BY free_date_time, slot LIMIT :count)
 RETURNING slot
+
+-- name: rate_free_count
+SELECT count(*) AS free FROM (
+    SELECT 1 FROM kojo_rate_slot
+    WHERE type_code = :type_code AND free_date_time <= :now LIMIT :limit) AS f
 
 -- name: rate_free_set
 UPDATE kojo_job_type SET rate_free_date_time = coalesce(

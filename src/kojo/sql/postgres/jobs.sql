@@ -85,6 +85,46 @@ RETURNING kojo_job.*, candidate.rate_seconds
 SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
     AND NOT pg_try_advisory_xact_lock(:namespace, CAST(:owner AS integer)) AS vouched
 
+-- name: job_claim_type
+-- Up to :n more due parallel jobs of one rate-limited type, for a claim that holds the
+-- type's row and has counted :n free slots (job_store.job_claim): the lane walk of
+-- job_claim for that type alone.
+WITH RECURSIVE bucket (priority) AS (
+    SELECT (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = :type_code AND j.can_work_in_parallel = true
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    UNION ALL
+    SELECT (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = :type_code AND j.can_work_in_parallel = true
+          AND j.priority < b.priority
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM bucket b WHERE b.priority IS NOT NULL
+), candidate AS (
+    SELECT c.kojo_job_id, c.priority, c.work_at_date_time
+    FROM bucket b CROSS JOIN LATERAL (
+        SELECT k.kojo_job_id, k.priority, k.work_at_date_time FROM kojo_job k
+        WHERE k.type_code = :type_code AND k.can_work_in_parallel AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT :n
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE b.priority IS NOT NULL
+    ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
+    LIMIT :n
+)
+UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
+    previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
+    last_transition_date_time = :now, kojo_process_id = :owner
+FROM candidate
+WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
+RETURNING kojo_job.*
+
 -- name: job_due_count
 -- Due jobs a job process could claim now (at most :limit), for growing a pool: the lanes
 -- and buckets of job_claim, without locking. A serial or rate-limited type counts once.

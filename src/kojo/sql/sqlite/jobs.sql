@@ -69,6 +69,41 @@ WHERE kojo_job.kojo_job_id = chosen.kojo_job_id AND (chosen.many OR chosen.rank 
 RETURNING *, (SELECT t.rate_limit_seconds FROM kojo_job_type t
     WHERE t.type_code = kojo_job.type_code) AS rate_seconds
 
+-- name: job_claim_type
+-- Up to :n more due parallel jobs of one rate-limited type (see postgres/jobs.sql).
+WITH RECURSIVE bucket (priority) AS (
+    SELECT (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = :type_code AND j.can_work_in_parallel = 1
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    UNION ALL
+    SELECT (
+        SELECT max(j.priority) FROM kojo_job j
+        WHERE j.type_code = :type_code AND j.can_work_in_parallel = 1
+          AND j.priority < b.priority
+          AND j.next_state_request = 'working' AND j.assigned_state IN ('waiting', 'crashed')
+    )
+    FROM bucket b WHERE b.priority IS NOT NULL
+), candidate AS (
+    SELECT c.kojo_job_id FROM bucket b JOIN kojo_job c ON c.kojo_job_id IN (
+        SELECT k.kojo_job_id FROM kojo_job k
+        WHERE k.type_code = :type_code AND k.can_work_in_parallel = 1
+          AND k.priority = b.priority
+          AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+          AND k.work_at_date_time <= :now
+        ORDER BY k.work_at_date_time, k.kojo_job_id
+        LIMIT :n)
+    WHERE b.priority IS NOT NULL
+    ORDER BY c.priority DESC, c.work_at_date_time, c.kojo_job_id
+    LIMIT :n
+)
+UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
+    previous_state = assigned_state, times_worked = times_worked + 1,
+    last_transition_date_time = :now, kojo_process_id = :owner
+WHERE kojo_job_id IN (SELECT kojo_job_id FROM candidate)
+RETURNING *
+
 -- name: job_due_count
 -- Due jobs a job process could claim now (at most :limit), for growing a pool: the lanes
 -- and buckets of job_claim, without locking. A serial or rate-limited type counts once.
