@@ -26,7 +26,8 @@ lane AS (
 --   lane:      every lane that may run now;
 --   bucket:    the priorities present in each lane, found by a loose index scan;
 --   one_type:  the serial and rate-limited types among them, whose rows are held until
---              commit: each gives at most one job per claim;
+--              commit: each gives at most one job here (job_store claims more of a
+--              rate-limited type, up to its free slots, with job_claim_type);
 --   candidate: up to :limit due jobs per other bucket and one per type of one_type, taken
 --              with SKIP LOCKED, then the first :limit in selection order.
 -- Never waits, so it can never be part of a deadlock: type rows are taken with SKIP

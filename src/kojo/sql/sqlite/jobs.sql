@@ -23,7 +23,8 @@ lane (type_code, parallel, rate_seconds) AS (
 -- cost does not grow with jobs that cannot run now. SQLite has no LATERAL, so each
 -- bucket's due jobs come from a correlated IN (... LIMIT) over kojo_job_runnable. A
 -- serial or rate-limited type gives one job; the returned rate_seconds (> 0) tells
--- job_store to take one of its rate limit's slots (writes are serial: nothing races it).
+-- job_store to take one of its rate limit's slots and claim more of the type up to its
+-- free slots (job_claim_type; writes are serial: nothing races it).
 WITH RECURSIVE {{runnable_buckets}}, due AS (
     -- Up to :limit due jobs of each parallel bucket, one of each serial or rated bucket.
     SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time,
