@@ -23,7 +23,7 @@ from .async_runner import run_coroutine
 from .clock import utcnow
 from .errors import InvalidJobType, InvalidPayload, InvalidTransition, JobNotFound
 from .jobs import MAX_RESULT_BYTES, Job
-from .logs import get_logger, normalize_exception
+from .logs import get_logger
 from .outcomes import Outcome
 from .retry_policy import backoff_delay, may_retry
 from .rows import RunSettings
@@ -102,7 +102,8 @@ def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> Out
         work_at = now + backoff_delay(times_retried)
         log.warning(
             f"Retrying job with ID[{job.id}] at {work_at.isoformat()}.",
-            extra={"context": {"exception": normalize_exception(exc)}, "job": job.row},
+            exc_info=exc,  # JSON: context.exception; text: the traceback
+            extra={"job": job.row},
         )
         try:
             job._request(states.RETRY, now=now, work_at=work_at, extra={"last_error": text})
@@ -114,8 +115,7 @@ def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> Out
 
 
 def _panic(job: Job, message: str, exc: BaseException | None, text: str | None = None) -> Outcome:
-    context = {"exception": normalize_exception(exc)} if exc is not None else {}
-    log.critical(message, extra={"context": context, "job": job.row})
+    log.critical(message, exc_info=exc, extra={"job": job.row})
     try:
         job._request(states.PANIC, extra={"last_error": text or message})
     except (InvalidTransition, JobNotFound) as lost:

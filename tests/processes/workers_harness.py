@@ -494,7 +494,7 @@ def assert_killed_by_timeout_and_rerun(
     assert not any(p.pid == first["pid"] for p in server.tree())
     wait_for(
         lambda: any(
-            "exceeded the job type's timeout" in str(ln["message"]) for ln in server.log_lines()
+            "ran past its type's timeout" in str(ln["message"]) for ln in server.log_lines()
         ),
         5.0,
         "the timeout to be logged",
