@@ -613,7 +613,8 @@ class JobStore(Driver):
         crashes_after = int(job["times_crashed"]) + 1
         transition = states.CRASH if crashes_after < int(job["max_crashes"]) else states.PANIC
         changes = states.plan(transition, job, now=now, auto_delete_interval=auto_delete)
-        counted = f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
+        times = "time" if crashes_after == 1 else "times"
+        counted = f"crashed {crashes_after} {times} (max_crashes={job['max_crashes']})"
         cause = None if death is None else death.describe(job.get("timeout"))
         if transition is states.PANIC:
             # The process died: that is a crash too, even when it ends the job.

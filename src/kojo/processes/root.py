@@ -564,13 +564,16 @@ class Root:
 
 
 def death_line(kind: str, death: Death, job: CrashedJob) -> str:
-    """`job process /server[8]/root[22]/job[30] died (signal 9 (SIGKILL)) while working job
+    """`Job process /server[8]/root[22]/job[30] died (signal 9 (SIGKILL)) while working job
     123 (type x); the job is crashed and will be re-run (crash 1 of max_crashes=5).`"""
     working = f"job {job.kojo_job_id} (type {job.type_code})"
     if death.timed_out:
-        what = f"{working} ran past its type's timeout: its {kind} process {death.path} was killed"
+        what = f"Job {job.kojo_job_id} (type {job.type_code}) ran past its type's timeout: its "
+        what += f"{kind} process {death.path} was killed"
     else:
-        what = f"{kind} process {death.path} died ({death.how}) while working {working}"
+        what = (
+            f"{kind.capitalize()} process {death.path} died ({death.how}) while working {working}"
+        )
     if job.assigned_state == "panicked":
         return (
             f"{what}; the job is panicked: it crashed {job.times_crashed} times "
