@@ -576,7 +576,8 @@ def death_line(kind: str, death: Death, job: CrashedJob) -> str:
         )
     if job.assigned_state == "panicked":
         return (
-            f"{what}; the job is panicked: it crashed {job.times_crashed} times "
+            f"{what}; the job is panicked: it crashed {job.times_crashed} "
+            f"time{'' if job.times_crashed == 1 else 's'} "
             f"(max_crashes={job.max_crashes}). Fix the cause, then: kojo jobs retry "
             f"{job.kojo_job_id}"
         )
