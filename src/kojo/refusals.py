@@ -21,6 +21,7 @@ ACTIONS = {
     "hold": ("held", "a waiting or working job"),
     "release": ("released", "a held, panicked or crashed job"),
     "cancel": ("cancelled", "an unfinished job"),
+    "work": ("worked", "a waiting or crashed job"),
     "retry": ("retried", "a panicked, crashed, complete_failed or complete_terminated job"),
 }
 RERUNNABLE = {"panicked", "crashed", "complete_failed", "complete_terminated"}
@@ -35,8 +36,10 @@ def refusal(action: str, job: Mapping[str, Any]) -> str:
     text = f"job {job_id} is {state}; only {applies_to} can be {done}"
     if action in ("release", "cancel") and state == "new":
         text += " (it is being scheduled: try again in a moment)"
-    elif action == "release" and state in RERUNNABLE:
+    elif action in ("release", "work") and state in RERUNNABLE:
         text += f"; to run it again: kojo jobs retry {job_id}"
+    elif action == "work" and state == "waiting":
+        text = f"job {job_id} is waiting, but not to be worked yet; kojo jobs why {job_id} says why"
     elif action == "hold" and state == "hold":
         text = f"job {job_id} is held already; kojo jobs release {job_id} lets it run"
     return text

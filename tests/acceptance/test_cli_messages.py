@@ -117,6 +117,10 @@ def test_work_inline_exits_0_only_when_the_job_succeeds(kojo: Kojo) -> None:
     done = kojo("work", good, "--inline", "--file", "types.yml")
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().endswith(f"job {good}: complete_success")
+    again = one_line_error(kojo("work", good, "--inline", "--file", "types.yml"), 1)
+    assert again == (
+        f"error: job {good} is complete_success; only a waiting or crashed job can be worked"
+    )
 
     bad = schedule(kojo, "boom")
     failed = kojo("work", bad, "--inline", "--file", "types.yml")
