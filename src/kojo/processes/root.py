@@ -332,7 +332,10 @@ class Root:
             )
             child.timed_out = True
         else:
-            log.warning(f"Process[{kill.pid}][{child.kind}] did not stop in time: killing it.")
+            log.warning(
+                f"{child.kind.capitalize()} process {self._path_of(kill.pid, child.kind)} did "
+                "not stop in time: killing it."
+            )
             child.kill_at = None
         self._signal(kill.pid, signal.SIGKILL)
 
@@ -413,8 +416,9 @@ class Root:
             log.debug(f"Child with process ID [{pid}] exited with status [{text}].")
         elif lost:
             log.warning(
-                f"Process[{pid}][{child.kind}] lost its database registration; replacing it "
-                "(its jobs are re-run, not counted as crashed)."
+                f"{child.kind.capitalize()} process {self._path_of(pid, child.kind)} lost its "
+                "database registration; replacing it (its jobs are re-run, not counted as "
+                "crashed)."
             )
         death = None
         if not (clean or lost or child.retiring or self.draining):
