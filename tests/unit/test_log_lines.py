@@ -229,10 +229,14 @@ def test_configure_installs_the_chosen_formatter(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.delenv("KOJO_LOG_FORMAT", raising=False)
     logger = logging.getLogger(logs.LOGGER_NAME)
-    monkeypatch.setattr(logger, "handlers", [])
-    logs.configure()
-    (handler,) = logger.handlers
-    assert isinstance(handler.formatter, TextFormatter) and handler.formatter.colour
-    logs.configure("json")
-    (handler,) = logger.handlers
-    assert isinstance(handler.formatter, JsonFormatter)
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        logs.configure()
+        (handler,) = logger.handlers
+        assert isinstance(handler.formatter, TextFormatter) and handler.formatter.colour
+        logs.configure("json")
+        (handler,) = logger.handlers
+        assert isinstance(handler.formatter, JsonFormatter)
+    finally:  # other tests read kojo's records through pytest's handlers (propagation)
+        logger.handlers[:], logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
