@@ -41,7 +41,7 @@ def refusal(action: str, job: Mapping[str, Any]) -> str:
     elif action == "work" and state == "waiting":
         text = f"job {job_id} is waiting, but not to be worked yet; kojo jobs why {job_id} says why"
     elif action == "hold" and state == "hold":
-        text = f"job {job_id} is held already; kojo jobs release {job_id} lets it run"
+        text = f"job {job_id} is already on hold; kojo jobs release {job_id} lets it run"
     return text
 
 

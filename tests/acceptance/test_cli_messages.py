@@ -108,7 +108,7 @@ def test_refused_operator_actions_say_what_the_job_is_and_what_to_do(kojo: Kojo)
     )
     kojo.ok("jobs", "hold", waiting)
     assert one_line_error(kojo("jobs", "hold", waiting), 1) == (
-        f"error: job {waiting} is held already; kojo jobs release {waiting} lets it run"
+        f"error: job {waiting} is already on hold; kojo jobs release {waiting} lets it run"
     )
 
 

@@ -37,7 +37,7 @@ from kojo.refusals import refusal
             "job 12 is new; only a held, panicked or crashed job can be released (it is being "
             "scheduled: try again in a moment)",
         ),
-        ("hold", "hold", "none", "job 12 is held already; kojo jobs release 12 lets it run"),
+        ("hold", "hold", "none", "job 12 is already on hold; kojo jobs release 12 lets it run"),
         (
             "hold",
             "panicked",
