@@ -138,8 +138,8 @@ def test_tabs_and_text_are_kept_as_they_are() -> None:
 
 
 def test_colour_paints_level_and_job_but_not_the_text_a_worker_chose() -> None:
-    plain = TextFormatter().format(record("boom", logging.ERROR, job=ROW))
-    painted = TextFormatter(colour=True).format(record("boom", logging.ERROR, job=ROW))
+    made = record("boom", logging.ERROR, job=ROW)
+    plain, painted = TextFormatter().format(made), TextFormatter(colour=True).format(made)
     assert "\x1b[" not in plain
     assert "\x1b[31mERROR   \x1b[0m" in painted and "\x1b[1mjob 123 (send_mail)\x1b[0m" in painted
     assert re.sub(r"\x1b\[[0-9;]*m", "", painted) == plain
