@@ -32,6 +32,7 @@ from .ipc import Subscription
 from .job_types import CODE_PATTERN, JobType, Worker, define, load_worker, load_yaml
 from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
+from .refusals import operator_action
 
 if TYPE_CHECKING:
     from .backends import Owner
@@ -435,18 +436,21 @@ class App:
             working = self.backend.jobs_working_by_owner()
         return [{**p.as_dict(), "jobs": working.get(p.kojo_process_id, [])} for p in processes]
 
+    @operator_action("hold")
     def hold(self, job_id: int) -> dict[str, Any]:
         """Park a waiting or working job: it is not worked again until released."""
         job_id = bounds.check_job_id(job_id)
         with database_errors():
             return self.backend.job_transition(job_id, states.HOLD)
 
+    @operator_action("release")
     def release(self, job_id: int) -> dict[str, Any]:
         """Put a held, panicked or crashed job back to waiting."""
         job_id = bounds.check_job_id(job_id)
         with database_errors():
             return self.backend.job_transition(job_id, states.WAIT_FOR_WORK)
 
+    @operator_action("cancel")
     def cancel(self, job_id: int) -> dict[str, Any]:
         """Terminate a job (complete_terminated); a running one is stopped where it runs."""
         job_id = bounds.check_job_id(job_id)

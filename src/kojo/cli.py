@@ -25,6 +25,7 @@ from .app import App, check_after, check_concurrency_key, check_unique_key, data
 from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
+from .logs import FORMATS
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -581,13 +582,27 @@ def default_host_name() -> str:
     help="This server's identity in the cluster.",
 )
 @click.option("--file", "path", type=click.Path(dir_okay=False), help="A YAML file of job types.")
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="text: one line a message for people (local time, level, process, job, message, "
+    "context; tracebacks indented below; coloured on a terminal unless NO_COLOR is set). "
+    "json: one JSON object a line for log collectors. pretty: the same JSON, indented. "
+    "Default: KOJO_LOG_FORMAT, else text when stdout is a terminal and json when not.",
+)
 @shared_options
 @pass_context
 @handle_errors
 def server_start(
-    ctx: Context, max_processes: int, shutdown_timeout: float, host_name: str, path: str | None
+    ctx: Context,
+    max_processes: int,
+    shutdown_timeout: float,
+    host_name: str,
+    path: str | None,
+    log_format: str | None,
 ) -> None:
-    """Run this host's server → root → job process tree in the foreground (JSON logs)."""
+    """Run this host's server → root → job process tree in the foreground, logging to
+    stdout (see --log-format)."""
     from . import logs
     from .processes.server import Server
     from .settings import Settings, use_host_name
@@ -596,7 +611,10 @@ def server_start(
         raise click.BadParameter("must not be empty", param_hint="--host-name")
     # Every bad setting stops the start in one line instead of failing in every root.
     settings = Settings.parse(
-        host_name=host_name, max_processes=max_processes, shutdown_timeout=shutdown_timeout
+        host_name=host_name,
+        max_processes=max_processes,
+        shutdown_timeout=shutdown_timeout,
+        log_format=log_format,
     )
     logs.configure(settings.log_format, settings.log_level)
     use_host_name(settings.host_name)  # for lock and subscriber clients in jobs too
@@ -615,7 +633,8 @@ def server_start(
 @pass_context
 @handle_errors
 def work(ctx: Context, job_id: int, inline: bool, path: str | None) -> None:
-    """Claim and run one job in this process: for debuggers."""
+    """Claim and run one job in this process: for debuggers. Exits 0 when the job ends
+    complete_success, else 1."""
     from . import logs
     from .inline import work_inline
 
@@ -624,7 +643,21 @@ def work(ctx: Context, job_id: int, inline: bool, path: str | None) -> None:
     if path:
         app.load_job_types(path)
     row = work_inline(app, job_id, default_host_name())
-    click.echo(f"job {job_id}: {row['assigned_state']}/{row['next_state_request']}", err=True)
+    click.echo(inline_outcome(row), err=True)
+    if row["assigned_state"] != states.State.COMPLETE_SUCCESS.value:
+        sys.exit(1)  # a script (or CI) running one job learns that it did not succeed
+
+
+def inline_outcome(row: Mapping[str, Any]) -> str:
+    """How `kojo work --inline` ended, in one line, with the next step when it failed."""
+    job_id, state = row["kojo_job_id"], row["assigned_state"]
+    if state == states.State.COMPLETE_SUCCESS.value:
+        return f"job {job_id}: {state}"
+    error = str(row.get("last_error") or "").strip().splitlines()
+    why = f" ({shorten(error[-1], 200)})" if error else ""
+    if state == states.State.WAITING.value:
+        return f"job {job_id}: waiting{why}; it will be retried (kojo jobs show {job_id})"
+    return f"job {job_id}: {state}{why}; see kojo jobs show {job_id}"
 
 
 PS_COLUMNS = ("host_name", "process_id", "kind", "path", "jobs", "started_at_date_time")

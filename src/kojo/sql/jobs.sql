@@ -153,7 +153,7 @@ WHERE s.kojo_process_id IS NOT NULL
 SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
     j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
     j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, t.max_crashes,
-    t.auto_delete_interval_duration
+    t.auto_delete_interval_duration, t.timeout
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
 
