@@ -757,7 +757,7 @@ STATE_TITLES = {
     "panicked": "panicked",
     "complete_success": "success",
     "complete_failed": "failed",
-    "complete_failed_schedule_limit_check": "limit_failed",
+    "complete_failed_schedule_limit_check": "refused",
     "complete_terminated": "terminated",
 }
 
@@ -770,7 +770,7 @@ STATE_TITLES = {
 def stats(ctx: Context, as_json: bool) -> None:
     """Jobs per type and state: a row per job type, a column per state that has jobs.
 
-    Columns success, failed, limit_failed and terminated are complete_success,
+    Columns success, failed, refused and terminated are complete_success,
     complete_failed, complete_failed_schedule_limit_check and complete_terminated.
     --json: an array of {"type_code", "assigned_state", "count"}, one per type and state
     that has jobs."""
