@@ -593,7 +593,7 @@ def jobs_list(
     are left out unless --all; the table's footer says how many. The table's state column
     says what a waiting job waits for (`waiting: parents`, `waiting: concurrency`,
     `waiting: limit check`); `kojo jobs why ID` says more. --json prints every column
-    of each job (the same keys as `jobs show --json`), in the same order."""
+    of each job (the keys of `jobs show --json`), newest first too."""
     rows, hidden = ctx.app().job_page(
         type_code, state, limit, before=before, future_cron=future_cron
     )
