@@ -258,7 +258,7 @@ def waiting_for_time(s: Situation) -> Reason | None:
     if s.due:
         return None
     moment = s.job.work_at_date_time
-    what = "its cron minute" if s.job.cron_fire_date_time is not None else "its time"
+    what = "its cron minute" if s.job.cron_fire_date_time == moment else "its time"
     return Reason(
         "waiting_for_time",
         f"waiting for {what}: {at(moment)} (in {span(moment - s.now)})",

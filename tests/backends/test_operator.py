@@ -192,6 +192,10 @@ def test_job_page_leaves_out_cron_jobs_made_ahead(app: kojo.App) -> None:
     assert ([r["kojo_job_id"] for r in rows], hidden) == ([ahead, plain], 0)
     assert app.job_page(type_code="plain") == (rows[1:], 0)
     assert [r["kojo_job_id"] for r in app.jobs()] == [ahead, plain]  # the Python API lists all
+    # A cron job retried for later is listed: its minute has passed.
+    update_job(app.backend, ahead, cron_fire_date_time=utcnow() - timedelta(minutes=1))
+    rows, hidden = app.job_page()
+    assert ([r["kojo_job_id"] for r in rows], hidden) == ([ahead, plain], 0)
 
 
 def test_stats(app: kojo.App) -> None:

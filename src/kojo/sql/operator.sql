@@ -3,13 +3,14 @@
 
 -- name: job_page
 -- Newest first; :before pages back (ids below it). A cron job made ahead of its minute
--- (waiting, not yet due) is left out unless :future_cron.
+-- (waiting for a minute still to come) is left out unless :future_cron; one retried for
+-- later is not (its minute has passed).
 SELECT * FROM kojo_job
 WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
   AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
   AND (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
   AND (:future_cron OR cron_fire_date_time IS NULL OR assigned_state <> 'waiting'
-    OR work_at_date_time <= :now)
+    OR cron_fire_date_time <= :now)
 ORDER BY kojo_job_id DESC
 LIMIT :limit
 
@@ -19,8 +20,7 @@ SELECT count(*) AS future FROM kojo_job
 WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
   AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
   AND (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
-  AND cron_fire_date_time IS NOT NULL AND assigned_state = 'waiting'
-  AND work_at_date_time > :now
+  AND cron_fire_date_time > :now AND assigned_state = 'waiting'
 
 -- name: job_stats
 SELECT type_code, assigned_state, count(*) AS count FROM kojo_job
