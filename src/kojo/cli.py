@@ -737,6 +737,7 @@ def jobs_purge(
         try:
             click.confirm(f"Delete {count} finished job(s)?", abort=True)
         except click.Abort:
+            click.echo()  # end the question's line
             fail(f"nothing was deleted ({count} job(s) match; --yes skips the question)")
     deleted = app.purge(state, type_code, older_than)
     click.echo(f"deleted {deleted} finished job(s)")
