@@ -639,6 +639,14 @@ def _operator_action(name: str, doc: str) -> None:
             click.echo(f"job {job_id}: {row['assigned_state']}/{row['next_state_request']}")
 
 
+_operator_action("hold", "Park a waiting or working job until it is released.")
+_operator_action("release", "Put a held, panicked or crashed job back to waiting.")
+_operator_action("cancel", "Terminate a job (complete_terminated), stopping it if it runs.")
+
+
+# -- operator commands: jobs why, retry, purge; stats ------------------------------------
+
+
 @jobs.command("why")
 @job_id_argument
 @json_option
@@ -741,11 +749,6 @@ def jobs_purge(
             fail(f"nothing was deleted ({count} job(s) match; --yes skips the question)")
     deleted = app.purge(state, type_code, older_than)
     click.echo(f"deleted {deleted} finished job(s)")
-
-
-_operator_action("hold", "Park a waiting or working job until it is released.")
-_operator_action("release", "Put a held, panicked or crashed job back to waiting.")
-_operator_action("cancel", "Terminate a job (complete_terminated), stopping it if it runs.")
 
 
 # Short names of the states, as `kojo stats` titles its columns, in the life of a job.
