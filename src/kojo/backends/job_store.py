@@ -24,8 +24,9 @@ UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
 # A job entering one of these leaves the admitted jobs of its concurrency limit.
 LEAVING_STATES = states.FINISHED_STATES | {states.State.HOLD.value}
-# A job released from these re-enters its concurrency limit's queue (it held no place).
-OUTSIDE_LIMITS = frozenset({states.State.HOLD.value, states.State.PANICKED.value})
+# A job released (or re-run) from these re-enters its concurrency limit's queue (it held
+# no place), and waits again for its parents that have not finished.
+OUTSIDE_LIMITS = LEAVING_STATES
 ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a rate limit slot free since ever
 # Where app.result() waiters hear that a job they wait for finished (its id).
@@ -329,11 +330,6 @@ class JobStore(Driver):
     def job_get_with_type(self, job_id: int) -> Row | None:
         return self.fetchone("job_get_with_type", {"kojo_job_id": job_id})
 
-    def job_list(
-        self, type_code: str | None = None, state: str | None = None, limit: int = 1000
-    ) -> list[Row]:
-        return self.fetchall("job_list", {"type_code": type_code, "state": state, "limit": limit})
-
     def job_next_work_at(self, now: datetime, skip: Collection[str] = ()) -> datetime | None:
         """When the next job that is not yet due becomes due (of a type not in `skip`)."""
         row = self.fetchone("job_next_work_at", {"now": now, "skip": _skip_param(skip)})
@@ -497,10 +493,7 @@ class JobStore(Driver):
         changes.update(extra or {})
         requeued = False
         if row["assigned_state"] in OUTSIDE_LIMITS and changes["next_state_request"] == "working":
-            if (
-                row["assigned_state"] == states.State.HOLD.value
-                and self.fetchone("job_parents_pending", {"child": job_id}) is not None
-            ):
+            if self.fetchone("job_parents_pending", {"child": job_id}) is not None:
                 changes["next_state_request"] = states.Request.AFTER.value  # still waits
             elif row.get("limited"):
                 changes["next_state_request"] = states.Request.LIMIT.value  # to be admitted

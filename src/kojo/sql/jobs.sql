@@ -72,13 +72,6 @@ SELECT j.*, t.auto_delete_interval_duration, t.auto_complete_success, t.max_retr
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_job_id = :kojo_job_id
 
--- name: job_list
-SELECT * FROM kojo_job
-WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
-  AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
-ORDER BY kojo_job_id
-LIMIT :limit
-
 -- fragment: runnable_buckets
 -- The lanes that may run now (runnable_lanes, in each dialect's jobs.sql) and the
 -- priorities present in each, found by a loose scan of kojo_job_runnable: the highest,
