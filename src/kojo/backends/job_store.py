@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from .. import states
 from ..bounds import add_saturating
 from ..clock import as_utc, utcnow
 from ..durations import parse_duration
-from ..errors import InvalidTransition, JobNotFound, OwnerLost, RateLimited
+from ..errors import InvalidTransition, JobNotFound, OwnerLost
 from ..job_types import JobType
-from .driver import Driver, Row
+from .driver import Row
+from .start_limits import StartLimits
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
@@ -27,8 +28,6 @@ LEAVING_STATES = states.FINISHED_STATES | {states.State.HOLD.value}
 # A job released (or re-run) from these re-enters its concurrency limit's queue (it held
 # no place), and waits again for its parents that have not finished.
 OUTSIDE_LIMITS = LEAVING_STATES
-ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a rate limit slot free since ever
 # Where app.result() waiters hear that a job they wait for finished (its id).
 FINISHED_CHANNEL = "kojo.finished"
 
@@ -88,7 +87,7 @@ class Parents:
         return bool(self.pending or self.failed)
 
 
-class JobStore(Driver):
+class JobStore(StartLimits):
     """Job types and jobs."""
 
     # -- job types ----------------------------------------------------------------------
@@ -98,12 +97,7 @@ class JobStore(Driver):
         params["now"] = now or utcnow()
         with self.write():
             self.execute("type_upsert", params)  # holds the type's row until commit
-            # Its rate limit's slots, one per start allowed per period: slots kept keep
-            # their times, so a limit changed mid-period still counts the recent starts.
-            slots = {"type_code": job_type.code, "count": params["rate_limit_count"]}
-            self.execute("rate_slot_trim", slots)
-            self.execute("rate_slot_fill", {**slots, "epoch": EPOCH})
-            self.execute("rate_free_set", {"type_code": job_type.code, "epoch": EPOCH})
+            self._rate_slots_register(job_type.code, int(params["rate_limit_count"]))
 
     def type_list(self) -> list[Row]:
         return self.fetchall("type_list")
@@ -260,52 +254,13 @@ class JobStore(Driver):
             return None
         code = str(job["type_code"])
         self.lock_serial_types([code])  # the type's row: its rate limit slots, if any
-        rate = self.fetchone("rate_of_type", {"type_code": code}) or {}
-        seconds = float(rate["rate_limit_seconds"]) if rate.get("rate_limit_count") else 0.0
-        if seconds and as_utc(rate["rate_free_date_time"]) > now:
-            allowed = as_utc(rate["rate_free_date_time"]).isoformat(timespec="seconds")
-            raise RateLimited(
-                f"job {job_id} ({code}): its type's rate limit ({rate['rate_limit']}) is "
-                f"reached; the next start is allowed at {allowed}"
-            )
+        seconds = self._rate_check(job_id, code, now)
         row = self.fetchone(
             "job_claim_by_id", {"kojo_job_id": job_id, "owner": owner_id, "now": now}
         )
         if row is not None and seconds:
             self._rate_take(code, seconds, 1, now)
         return row
-
-    def _rate_start(
-        self, row: Row, seconds: float, owner_id: int, room: int, now: datetime
-    ) -> list[Row]:
-        """Inside the claim's write(), which holds the type's row (docs/rate-limits.md):
-        the claimed job of a rate-limited type takes a slot, and as many more of its due
-        jobs as the batch has room for and free slots allow are claimed too; those."""
-        code = str(row["type_code"])
-        self._rate_take(code, seconds, 1, now)
-        if room <= 0 or not row["can_work_in_parallel"]:
-            return []
-        free = self.fetchone("rate_free_count", {"type_code": code, "now": now, "limit": room})
-        more = int(free["free"]) if free else 0
-        if more <= 0:
-            return []
-        claimed = self.fetchall(
-            "job_claim_type", {"type_code": code, "owner": owner_id, "now": now, "n": more}
-        )
-        if claimed:
-            self._rate_take(code, seconds, len(claimed), now)
-        return claimed
-
-    def _rate_take(self, code: str, seconds: float, count: int, now: datetime) -> None:
-        """`count` starts of a rate-limited type, the type's row held: each takes a slot
-        free since now or earlier until now + the period (`seconds`), free longest first."""
-        free_at = now + timedelta(seconds=seconds)
-        taken = self.fetchall(
-            "rate_slot_take", {"type_code": code, "now": now, "free_at": free_at, "count": count}
-        )
-        if len(taken) != count:  # the claim counted them under the same lock: cannot happen
-            raise AssertionError(f"rate limit of {code!r}: {count} starts, {len(taken)} slots")
-        self.execute("rate_free_set", {"type_code": code, "epoch": EPOCH})
 
     def job_due_count(self, now: datetime, limit: int) -> int:
         """Due jobs a job process could claim now, counted up to `limit`."""
@@ -559,25 +514,6 @@ class JobStore(Driver):
             for type_code, key in sorted(keys):  # in one order: batches never deadlock
                 self._admit(type_code, key, now)
         return completed
-
-    def _admit(self, type_code: str, concurrency_key: str, now: datetime) -> None:
-        """Inside write(): admit waiting jobs of the type and key while fewer than its
-        concurrency_limit are admitted (docs/concurrency-limits.md). Always under the
-        key's lock, taken after the rows this transaction changed: a finish that skipped
-        it could leave a job queued by a concurrent transaction (which counted the
-        finishing job as admitted) waiting with a place free."""
-        params = {"type_code": type_code, "concurrency_key": concurrency_key}
-        self.lock_limit_key(type_code, concurrency_key)  # admissions of one key, one at a time
-        if self.fetchone("limit_queued", params) is None:
-            return  # the usual finish: nobody waits, nothing to count
-        row = self.fetchone("limit_of_type", params)
-        if row is None:
-            return
-        limit = int(row["concurrency_limit"])
-        admitted = 0 if limit == 0 else len(self.fetchall("limit_admitted", params))
-        free = ADMIT_ALL if limit == 0 else limit - admitted
-        if free > 0 and self.execute("limit_admit", {**params, "free": free, "now": now}):
-            self.notify("jobs")
 
     def _job_finished(
         self, job_id: int, state: str, flags: Mapping[str, Any], now: datetime
