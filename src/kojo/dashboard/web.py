@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -338,4 +339,8 @@ def serve(app: App, host: str, port: int, token: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     shown = f"[{host}]" if ":" in host else host
     print(f"kojo dashboard on http://{shown}:{port}/", file=sys.stderr, flush=True)
+    # uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again under
+    # the handlers it found: these, so that a stop asked for is a clean exit (status 0).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(web, host=host, port=port, log_level="info", server_header=False)
