@@ -140,6 +140,8 @@ def test_jobs_are_listed_newest_first_and_paged_back(app: kojo.App) -> None:
         ("/api/jobs/999999", 404, "no job with id 999999"),
         ("/jobs/999999", 404, "no job with id 999999"),
         ("/jobs?state=bogus", 400, "unknown state"),
+        ("/api/nothing", 404, "Not Found: GET /api/nothing"),
+        ("/nothing", 404, "Not Found: GET /nothing"),
     ],
 )
 def test_a_bad_value_is_one_clear_error(app: kojo.App, path: str, status: int, words: str) -> None:
@@ -226,6 +228,8 @@ def test_visiting_with_the_token_sets_a_strict_httponly_cookie(app: kojo.App) ->
         assert web.get(path).status_code == 200, path  # the client keeps the cookie
     deep = web.get("/jobs", params={"token": TOKEN, "state": "waiting"})
     assert deep.headers["location"] == "/jobs?state=waiting"  # the token leaves the URL
+    elsewhere = web.get(f"http://testserver//attacker.example/?token={TOKEN}")
+    assert elsewhere.headers["location"] == "/attacker.example/"  # never off this site
     web.cookies.clear()
     assert web.get("/").status_code == 401
     assert client(app, TOKEN).get("/", params={"token": "wrong"}).status_code == 401

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -287,7 +288,10 @@ class AccessControl(BaseHTTPMiddleware):
             rest = urlencode(
                 [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             )
-            response = RedirectResponse(request.url.path + ("?" + rest if rest else ""), 303)
+            # "/" + the path without its leading slashes: `//evil.example` must not become
+            # a redirect to another site.
+            path = "/" + request.url.path.lstrip("/")
+            response = RedirectResponse(path + ("?" + rest if rest else ""), 303)
             response.set_cookie(
                 COOKIE,
                 self.guard.session(),
@@ -320,7 +324,14 @@ def create_app(
     it; `allowed_hosts`: the Host names accepted (None: any)."""
     dashboard = Dashboard(app, Guard(token))
     hosts = None if allowed_hosts is None else [h.lower() for h in allowed_hosts]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return dashboard.error(request, status, f"{detail}: {request.method} {request.url.path}")
+
     web = Starlette(
+        exception_handlers={HTTPException: not_found},
         routes=dashboard.routes(),
         middleware=[Middleware(AccessControl, dashboard=dashboard, allowed_hosts=hosts)],
     )
