@@ -71,6 +71,9 @@ def test_every_page_renders_what_the_database_holds(app: kojo.App) -> None:
     overview = web.get("/")
     assert overview.status_code == 200
     assert "reports" in overview.text and "complete_success" in overview.text
+    assert f'href="/jobs/{failed}"' in overview.text  # a recent panic, with its error
+    assert "RuntimeError: disk full" in overview.text
+    assert "@hourly" in overview.text  # the cron type and its next fire
     jobs = web.get("/jobs")
     assert jobs.status_code == 200
     assert f'href="/jobs/{waiting}"' in jobs.text and "disk full" in jobs.text

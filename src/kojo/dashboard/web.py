@@ -38,6 +38,7 @@ log = logging.getLogger("kojo.dashboard")
 T = TypeVar("T")
 DB_THREADS = 4
 TYPE_ACTIONS = ("pause", "resume", "enable", "disable")
+RECENT_PANICS = 5  # on the overview, newest first
 MAX_FORM = 64 * 1024  # an action's form is a few fields
 
 
@@ -63,6 +64,12 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, default=to_json, ensure_ascii=False)
 
 
+def first_line(error: str | None) -> str:
+    """What a traceback says went wrong: its last non-empty line (`RuntimeError: ...`)."""
+    lines = [line for line in (error or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kojo.dashboard", "templates"),
@@ -71,6 +78,7 @@ def templates() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["pretty"] = pretty
+    env.filters["first_line"] = first_line
     return env
 
 
@@ -123,8 +131,15 @@ class Dashboard:
             if request.url.path.startswith("/api/"):
                 return KojoJSON(counts)
             hosts = await self.db(queries.process_counts, self.app)
+            types = await self.db(queries.job_types, self.app)
+            panics = await self.db(queries.jobs_page, self.app, None, "panicked", RECENT_PANICS)
             return self.page(
-                request, "overview.html", table=queries.count_table(counts), hosts=hosts
+                request,
+                "overview.html",
+                table=queries.count_table(counts),
+                hosts=hosts,
+                cron=[t for t in types if t["cron_expression"]],
+                panics=panics,
             )
 
         return await self.guarded(request, show)
