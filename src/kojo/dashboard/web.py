@@ -132,11 +132,14 @@ class Dashboard:
                 return KojoJSON(counts)
             hosts = await self.db(queries.process_counts, self.app)
             types = await self.db(queries.job_types, self.app)
-            panics = await self.db(queries.jobs_page, self.app, None, "panicked", RECENT_PANICS)
+            table = queries.count_table(counts)
+            panics = []
+            if table.state_totals.get("panicked"):  # else the newest-first walk finds none
+                panics = await self.db(queries.jobs_page, self.app, None, "panicked", RECENT_PANICS)
             return self.page(
                 request,
                 "overview.html",
-                table=queries.count_table(counts),
+                table=table,
                 hosts=hosts,
                 cron=[t for t in types if t["cron_expression"]],
                 panics=panics,
