@@ -99,8 +99,11 @@ class Dashboard:
     # -- rendering --------------------------------------------------------------------
 
     def page(self, request: Request, name: str, code: int = 200, **context: Any) -> Response:
+        # An error page (a 401 included) carries no CSRF token: only pages shown to those
+        # allowed in do.
+        csrf = self.guard.csrf() if code < 400 else ""
         html = self.env.get_template(name).render(
-            request=request, csrf=self.guard.csrf(), csrf_field=CSRF_FIELD, **context
+            request=request, csrf=csrf, csrf_field=CSRF_FIELD, **context
         )
         return HTMLResponse(html, status_code=code)
 
