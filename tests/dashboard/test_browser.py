@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Selenium), on both
-backends: log in with the token, open every page, follow the links, pause a type through
-its confirmed form and see it in the database; a browser without the token is refused.
-The SQLite run keeps a screenshot of each page in docs/images/.
+backends: log in with the token, open every page, follow the links, pause a type and hold
+a job through their confirmed forms and see both in the database; a browser without the
+token is refused. The SQLite run keeps a screenshot of each page in docs/images/.
 
 Skipped, saying why, where Selenium, Chromium or its driver is missing
 (`apt-get install chromium chromium-driver`, `pip install selenium`).
@@ -154,6 +154,16 @@ def test_a_browser_sees_and_steers_the_cluster(
             )
             stored = app.backend.type_get("reports")
             assert stored is not None and stored["is_paused"] is True
+
+            waiting = app.jobs(type_code="reports", state="waiting")[0]["kojo_job_id"]
+            browser.get(f"{base}/jobs/{waiting}")
+            browser.find_element(By.CSS_SELECTOR, "#actions button[value=hold]").click()
+            WebDriverWait(browser, 10).until(expected_conditions.alert_is_present())
+            browser.switch_to.alert.accept()  # "hold job N?"
+            WebDriverWait(browser, 10).until(
+                lambda b: b.find_elements(By.CSS_SELECTOR, "#actions button[value=release]")
+            )
+            assert app.job(waiting)["assigned_state"] == "hold"
 
             browser.delete_all_cookies()  # a browser without the token sees nothing
             browser.get(f"{base}/jobs")

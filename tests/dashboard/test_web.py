@@ -294,3 +294,65 @@ def test_metrics_count_jobs_by_type_and_state_and_processes_by_host_and_kind(
     assert sum(processes.values()) == len(app.process_table()) >= 1
     assert all(dict(labels)["host"] and dict(labels)["kind"] for labels in processes)
     other.backend.close()
+
+
+# -- job and host actions -------------------------------------------------------------------
+
+
+def test_job_actions_hold_release_and_cancel_a_job(app: kojo.App) -> None:
+    job_id = app.schedule("reports")
+    web = client(app)
+    page = web.get(f"/jobs/{job_id}").text
+    assert f'action="/jobs/{job_id}/hold"' in page and f'action="/jobs/{job_id}/cancel"' in page
+    assert f'action="/jobs/{job_id}/release"' not in page  # a waiting job is not released
+    csrf = csrf_of(page)
+    for action, state in [
+        ("hold", "hold"),
+        ("release", "waiting"),
+        ("cancel", "complete_terminated"),
+    ]:
+        response = web.post(f"/jobs/{job_id}/{action}", data={"csrf_token": csrf})
+        assert response.status_code == 303, (action, response.text)
+        assert response.headers["location"] == f"/jobs/{job_id}"
+        assert app.job(job_id)["assigned_state"] == state, action
+    assert "<form" not in web.get(f"/jobs/{job_id}").text.split("<main>")[1]  # none left
+    refused = web.post(f"/jobs/{job_id}/hold", data={"csrf_token": csrf})
+    assert refused.status_code == 409 and str(job_id) in refused.text
+    assert web.post(f"/jobs/{job_id}/explode", data={"csrf_token": csrf}).status_code == 404
+    assert web.post("/jobs/999999/hold", data={"csrf_token": csrf}).status_code == 404
+    other = app.schedule("reports")
+    assert web.post(f"/jobs/{other}/hold").status_code == 403  # no CSRF token
+    assert app.job(other)["assigned_state"] == "waiting"
+
+
+def test_host_actions_scale_and_drain_a_live_server(app: kojo.App) -> None:
+    from foundation_helpers import process_info
+    from kojo.control import CHANNEL
+
+    web = client(app)
+    csrf = csrf_of(web.get("/types").text)
+    missing = web.post("/hosts/test-host/drain", data={"csrf_token": csrf})
+    assert missing.status_code == 404 and "no live kojo server" in missing.text
+    server = kojo.App(database=app.database_url)
+    owner = server.backend.register_owner(process_info("server"))
+    try:
+        page = web.get("/processes").text
+        assert 'action="/hosts/test-host/scale"' in page
+        with app.subscribe(CHANNEL) as commands:
+            scaled = web.post("/hosts/test-host/scale", data={"csrf_token": csrf, "processes": "3"})
+            assert scaled.status_code == 303
+            drained = web.post("/hosts/test-host/drain", data={"csrf_token": csrf})
+            assert drained.status_code == 303
+            received = []
+            for message in commands.messages(timeout=10):
+                received.append(message)
+                if len(received) == 2:
+                    break
+        assert {"command": "scale", "host": "test-host", "processes": 3} in received
+        assert {"command": "drain", "host": "test-host"} in received
+        bad = web.post("/hosts/test-host/scale", data={"csrf_token": csrf, "processes": "x"})
+        assert bad.status_code == 400 and "processes must be an integer" in bad.text
+        assert web.post("/hosts/test-host/drain").status_code == 403
+    finally:
+        owner.close()
+        server.backend.close()

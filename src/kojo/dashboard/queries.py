@@ -93,6 +93,23 @@ def job(app: App, job_id: int) -> Row:
     return app.job(job_id)
 
 
+JOB_ACTIONS = {
+    "hold": states.HOLD,
+    "release": states.WAIT_FOR_WORK,
+    "cancel": states.COMPLETE_TERMINATED,
+}
+
+
+def job_actions(row: Row) -> list[str]:
+    """The operator actions a job in this state allows (`kojo jobs hold|release|cancel`);
+    the seam for `retry` once the App has it."""
+    return [
+        name
+        for name, transition in JOB_ACTIONS.items()
+        if transition.allows(row["assigned_state"], row["next_state_request"])
+    ]
+
+
 def why(app: App, job_id: int) -> str | None:
     """Why the job is not running now, in one line; None until the App can tell (the seam
     for `kojo jobs why`)."""

@@ -30,7 +30,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..app import App
-from ..errors import InvalidArgument, JobNotFound, KojoError, UnknownJobType
+from ..errors import (
+    InvalidArgument,
+    InvalidTransition,
+    JobNotFound,
+    KojoError,
+    ServerNotFound,
+    UnknownJobType,
+)
 from . import metrics, queries
 from .security import COOKIE, CSRF_FIELD, CSRF_HEADER, Guard
 
@@ -38,6 +45,8 @@ log = logging.getLogger("kojo.dashboard")
 T = TypeVar("T")
 DB_THREADS = 4
 TYPE_ACTIONS = ("pause", "resume", "enable", "disable")
+JOB_ACTIONS = tuple(queries.JOB_ACTIONS)
+HOST_ACTIONS = ("scale", "drain")
 RECENT_PANICS = 5  # on the overview, newest first
 MAX_FORM = 64 * 1024  # an action's form is a few fields
 
@@ -119,10 +128,12 @@ class Dashboard:
         database that cannot answer."""
         try:
             return await action()
-        except (JobNotFound, UnknownJobType) as exc:
+        except (JobNotFound, UnknownJobType, ServerNotFound) as exc:
             return self.error(request, 404, str(exc))
         except InvalidArgument as exc:
             return self.error(request, 400, str(exc))
+        except InvalidTransition as exc:
+            return self.error(request, 409, str(exc))
         except KojoError as exc:
             return self.error(request, 503, f"{type(exc).__name__}: {exc}")
 
@@ -159,15 +170,25 @@ class Dashboard:
 
         return await self.guarded(request, show)
 
+    async def form(self, request: Request) -> dict[str, str] | Response:
+        """The fields of an action's form once its CSRF token is checked, else the 403."""
+        # Forms are urlencoded: parsed here, without python-multipart.
+        fields = parse_qs((await request.body())[:MAX_FORM].decode("utf-8", "replace"))
+        form = {name: values[0] for name, values in fields.items()}
+        if not self.guard.allows_csrf(form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)):
+            return self.error(request, 403, "missing or wrong CSRF token: reload the page")
+        return form
+
+    def logged(self, request: Request, what: str) -> None:
+        client = request.client.host if request.client else "?"
+        log.info("dashboard: %s (from %s)", what, client)
+
     async def type_action(self, request: Request) -> Response:
         code = request.path_params["code"]
         action = request.path_params["action"]
-        # Forms are urlencoded: parsed here, without python-multipart.
-        form = parse_qs((await request.body())[:MAX_FORM].decode("utf-8", "replace"))
-        fields = form.get(CSRF_FIELD)
-        token = fields[0] if fields else request.headers.get(CSRF_HEADER)
-        if not self.guard.allows_csrf(token):
-            return self.error(request, 403, "missing or wrong CSRF token: reload the page")
+        form = await self.form(request)
+        if isinstance(form, Response):
+            return form
         if action not in TYPE_ACTIONS:
             return self.error(request, 404, f"no action {action!r}: one of {TYPE_ACTIONS}")
 
@@ -176,9 +197,48 @@ class Dashboard:
                 await self.db(self.app.set_type_paused, code, action == "pause")
             else:
                 await self.db(self.app.set_type_enabled, code, action == "enable")
-            client = request.client.host if request.client else "?"
-            log.info("dashboard: %s job type %s (from %s)", action, code, client)
+            self.logged(request, f"{action} job type {code}")
             return RedirectResponse("/types", status_code=303)
+
+        return await self.guarded(request, act)
+
+    async def job_action(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        form = await self.form(request)
+        if isinstance(form, Response):
+            return form
+        if action not in queries.JOB_ACTIONS:
+            return self.error(request, 404, f"no action {action!r}: one of {JOB_ACTIONS}")
+
+        async def act() -> Response:
+            job_id = integer(request.path_params["job_id"], "job id", None)
+            assert job_id is not None
+            row = await self.db(getattr(self.app, action), job_id)
+            self.logged(request, f"{action} job {job_id}: now {row['assigned_state']}")
+            return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+        return await self.guarded(request, act)
+
+    async def host_action(self, request: Request) -> Response:
+        host = request.path_params["host"]
+        action = request.path_params["action"]
+        form = await self.form(request)
+        if isinstance(form, Response):
+            return form
+
+        async def act() -> Response:
+            if action == "drain":
+                await self.db(self.app.control.drain, host)
+                self.logged(request, f"drain host {host}")
+            elif action == "scale":
+                processes = integer(form.get("processes"), "processes", None)
+                if processes is None:
+                    raise InvalidArgument("processes: give the number of job processes")
+                await self.db(self.app.control.scale, host, processes)
+                self.logged(request, f"scale host {host} to {processes} job processes")
+            else:
+                return self.error(request, 404, f"no action {action!r}: one of {HOST_ACTIONS}")
+            return RedirectResponse("/processes", status_code=303)
 
         return await self.guarded(request, act)
 
@@ -236,7 +296,8 @@ class Dashboard:
             if request.url.path.startswith("/api/"):
                 return KojoJSON(row)
             why = await self.db(queries.why, self.app, job_id)
-            return self.page(request, "job.html", job=row, why=why)
+            actions = queries.job_actions(row)
+            return self.page(request, "job.html", job=row, why=why, actions=actions)
 
         return await self.guarded(request, show)
 
@@ -261,6 +322,8 @@ class Dashboard:
             routes += [Route(path, endpoint), Route(api, endpoint)]
         routes += [
             Route("/types/{code}/{action}", self.type_action, methods=["POST"]),
+            Route("/jobs/{job_id}/{action}", self.job_action, methods=["POST"]),
+            Route("/hosts/{host}/{action}", self.host_action, methods=["POST"]),
             Route("/metrics", self.metrics),
             Mount("/static", StaticFiles(packages=[("kojo.dashboard", "static")]), name="static"),
         ]
