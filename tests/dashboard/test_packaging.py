@@ -23,3 +23,16 @@ def test_every_template_and_asset_is_package_data() -> None:
     # As setuptools reads them: `*` stays within one folder.
     missing = [f for f in files if not any(PurePosixPath(f).match(p) for p in patterns)]
     assert not missing, f"not in package-data: {missing}"
+
+
+def test_the_grafana_dashboard_uses_only_the_metrics_kojo_serves() -> None:
+    import json
+    import re
+
+    from kojo.dashboard.metrics import NAMES
+
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert exprs
+    used = {name for expr in exprs for name in re.findall(r"\bkojo_[a-z_]+", expr)}
+    assert used and used <= set(NAMES), used - set(NAMES)

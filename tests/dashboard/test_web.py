@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 import kojo
+from kojo.dashboard.metrics import NAMES
 from kojo.dashboard.web import create_app
 from kojo.inline import work_inline
 
@@ -284,6 +285,8 @@ def test_metrics_count_jobs_by_type_and_state_and_processes_by_host_and_kind(
     response = client(app, TOKEN).get("/metrics")  # no token needed
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    families = {family.name for family in text_string_to_metric_families(response.text)}
+    assert families == set(NAMES)
     found = samples(response.text)
     assert found[("kojo_jobs", (("state", "waiting"), ("type", "reports")))] == 3
     assert found[("kojo_jobs", (("state", "working"), ("type", "reports")))] == 0

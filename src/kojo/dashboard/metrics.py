@@ -27,6 +27,7 @@ from ..app import App
 from . import queries
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NAMES = ("kojo_jobs", "kojo_processes")  # the series served (docs/grafana-dashboard.json)
 
 
 class ClusterCollector(Collector):
