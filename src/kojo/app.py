@@ -18,9 +18,11 @@ from .backends.job_store import FINISHED_CHANNEL
 from .clock import utcnow
 from .control import Control, send_command
 from .cron_scheduler import CronMemory
+from .durations import parse_duration
 from .errors import (
     InvalidArgument,
     InvalidJobType,
+    InvalidTransition,
     JobFailed,
     JobNotFound,
     JobTypeDisabled,
@@ -32,6 +34,8 @@ from .ipc import Subscription
 from .job_types import CODE_PATTERN, JobType, Worker, define, load_worker, load_yaml
 from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
+from .refusals import operator_action
+from .why import Diagnosis, Situation, diagnose
 
 if TYPE_CHECKING:
     from .backends import Owner
@@ -80,6 +84,23 @@ def check_after(after: object) -> list[int]:
     if len(ids) > MAX_PARENTS:
         raise InvalidArgument(f"after may name at most {MAX_PARENTS} jobs, got {len(ids)}")
     return ids
+
+
+def _duration(what: str, value: object) -> timedelta:
+    """A non-negative length of time from a timedelta or an ISO-8601 duration text, else
+    InvalidArgument naming the value."""
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, str):
+        try:
+            delta = parse_duration(value)
+        except ValueError as exc:
+            raise InvalidArgument(f"{what}: {exc}") from None
+    else:
+        raise InvalidArgument(f"{what} must be an ISO-8601 duration or a timedelta, got {value!r}")
+    if delta < timedelta(0):
+        raise InvalidArgument(f"{what} must not be negative, got {value!r}")
+    return delta
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -416,8 +437,29 @@ class App:
         return row
 
     def jobs(
-        self, type_code: str | None = None, state: str | None = None, limit: int = 1000
+        self,
+        type_code: str | None = None,
+        state: str | None = None,
+        limit: int = 1000,
+        *,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Jobs newest first (highest id first): of `type_code` and in `state` when given,
+        at most `limit`, with ids below `before` when given (the next page)."""
+        return self.job_page(type_code, state, limit, before=before, future_cron=True)[0]
+
+    def job_page(
+        self,
+        type_code: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        *,
+        before: int | None = None,
+        future_cron: bool = False,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """`jobs()` as `kojo jobs list` shows them: cron jobs made ahead of their minute
+        (waiting, not yet due) are left out unless `future_cron`; the rows, and how many
+        were left out."""
         if state is not None and (not isinstance(state, str) or state not in states.STATES):
             raise InvalidArgument(
                 f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
@@ -425,8 +467,84 @@ class App:
         if type_code is not None and not isinstance(type_code, str):
             raise InvalidArgument(f"type code must be a string or None, got {type_code!r}")
         limit = bounds.check_limit(limit)
+        if before is not None:
+            before = bounds.check_job_id(before)
         with database_errors():
-            return self.backend.job_list(type_code, state, limit)
+            return self.backend.job_page(type_code, state, limit, before, utcnow(), future_cron)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Jobs per type and state: `{"type_code", "assigned_state", "count"}` for each pair
+        that has jobs, by type then state."""
+        with database_errors():
+            return self.backend.job_stats()
+
+    def why(self, job_id: int) -> Diagnosis:
+        """Why the job is not running now (`kojo jobs why`); JobNotFound if there is none."""
+        from .rows import JobRow, TypeRow
+
+        row = self.job(job_id)
+        with database_errors():
+            type_row = self.backend.type_get(row["type_code"])
+            if type_row is None:  # deleted with its jobs (ON DELETE CASCADE): gone meanwhile
+                raise JobNotFound(f"no job with id {job_id}")
+            situation = Situation(
+                self.backend, JobRow.from_mapping(row), TypeRow.from_mapping(type_row), utcnow()
+            )
+            return diagnose(situation)
+
+    def retry(self, job_id: int) -> dict[str, Any]:
+        """Put a panicked, crashed, complete_failed or complete_terminated job back to
+        waiting, to run now; InvalidTransition (naming the job and its state) otherwise."""
+        row = self.job(job_id)
+        state = row["assigned_state"]
+        if not states.RERUN.allows(state, row["next_state_request"]):
+            raise InvalidTransition(
+                f"job {job_id} is {state}: only a panicked, crashed, complete_failed or "
+                "complete_terminated job can be retried"
+            )
+        with database_errors():
+            if row["unique_key"] is not None and states.is_finished(state):
+                holder = self.backend.job_unique_holder(row["type_code"], row["unique_key"])
+                if holder is not None and holder != job_id:
+                    raise InvalidTransition(
+                        f"job {job_id} cannot be retried: job {holder} of type "
+                        f"{row['type_code']} has its unique key {row['unique_key']!r} and "
+                        "is unfinished"
+                    )
+            return self.backend.job_transition(job_id, states.RERUN)
+
+    def purge(
+        self,
+        state: str | None = None,
+        type_code: str | None = None,
+        older_than: timedelta | str | None = None,
+        *,
+        count_only: bool = False,
+    ) -> int:
+        """Delete finished (complete_*) jobs, only of `state` and `type_code` when given,
+        and only those completed more than `older_than` (a timedelta or an ISO-8601
+        duration) ago; how many (`count_only`: how many would go, deleting nothing).
+        InvalidArgument for a state that is not finished, an unknown type, a bad duration."""
+        finished = sorted(s.value for s in states.TERMINAL_STATES)
+        if state is not None and state not in finished:
+            raise InvalidArgument(
+                f"state {state!r} is not a finished state: purge deletes only "
+                f"{', '.join(finished)} jobs"
+            )
+        if type_code is not None:
+            self._check_type_code(type_code)
+            with database_errors():
+                if self.backend.type_get(type_code) is None:
+                    raise InvalidArgument(f"unknown job type {type_code!r}")
+        now = utcnow()
+        cutoff = now
+        if older_than is not None:
+            age = _duration("older_than", older_than)
+            cutoff = now - age if age < now - bounds.DATE_MIN else bounds.DATE_MIN
+        with database_errors():
+            if count_only:
+                return self.backend.job_purge_count(state, type_code, cutoff)
+            return self.backend.job_purge(state, type_code, cutoff)
 
     def process_table(self) -> list[dict[str, Any]]:
         """Every live kojo process of the cluster, with the ids of the jobs it is working."""
@@ -435,18 +553,21 @@ class App:
             working = self.backend.jobs_working_by_owner()
         return [{**p.as_dict(), "jobs": working.get(p.kojo_process_id, [])} for p in processes]
 
+    @operator_action("hold")
     def hold(self, job_id: int) -> dict[str, Any]:
         """Park a waiting or working job: it is not worked again until released."""
         job_id = bounds.check_job_id(job_id)
         with database_errors():
             return self.backend.job_transition(job_id, states.HOLD)
 
+    @operator_action("release")
     def release(self, job_id: int) -> dict[str, Any]:
         """Put a held, panicked or crashed job back to waiting."""
         job_id = bounds.check_job_id(job_id)
         with database_errors():
             return self.backend.job_transition(job_id, states.WAIT_FOR_WORK)
 
+    @operator_action("cancel")
     def cancel(self, job_id: int) -> dict[str, Any]:
         """Terminate a job (complete_terminated); a running one is stopped where it runs."""
         job_id = bounds.check_job_id(job_id)

@@ -25,6 +25,7 @@ from .app import App, check_after, check_concurrency_key, check_unique_key, data
 from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
+from .logs import FORMATS
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,19 +134,44 @@ def to_json(value: Any) -> Any:
     return str(value)
 
 
-def emit(rows: Sequence[Mapping[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
-    """Rows as a JSON array (every column) or as an aligned table (the given columns)."""
+TABLE_WIDTH = 100  # human tables fit a terminal this wide (one column gives way)
+MIN_SHRUNK = 8
+
+
+def emit(
+    rows: Sequence[Mapping[str, Any]],
+    as_json: bool,
+    columns: Sequence[str],
+    *,
+    headers: Sequence[str] | None = None,
+    shrink: str | None = None,
+) -> None:
+    """Rows as a JSON array (every column) or as an aligned table of the given columns
+    (titled `headers`, default their names); when wider than TABLE_WIDTH, the `shrink`
+    column's values are cut short."""
     if as_json:
         click.echo(json.dumps(list(rows), default=to_json))
         return
     if not rows:
         click.echo("(none)")
         return
+    titles = list(headers or columns)
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    widths = [max(len(t), *(len(r[i]) for r in table)) for i, t in enumerate(titles)]
+    if shrink is not None:
+        at = list(columns).index(shrink)
+        excess = sum(widths) + 2 * (len(widths) - 1) - TABLE_WIDTH
+        if excess > 0:
+            widths[at] = max(MIN_SHRUNK, len(titles[at]), widths[at] - excess)
+            for r in table:
+                r[at] = cut(r[at], widths[at])
+    click.echo("  ".join(c.ljust(w) for c, w in zip(titles, widths, strict=True)).rstrip())
     for r in table:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
 
 
 def _cell(value: Any) -> str:
@@ -189,7 +215,30 @@ def bounded(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Param
 job_id_argument = click.argument("job_id", type=int, callback=bounded(bounds.check_job_id))
 
 
+def kojo_version() -> str:
+    """This kojo's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kojo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def print_version(ctx: click.Context) -> None:
+    click.echo(f"kojo {kojo_version()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _, value: print_version(ctx) if value else None,
+    help="Print `kojo X.Y.Z` and exit.",
+)
 @click.option("--database", envvar="KOJO_DATABASE_URL", help="Database URL (KOJO_DATABASE_URL).")
 @click.option("--app", "app_ref", envvar="KOJO_APP", help="MODULE:ATTRIBUTE of a kojo.App.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
@@ -363,17 +412,33 @@ def jobs() -> None:
     """Jobs."""
 
 
+# `jobs list` in words an operator knows: the state with what a waiting job waits for.
 JOB_COLUMNS = (
     "kojo_job_id",
     "type_code",
-    "assigned_state",
-    "next_state_request",
+    "status",
     "priority",
     "work_at_date_time",
     "times_worked",
     "times_retried",
     "times_crashed",
 )
+JOB_HEADERS = ("id", "type", "state", "priority", "run_at (UTC)", "worked", "retried", "crashed")
+WAITING_FOR = {
+    "schedule_limit_check": "waiting: limit check",
+    "after": "waiting: parents",
+    "limit": "waiting: concurrency",
+}
+
+
+def status(row: Mapping[str, Any]) -> str:
+    """A job's state in one word or two: `waiting: parents`, `crashed: re-run`."""
+    state, request = row["assigned_state"], row["next_state_request"]
+    if state == "waiting":
+        return WAITING_FOR.get(request, "waiting")
+    if state == "crashed" and request == "working":
+        return "crashed: re-run"
+    return str(state)
 
 
 def parse_at(_: click.Context, __: click.Parameter, value: str | None) -> datetime | None:
@@ -490,17 +555,61 @@ def jobs_schedule(
     help="Only jobs in this state.",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1, max=bounds.INT8_MAX), default=1000, show_default=True
+    "--limit",
+    type=click.IntRange(min=1, max=bounds.INT8_MAX),
+    default=50,
+    show_default=True,
+    help="At most this many jobs.",
+)
+@click.option(
+    "--before",
+    type=int,
+    callback=bounded(bounds.check_job_id),
+    help="Only jobs with a lower id: the next page (the footer says which id).",
+)
+@click.option(
+    "--all",
+    "future_cron",
+    is_flag=True,
+    help="Also cron jobs made ahead of their minute (hidden by default).",
 )
 @json_option
 @shared_options
 @pass_context
 @handle_errors
 def jobs_list(
-    ctx: Context, type_code: str | None, state: str | None, limit: int, as_json: bool
+    ctx: Context,
+    type_code: str | None,
+    state: str | None,
+    limit: int,
+    before: int | None,
+    future_cron: bool,
+    as_json: bool,
 ) -> None:
-    """Jobs with all their fields."""
-    emit(ctx.app().jobs(type_code, state, limit), as_json, JOB_COLUMNS)
+    """Jobs, newest first (highest id first), --limit at a time; --before ID pages back.
+
+    Cron jobs that kojo makes a few minutes ahead of their minute (waiting, not yet due)
+    are left out unless --all; the table's footer says how many. The table's state column
+    says what a waiting job waits for (`waiting: parents`, `waiting: concurrency`,
+    `waiting: limit check`); `kojo jobs why ID` says more. --json prints every column
+    of each job (the keys of `jobs show --json`), newest first too."""
+    rows, hidden = ctx.app().job_page(
+        type_code, state, limit, before=before, future_cron=future_cron
+    )
+    if as_json:
+        emit(rows, True, ())
+        return
+    emit(
+        [{**row, "status": status(row)} for row in rows],
+        False,
+        JOB_COLUMNS,
+        headers=JOB_HEADERS,
+        shrink="type_code",
+    )
+    if len(rows) == limit:
+        click.echo(f"more: --before {rows[-1]['kojo_job_id']}")
+    if hidden:
+        click.echo(f"{hidden} future cron job(s) not shown; --all shows them")
 
 
 @jobs.command("show")
@@ -532,6 +641,172 @@ def _operator_action(name: str, doc: str) -> None:
 _operator_action("hold", "Park a waiting or working job until it is released.")
 _operator_action("release", "Put a held, panicked or crashed job back to waiting.")
 _operator_action("cancel", "Terminate a job (complete_terminated), stopping it if it runs.")
+
+
+# -- operator commands: jobs why, retry, purge; stats ------------------------------------
+
+
+@jobs.command("why")
+@job_id_argument
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def jobs_why(ctx: Context, job_id: int, as_json: bool) -> None:
+    """One line: why job ID is not running now.
+
+    Reasons, in the order they are looked for: finished (how it ended), panicked,
+    working but waiting for a lock, working (where), on hold; then for a waiting or
+    crashed job: waiting for its time, for the jobs it was scheduled after, for the
+    schedule-limit check, for a place under its concurrency limit, type paused, serial
+    type busy, rate limit reached, no live server, no free job process, crashed awaiting
+    re-run. The first
+    is the reason; others that apply follow after "also:". Else "nothing stops it".
+
+    --json: {"id", "state", "next_state_request", "reason", "message", "detail": {...},
+    "also": [{"reason", "message", "detail"}, ...]}; "reason" is a stable code
+    (finished, panicked, lock_wait, working, on_hold, waiting_for_time,
+    dependency_pending, schedule_limit_check, schedule_limit_full, concurrency_limit,
+    type_paused, serial_type_busy, rate_limit, no_live_server, no_job_process,
+    job_processes_busy,
+    crashed, runnable), "message" the line's text."""
+    diagnosis = ctx.app().why(job_id)
+    if as_json:
+        click.echo(json.dumps(diagnosis.as_json(), default=to_json))
+    else:
+        click.echo(diagnosis.line())
+
+
+@jobs.command("retry")
+@job_id_argument
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def jobs_retry(ctx: Context, job_id: int, as_json: bool) -> None:
+    """Put a panicked, crashed, complete_failed or complete_terminated job back to waiting,
+    to run now (any other state: exit 1)."""
+    before = ctx.app().job(job_id)["assigned_state"]
+    row = ctx.app().retry(job_id)
+    if as_json:
+        click.echo(json.dumps(row, default=to_json))
+    else:
+        click.echo(f"job {job_id}: {status(row)} (was {before})")
+
+
+FINISHED_STATES = sorted(s.value for s in states.TERMINAL_STATES)
+
+
+def parse_duration_option(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    from .durations import parse_duration
+
+    if value is None:
+        return None
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace(value, shorten(value)))
+    return value
+
+
+def finished_state(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    if value is not None and value not in FINISHED_STATES:
+        raise click.BadParameter(
+            f"{shorten(value)!r} is not a finished state: one of {', '.join(FINISHED_STATES)}"
+        )
+    return value
+
+
+@jobs.command("purge")
+@click.option("--state", callback=finished_state, help="Only jobs that ended in this state.")
+@click.option("--type", "type_code", help="Only jobs of this type.")
+@click.option(
+    "--older-than",
+    callback=parse_duration_option,
+    metavar="DURATION",
+    help="Only jobs that ended longer ago than this ISO-8601 duration (P7D, PT12H).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@shared_options
+@pass_context
+@handle_errors
+def jobs_purge(
+    ctx: Context, state: str | None, type_code: str | None, older_than: str | None, yes: bool
+) -> None:
+    """Delete finished jobs (complete_success, complete_failed,
+    complete_failed_schedule_limit_check, complete_terminated) now, instead of waiting
+    for their type's auto_delete_interval_duration. Asks first unless --yes; prints how
+    many were deleted. Jobs in any other state are never deleted."""
+    app = ctx.app()
+    if not yes:
+        count = app.purge(state, type_code, older_than, count_only=True)
+        if count == 0:
+            click.echo("no finished jobs match: nothing to delete")
+            return
+        try:
+            click.confirm(f"Delete {count} finished job(s)?", abort=True)
+        except click.Abort:
+            click.echo()  # end the question's line
+            fail(f"nothing was deleted ({count} job(s) match; --yes skips the question)")
+    deleted = app.purge(state, type_code, older_than)
+    click.echo(f"deleted {deleted} finished job(s)")
+
+
+# Short names of the states, as `kojo stats` titles its columns, in the life of a job.
+STATE_TITLES = {
+    "new": "new",
+    "waiting": "waiting",
+    "working": "working",
+    "hold": "hold",
+    "crashed": "crashed",
+    "panicked": "panicked",
+    "complete_success": "success",
+    "complete_failed": "failed",
+    "complete_failed_schedule_limit_check": "refused",
+    "complete_terminated": "terminated",
+}
+
+
+@cli.command("stats")
+@json_option
+@shared_options
+@pass_context
+@handle_errors
+def stats(ctx: Context, as_json: bool) -> None:
+    """Jobs per type and state: a row per job type, a column per state that has jobs.
+
+    Columns success, failed, refused and terminated are complete_success,
+    complete_failed, complete_failed_schedule_limit_check and complete_terminated.
+    --json: an array of {"type_code", "assigned_state", "count"}, one per type and state
+    that has jobs."""
+    app = ctx.app()
+    counts = app.stats()
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    codes = sorted(
+        {str(t["type_code"]) for t in app.backend.type_list()}
+        | {str(c["type_code"]) for c in counts}
+    )
+    present = {str(c["assigned_state"]) for c in counts}
+    shown = [s for s in STATE_TITLES if s in present]
+    shown += sorted(present - set(STATE_TITLES))  # a state this kojo does not know
+    by_type: dict[str, dict[str, Any]] = {code: {"type_code": code, "total": 0} for code in codes}
+    totals: dict[str, Any] = {"type_code": "(all)", "total": 0}
+    for c in counts:
+        row = by_type[str(c["type_code"])]
+        row[str(c["assigned_state"])] = c["count"]
+        row["total"] += c["count"]
+        totals[str(c["assigned_state"])] = totals.get(str(c["assigned_state"]), 0) + c["count"]
+        totals["total"] += c["count"]
+    rows = list(by_type.values()) + ([totals] if len(codes) > 1 else [])
+    emit(
+        rows,
+        False,
+        ["type_code", *shown, "total"],
+        headers=["type", *(STATE_TITLES.get(s, s) for s in shown), "total"],
+        shrink="type_code",
+    )
 
 
 # -- processes --------------------------------------------------------------------------
@@ -570,13 +845,27 @@ def default_host_name() -> str:
     help="This server's identity in the cluster.",
 )
 @click.option("--file", "path", type=click.Path(dir_okay=False), help="A YAML file of job types.")
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="text: one line a message for people (local time, level, process, job, message, "
+    "context; tracebacks indented below; coloured on a terminal unless NO_COLOR is set). "
+    "json: one JSON object a line for log collectors. pretty: the same JSON, indented. "
+    "Default: KOJO_LOG_FORMAT, else text when stdout is a terminal and json when not.",
+)
 @shared_options
 @pass_context
 @handle_errors
 def server_start(
-    ctx: Context, max_processes: int, shutdown_timeout: float, host_name: str, path: str | None
+    ctx: Context,
+    max_processes: int,
+    shutdown_timeout: float,
+    host_name: str,
+    path: str | None,
+    log_format: str | None,
 ) -> None:
-    """Run this host's server → root → job process tree in the foreground (JSON logs)."""
+    """Run this host's server → root → job process tree in the foreground, logging to
+    stdout (see --log-format)."""
     from . import logs
     from .processes.server import Server
     from .settings import Settings, use_host_name
@@ -585,7 +874,10 @@ def server_start(
         raise click.BadParameter("must not be empty", param_hint="--host-name")
     # Every bad setting stops the start in one line instead of failing in every root.
     settings = Settings.parse(
-        host_name=host_name, max_processes=max_processes, shutdown_timeout=shutdown_timeout
+        host_name=host_name,
+        max_processes=max_processes,
+        shutdown_timeout=shutdown_timeout,
+        log_format=log_format,
     )
     logs.configure(settings.log_format, settings.log_level)
     use_host_name(settings.host_name)  # for lock and subscriber clients in jobs too
@@ -604,7 +896,8 @@ def server_start(
 @pass_context
 @handle_errors
 def work(ctx: Context, job_id: int, inline: bool, path: str | None) -> None:
-    """Claim and run one job in this process: for debuggers."""
+    """Claim and run one job in this process: for debuggers. Exits 0 when the job ends
+    complete_success, else 1."""
     from . import logs
     from .inline import work_inline
 
@@ -613,7 +906,21 @@ def work(ctx: Context, job_id: int, inline: bool, path: str | None) -> None:
     if path:
         app.load_job_types(path)
     row = work_inline(app, job_id, default_host_name())
-    click.echo(f"job {job_id}: {row['assigned_state']}/{row['next_state_request']}", err=True)
+    click.echo(inline_outcome(row), err=True)
+    if row["assigned_state"] != states.State.COMPLETE_SUCCESS.value:
+        sys.exit(1)  # a script (or CI) running one job learns that it did not succeed
+
+
+def inline_outcome(row: Mapping[str, Any]) -> str:
+    """How `kojo work --inline` ended, in one line, with the next step when it failed."""
+    job_id, state = row["kojo_job_id"], row["assigned_state"]
+    if state == states.State.COMPLETE_SUCCESS.value:
+        return f"job {job_id}: {state}"
+    error = str(row.get("last_error") or "").strip().splitlines()
+    why = f" ({shorten(error[-1], 200)})" if error else ""
+    if state == states.State.WAITING.value:
+        return f"job {job_id}: waiting{why}; it will be retried (kojo jobs show {job_id})"
+    return f"job {job_id}: {state}{why}; see kojo jobs show {job_id}"
 
 
 PS_COLUMNS = ("host_name", "process_id", "kind", "path", "jobs", "started_at_date_time")

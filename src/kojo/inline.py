@@ -11,6 +11,7 @@ from .clock import utcnow
 from .errors import InvalidTransition, JobNotFound, WorkerUnavailable
 from .logs import metadata
 from .outcomes import Outcome
+from .refusals import refusal
 
 if TYPE_CHECKING:
     from .app import App
@@ -36,8 +37,7 @@ def work_inline(app: App, job_id: int, host_name: str) -> dict[str, Any]:
                 if current is None:
                     raise JobNotFound(f"no job with id {job_id}")
                 raise InvalidTransition(
-                    f"job {job_id} is {current['assigned_state']}/"
-                    f"{current['next_state_request']}: only a waiting or crashed job can be worked"
+                    refusal("work", current),
                 )
         row = runner.with_type(app, row, max_age=0)
         metadata.job = row

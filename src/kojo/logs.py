@@ -1,10 +1,23 @@
-"""Logging: one JSON object per line on stdout, in Kōjō's shape.
+"""Logging: one line per message on stdout, for people (`text`) or machines (`json`).
+
+`kojo server start --log-format text|json|pretty` (else `KOJO_LOG_FORMAT`, else
+`text` when stdout is a terminal and `json` when it is not); `KOJO_LOG_LEVEL` =
+info (default) or any logging level name. kojo's own lines and the lines workers
+write through `job.logger` carry the same metadata.
+
+`json` is one object per line, in Kōjō's shape:
 
     {"time", "level", "message", "context", "kojo_metadata": {"job", "process", "host"}}
 
-`KOJO_LOG_FORMAT` = json (default) | pretty | text; `KOJO_LOG_LEVEL` = info
-(default) or any logging level name. kojo's own lines and the lines workers
-write through `job.logger` carry the same metadata.
+where `job` is the job being worked as {"kojo_job_id", "type_code", "assigned_state"}
+(Kōjō logged the whole row: 1,500+ characters a line), or null. `pretty` is the same
+object indented over several lines (Kōjō's json_pretty_print).
+
+`text` is one line a message: local date and time with its UTC offset (or
+`UTC`), level, process path, the job (`job 12 (send_mail)`), the message and a
+short `key=value` context; an exception's traceback follows, indented. It is
+coloured when stdout is a terminal, unless `NO_COLOR` is set; `FORCE_COLOR`
+colours it anywhere (no-color.org, force-color.org).
 """
 
 from __future__ import annotations
@@ -17,10 +30,12 @@ import sys
 import traceback
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 LOGGER_NAME = "kojo"
 FORMATS = ("json", "pretty", "text")
+# What a log line says of the job being worked (the row itself is for `kojo jobs show`).
+JOB_KEYS = ("kojo_job_id", "type_code", "assigned_state")
 
 
 class _Metadata:
@@ -68,6 +83,14 @@ def _context(record: logging.LogRecord) -> dict[str, Any]:
     return context
 
 
+def _job(record: logging.LogRecord) -> dict[str, Any] | None:
+    """The job a line is about (the record's, else this process's current one), in brief."""
+    row = getattr(record, "job", None) or metadata.job
+    if not row:
+        return None
+    return {key: row.get(key) for key in JOB_KEYS}
+
+
 def normalize_exception(exc: BaseException) -> dict[str, Any]:
     """An exception as data: class, message, file:line, trace and previous (its cause)."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -105,7 +128,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "context": _context(record),
             "kojo_metadata": {
-                "job": getattr(record, "job", None) or metadata.job,
+                "job": _job(record),
                 "process": process,
                 "host": {"host_name": metadata.host_name, "load_average": load},
             },
@@ -117,28 +140,105 @@ class JsonFormatter(logging.Formatter):
 # error text a worker chose) must never start a line of its own that looks like kojo's.
 _ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127] if code != 9}
 _ESCAPES.update({10: "\\n", 13: "\\r"})
+CONTEXT_VALUE_CHARS = 80  # a text line shows each context value up to this long
+TRACEBACK_INDENT = "    "
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_LEVEL_COLOURS = {
+    "DEBUG": "\x1b[2m",
+    "INFO": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "CRITICAL": "\x1b[1;31m",
+}
+
+
+def local_time(created: float) -> str:
+    """`2026-11-30 20:04:05.123 +01:00` in this host's zone; `... UTC` when that is UTC."""
+    stamp = datetime.fromtimestamp(created).astimezone()
+    offset = stamp.strftime("%z")
+    zone = "UTC" if offset in ("+0000", "-0000", "") else f"{offset[:3]}:{offset[3:]}"
+    return f"{stamp:%Y-%m-%d %H:%M:%S}.{stamp.microsecond // 1000:03d} {zone}"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=_jsonable)
+    if len(text) > CONTEXT_VALUE_CHARS:
+        text = text[: CONTEXT_VALUE_CHARS - 3] + "..."
+    return text.translate(_ESCAPES)
+
+
+def wants_colour(stream: IO[str], environ: Mapping[str, str] = os.environ) -> bool:
+    """Colour for a terminal that takes it: never with NO_COLOR, always with FORCE_COLOR."""
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    try:
+        return stream.isatty() and environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 class TextFormatter(logging.Formatter):
+    """One line a message, for a person; a traceback follows it, indented."""
+
+    def __init__(self, colour: bool = False) -> None:
+        super().__init__()
+        self.colour = colour
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.colour else text
+
     def format(self, record: logging.LogRecord) -> str:
-        job = getattr(record, "job", None) or metadata.job
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")
+        level = record.levelname
         parts = [
-            stamp,
-            f"{record.levelname.lower():8}",
-            f"{metadata.process.get('path', os.getpid())!s:40}",
-            f"{(job or {}).get('type_code', '-')!s:20}",
-            record.getMessage().translate(_ESCAPES),
+            self._paint(_DIM, local_time(record.created)),
+            self._paint(_LEVEL_COLOURS.get(level, ""), f"{level:<8}"),
+            str(metadata.process.get("path") or f"[{os.getpid()}]").translate(_ESCAPES),
         ]
-        context = _context(record)
+        job = _job(record)
+        if job is not None:
+            label = f"job {job['kojo_job_id']} ({job['type_code']})".translate(_ESCAPES)
+            parts.append(self._paint(_BOLD, label))
+        parts.append(record.getMessage().translate(_ESCAPES))
+        exc = record.exc_info[1] if record.exc_info else None
+        context = dict(getattr(record, "context", None) or {})
+        if exc is not None:
+            context.pop("exception", None)  # the traceback below says it better
         if context:
-            parts.append(json.dumps(context, default=_jsonable))
-        return " | ".join(parts)
+            parts.append(" ".join(f"{key}={_short(value)}" for key, value in context.items()))
+        line = "  ".join(parts)
+        return line + _traceback(exc) if exc is not None else line
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback, each line indented (so none can pass for a line of kojo's own)."""
+    text = "".join(traceback.format_exception(exc)).rstrip("\n")
+    return "".join(f"\n{TRACEBACK_INDENT}{line.translate(_ESCAPES)}" for line in text.split("\n"))
+
+
+def default_format(stream: IO[str] | None = None) -> str:
+    """`KOJO_LOG_FORMAT`, else text for a terminal and json for anything else."""
+    chosen = os.environ.get("KOJO_LOG_FORMAT")
+    if chosen:
+        return chosen.lower()
+    try:
+        return "text" if (stream or sys.stdout).isatty() else "json"
+    except (AttributeError, ValueError):
+        return "json"
+
+
+def formatter(fmt: str, stream: IO[str]) -> logging.Formatter:
+    if fmt == "text":
+        return TextFormatter(colour=wants_colour(stream))
+    return JsonFormatter(pretty=fmt == "pretty")
 
 
 def configure(fmt: str | None = None, level: str | None = None) -> None:
-    """Send kojo's log lines to stdout in the chosen format (env vars as defaults)."""
-    fmt = (fmt or os.environ.get("KOJO_LOG_FORMAT") or "json").lower()
+    """Send kojo's log lines to stdout in the chosen format (default: default_format())."""
+    fmt = (fmt or default_format()).lower()
     level_name = (level or os.environ.get("KOJO_LOG_LEVEL") or "info").upper()
     if fmt not in FORMATS:
         raise ValueError(f"KOJO_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -146,7 +246,7 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
     if not isinstance(numeric, int):
         raise ValueError(f"not a log level: {level_name!r}")
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter(fmt == "pretty"))
+    handler.setFormatter(formatter(fmt, sys.stdout))
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers[:] = [handler]
     logger.setLevel(numeric)

@@ -23,7 +23,7 @@ from .async_runner import run_coroutine
 from .clock import utcnow
 from .errors import InvalidPayload, InvalidTransition, JobNotFound
 from .jobs import MAX_RESULT_BYTES, Job
-from .logs import get_logger, normalize_exception
+from .logs import get_logger
 from .outcomes import Outcome
 from .retry_policy import backoff_delay, may_retry
 from .rows import RunSettings
@@ -90,7 +90,11 @@ def run(
                 message = f"Job with ID[{job.id}] returned a value kojo cannot store: {exc}"
                 return _panic(job, message, exc, message)
         return Outcome.AUTO_COMPLETE
-    message = f"Worker related to job with ID[{job.id}] did not request a next state."
+    message = (
+        f"Worker related to job with ID[{job.id}] did not request a next state (its type "
+        "does not auto-complete: the worker must call job.complete_success() or another "
+        f"request). Fix the worker, then: kojo jobs retry {job.id}"
+    )
     return _panic(job, message, None)
 
 
@@ -101,8 +105,11 @@ def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> Out
         now = utcnow()
         work_at = now + backoff_delay(times_retried)
         log.warning(
-            f"Retrying job with ID[{job.id}] at {work_at.isoformat()}.",
-            extra={"context": {"exception": normalize_exception(exc)}, "job": job.row},
+            f"Retrying job with ID[{job.id}] at {work_at.isoformat()}: its worker raised "
+            f"{_first_line(exc)} (retry {times_retried + 1} of "
+            f"max_retries={job.settings.max_retries}).",
+            exc_info=exc,  # JSON: context.exception; text: the traceback
+            extra={"job": job.row},
         )
         try:
             job._request(states.RETRY, now=now, work_at=work_at, extra={"last_error": text})
@@ -110,12 +117,24 @@ def _settle_failure(job: Job, exc: BaseException, *, retry_allowed: bool) -> Out
             log.warning(f"Could not retry job with ID[{job.id}]: {lost}")
             return Outcome.LOST
         return Outcome.RETRY
-    return _panic(job, f"Panicking job with ID[{job.id}].", exc, text)
+    why = f"its worker raised {_first_line(exc)}"
+    if retry_allowed:
+        why += f" with no retries left (max_retries={job.settings.max_retries})"
+    message = (
+        f"Panicking job with ID[{job.id}]: {why}. Fix the cause, then: kojo jobs retry {job.id}"
+    )
+    return _panic(job, message, exc, text)
+
+
+def _first_line(exc: BaseException) -> str:
+    """`ValueError: boom`, on one line and short: the traceback says the rest."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _panic(job: Job, message: str, exc: BaseException | None, text: str | None = None) -> Outcome:
-    context = {"exception": normalize_exception(exc)} if exc is not None else {}
-    log.critical(message, extra={"context": context, "job": job.row})
+    log.critical(message, exc_info=exc, extra={"job": job.row})
     try:
         job._request(states.PANIC, extra={"last_error": text or message})
     except (InvalidTransition, JobNotFound) as lost:

@@ -11,9 +11,11 @@ same object. Nothing below the command line reads the environment for these.
 | max_processes           | `--max-processes`    |                                | CPUs        |
 | shutdown_timeout        | `--shutdown-timeout` |                                | 30 s        |
 | idle_retire_seconds     |                      | `KOJO_IDLE_RETIRE_SECONDS`     | 300 s       |
-| log_format              |                      | `KOJO_LOG_FORMAT`              | json        |
+| log_format              | `--log-format`       | `KOJO_LOG_FORMAT`              | text, json* |
 | log_level               |                      | `KOJO_LOG_LEVEL`               | info        |
 | disabled_type_log_level |                      | `KOJO_DISABLED_TYPE_LOG_LEVEL` | warning     |
+
+*text when stdout is a terminal, json when it is not (logs.default_format).
 
 Bounds: max_processes 0..MAX_PROCESSES (1024); shutdown_timeout >= 0; idle retire
 > 0; log_format json, pretty or text; levels are logging's names. The database
@@ -117,11 +119,12 @@ class Settings:
         max_processes: int | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         database_url: str | None = None,
+        log_format: str | None = None,
     ) -> Settings:
         """The flags given, the environment for the rest; checked in the order a server
         used to meet them (log settings first), the first bad one raised."""
         env = os.environ
-        log_format = (env.get("KOJO_LOG_FORMAT") or "json").lower()
+        log_format = (log_format or logs.default_format()).lower()
         log_level = (env.get("KOJO_LOG_LEVEL") or "info").lower()
         _check_logging(log_format, log_level)
         disabled_level = disabled_type_log_level()  # names KOJO_DISABLED_TYPE_LOG_LEVEL

@@ -14,6 +14,7 @@ Differences from Kōjō 5.x (reference §12.4), on purpose:
 - `complete_terminated` (cancel) is also allowed from crashed, hold and
   panicked, so operators can cancel any job that is not finished.
 - `unclaim` gives back a job that a process claimed but never started.
+- `rerun` (`kojo jobs retry`) puts a finished job that ended badly back to waiting.
 - `work` requires the request `working` (Kōjō checks only the assigned state
   and leaves that condition to its Selector), so a job still waiting for the
   schedule-limit check can never be worked.
@@ -153,6 +154,14 @@ PANIC = Transition(
     lowers_priority=True,
 )
 UNCLAIM = Transition("unclaim", State.WAITING, Request.WORKING, _from(State.WORKING))
+# `kojo jobs retry`: an operator runs again a job that ended badly (or waits to be re-run);
+# not counted in times_retried, which counts the type's automatic retries.
+RERUN = Transition(
+    "rerun",
+    State.WAITING,
+    Request.WORKING,
+    _from(State.PANICKED, State.CRASHED, State.COMPLETE_FAILED, State.COMPLETE_TERMINATED),
+)
 
 TRANSITIONS: dict[str, Transition] = {
     t.name: t
@@ -169,6 +178,7 @@ TRANSITIONS: dict[str, Transition] = {
         CRASH,
         PANIC,
         UNCLAIM,
+        RERUN,
     )
 }
 
@@ -210,6 +220,10 @@ def plan(
         changes["delete_after_date_time"] = bounds.add_saturating(now, auto_delete_interval)
     if transition is RETRY:
         changes["work_at_date_time"] = work_at if work_at is not None else now
+    if transition is RERUN:  # runnable now, and no longer due for deletion
+        changes["work_at_date_time"] = now
+        changes["completed_at_date_time"] = None
+        changes["delete_after_date_time"] = None
     return changes
 
 

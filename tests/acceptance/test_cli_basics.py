@@ -114,7 +114,8 @@ def test_install_schedule_list_show(database_url: str, tmp_path: Path, workers: 
     second_id = int(plain.strip())
 
     jobs = kojo.json("jobs", "list")
-    assert [j["kojo_job_id"] for j in jobs] == [scheduled["id"], second_id]
+    assert [j["kojo_job_id"] for j in jobs] == [second_id, scheduled["id"]]  # newest first
+    jobs.reverse()
     first = jobs[0]
     for column in (
         "kojo_job_id",
@@ -236,7 +237,8 @@ def test_list_filters(kojo_sqlite: Kojo, tmp_path: Path, workers: str) -> None:
     waiting = kojo_sqlite.json("jobs", "list", "--state", "waiting")
     assert sorted(j["kojo_job_id"] for j in waiting) == sorted([one, digest])
     table = kojo_sqlite.ok("jobs", "list")
-    assert "kojo_job_id" in table.splitlines()[0] and "send_digest" in table
+    assert table.splitlines()[0].split()[:3] == ["id", "type", "state"]
+    assert "send_digest" in table and "waiting: limit check" in table
 
 
 # -- bad inputs ---------------------------------------------------------------------------

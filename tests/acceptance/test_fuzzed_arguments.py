@@ -99,6 +99,12 @@ def test_the_command_line_answers_any_schedule_arguments_in_one_line(
             ["jobs", "list", "--state"],
             ["jobs", "list", "--limit"],
             ["jobs", "list", "--type"],
+            ["jobs", "list", "--before"],
+            ["jobs", "why"],
+            ["jobs", "retry"],
+            ["jobs", "purge", "--yes", "--state"],
+            ["jobs", "purge", "--yes", "--type"],
+            ["jobs", "purge", "--yes", "--older-than"],
             ["types", "enable"],
             ["ctl", "pause"],
             ["ctl", "drain"],
@@ -133,7 +139,20 @@ anything = st.one_of(
 @FUZZ
 @given(
     operation=st.sampled_from(
-        ["schedule", "job", "jobs", "hold", "release", "cancel", "mutex", "semaphore", "publish"]
+        [
+            "schedule",
+            "job",
+            "jobs",
+            "hold",
+            "release",
+            "cancel",
+            "mutex",
+            "semaphore",
+            "publish",
+            "why",
+            "retry",
+            "purge",
+        ]
     ),
     first=anything | st.just("q"),
     second=anything,
@@ -152,6 +171,9 @@ def test_the_api_answers_any_arguments_with_a_kojo_error_on_one_line(
         "mutex": lambda: app.mutex(first, second).acquire().release(),
         "semaphore": lambda: app.semaphore(first, second, 0).acquire().release(),
         "publish": lambda: app.publish(first, second),
+        "why": lambda: app.why(first),
+        "retry": lambda: app.retry(first),
+        "purge": lambda: app.purge(first, second, third),
     }
     try:
         calls[operation]()

@@ -257,11 +257,14 @@ def test_jobs_list_filters(database_url: str) -> None:
     a1, a2 = app.schedule("a"), app.schedule("a")
     b1 = app.schedule("b")
     app.hold(a2)
-    assert [r["kojo_job_id"] for r in app.jobs()] == [a1, a2, b1]
-    assert [r["kojo_job_id"] for r in app.jobs(type_code="a")] == [a1, a2]
+    # Newest first (highest id first); `before` pages back.
+    assert [r["kojo_job_id"] for r in app.jobs()] == [b1, a2, a1]
+    assert [r["kojo_job_id"] for r in app.jobs(type_code="a")] == [a2, a1]
     assert [r["kojo_job_id"] for r in app.jobs(state="hold")] == [a2]
     assert [r["kojo_job_id"] for r in app.jobs(type_code="b", state="hold")] == []
-    assert [r["kojo_job_id"] for r in app.jobs(limit=2)] == [a1, a2]
+    assert [r["kojo_job_id"] for r in app.jobs(limit=2)] == [b1, a2]
+    assert [r["kojo_job_id"] for r in app.jobs(limit=2, before=a2)] == [a1]
+    assert [r["kojo_job_id"] for r in app.jobs(type_code="a", before=a1)] == []
     with pytest.raises(kojo.InvalidArgument, match="'sleeping'"):
         app.jobs(state="sleeping")
 

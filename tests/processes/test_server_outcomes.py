@@ -93,7 +93,14 @@ def test_exception_is_retried_with_backoff_then_panicked(tree: Tree) -> None:
     retrying = f"Retrying job with ID[{job_id}]"
     retries = [ln for ln in lines if str(ln["message"]).startswith(retrying)]
     assert len(retries) == 2
-    (panic,) = [ln for ln in lines if ln["message"] == f"Panicking job with ID[{job_id}]."]
+    (panic,) = [
+        ln for ln in lines if str(ln["message"]).startswith(f"Panicking job with ID[{job_id}]")
+    ]
+    assert panic["message"] == (
+        f"Panicking job with ID[{job_id}]: its worker raised ValueError: boom from job {job_id} "
+        f"with no retries left (max_retries=2). Fix the cause, then: kojo jobs retry {job_id}"
+    )
+    assert "(retry 1 of max_retries=2)" in retries[0]["message"]
     assert panic["level"] == "critical"
     exception = panic["context"]["exception"]
     assert exception["class"] == "builtins.ValueError"

@@ -266,12 +266,14 @@ class Tree:
         tag: str | None = None,
         ready: bool = True,
         extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> Server:
-        """Start a server; with `ready`, wait until its root and job processes are registered."""
+        """Start a server (`args`: more options of `kojo server start`); with `ready`, wait
+        until its root and job processes are registered."""
         n = len(self.servers)
         log_path = self.tmp_path / f"server{n}.log"
         err_path = self.tmp_path / f"server{n}.err"
-        args = [
+        command = [
             sys.executable,
             "-m",
             "kojo",
@@ -283,10 +285,11 @@ class Tree:
             str(shutdown_timeout),
             "--host-name",
             host_name,
+            *args,
         ]
         with open(log_path, "wb") as out, open(err_path, "wb") as err:
             popen = subprocess.Popen(
-                args,
+                command,
                 env=self.env(tag, extra_env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -492,11 +495,16 @@ def assert_killed_by_timeout_and_rerun(
     assert len(tree.records("end", job_id)) == 1
     assert (final["times_crashed"], final["times_worked"]) == (1, 2)
     assert not any(p.pid == first["pid"] for p in server.tree())
-    wait_for(
-        lambda: any(
-            "exceeded the job type's timeout" in str(ln["message"]) for ln in server.log_lines()
-        ),
+    # The log line and last_error say that the timeout killed it, naming the job.
+    said = f"Job {job_id} (type {code}) ran past its type's timeout: its job process "
+    line = wait_for(
+        lambda: next((ln for ln in server.log_lines() if said in str(ln["message"])), None),
         5.0,
         "the timeout to be logged",
     )
+    assert line["message"].endswith(
+        "the job is crashed and will be re-run (crash 1 of max_crashes=5)."
+    )
+    assert line["kojo_metadata"]["job"]["kojo_job_id"] == job_id
+    assert "ran past its job type's timeout" in final["last_error"]
     return final

@@ -80,6 +80,12 @@ EXPECTED: dict[str, tuple[str, str, frozenset[tuple[str, str]]]] = {
     ),
     # Extension: a job claimed but never started goes back to waiting.
     "unclaim": ("waiting", "working", from_states("working")),
+    # Extension (`kojo jobs retry`): an operator runs again a job that ended badly.
+    "rerun": (
+        "waiting",
+        "working",
+        from_states("panicked", "crashed", "complete_failed", "complete_terminated"),
+    ),
 }
 
 COUNTERS = ("times_worked", "times_retried", "times_held", "times_crashed", "times_panicked")
@@ -125,7 +131,7 @@ def plan(name: str, row: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return st.plan(st.TRANSITIONS[name], row, now=NOW, auto_delete_interval=INTERVAL, **kwargs)
 
 
-def test_the_table_has_exactly_kojos_requests_plus_unclaim() -> None:
+def test_the_table_has_exactly_kojos_requests_plus_unclaim_and_rerun() -> None:
     # requestNew is always invalid in Kōjō (dead code), so it is not a transition here.
     assert set(st.TRANSITIONS) == set(EXPECTED)
 
@@ -216,6 +222,9 @@ def test_counters_priority_and_completion_times(
         assert changes["delete_after_date_time"] == NOW + INTERVAL
         # Q1 fixed: the transition time is the completion time, not completion + interval.
         assert changes["last_transition_date_time"] == NOW
+    elif name == "rerun":  # no longer finished, nor due for deletion
+        assert changes["completed_at_date_time"] is None
+        assert changes["delete_after_date_time"] is None
     else:
         assert "completed_at_date_time" not in changes
         assert "delete_after_date_time" not in changes
@@ -225,7 +234,7 @@ def test_counters_priority_and_completion_times(
     else:
         assert changes["previous_state"] == assigned
 
-    if name == "retry":
+    if name in ("retry", "rerun"):
         assert changes["work_at_date_time"] == NOW
     else:
         assert "work_at_date_time" not in changes

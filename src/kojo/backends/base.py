@@ -1,6 +1,7 @@
 """What every backend is: a driver (driver.py) with kojo's stores on top of it
 (job_store.py: job types and jobs; process_store.py: registrations and reaping;
-lock_store.py, used by locks.py: semaphore rows).
+lock_store.py, used by locks.py: semaphore rows; operator_store.py: what
+operators ask, `kojo stats`, `jobs why`, `jobs purge`).
 Each dialect (sqlite.py, postgres.py) subclasses Backend and implements the
 driver's abstract methods and capability flags; nothing above this package
 knows which dialect it runs on.
@@ -18,6 +19,7 @@ from .driver import (
     ProcessInfo,
     Row,
 )
+from .operator_store import OperatorStore
 from .process_store import ProcessStore
 
 __all__ = [
@@ -33,5 +35,5 @@ __all__ = [
 ]
 
 
-class Backend(ProcessStore):
+class Backend(ProcessStore, OperatorStore):
     """A database holding kojo's tables, as seen from one process."""

@@ -24,8 +24,9 @@ UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
 # A job entering one of these leaves the admitted jobs of its concurrency limit.
 LEAVING_STATES = states.FINISHED_STATES | {states.State.HOLD.value}
-# A job released from these re-enters its concurrency limit's queue (it held no place).
-OUTSIDE_LIMITS = frozenset({states.State.HOLD.value, states.State.PANICKED.value})
+# A job released (or re-run) from these re-enters its concurrency limit's queue (it held
+# no place), and waits again for its parents that have not finished.
+OUTSIDE_LIMITS = LEAVING_STATES
 ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a rate limit slot free since ever
 # Where app.result() waiters hear that a job they wait for finished (its id).
@@ -329,11 +330,6 @@ class JobStore(Driver):
     def job_get_with_type(self, job_id: int) -> Row | None:
         return self.fetchone("job_get_with_type", {"kojo_job_id": job_id})
 
-    def job_list(
-        self, type_code: str | None = None, state: str | None = None, limit: int = 1000
-    ) -> list[Row]:
-        return self.fetchall("job_list", {"type_code": type_code, "state": state, "limit": limit})
-
     def job_next_work_at(self, now: datetime, skip: Collection[str] = ()) -> datetime | None:
         """When the next job that is not yet due becomes due (of a type not in `skip`)."""
         row = self.fetchone("job_next_work_at", {"now": now, "skip": _skip_param(skip)})
@@ -497,10 +493,7 @@ class JobStore(Driver):
         changes.update(extra or {})
         requeued = False
         if row["assigned_state"] in OUTSIDE_LIMITS and changes["next_state_request"] == "working":
-            if (
-                row["assigned_state"] == states.State.HOLD.value
-                and self.fetchone("job_parents_pending", {"child": job_id}) is not None
-            ):
+            if self.fetchone("job_parents_pending", {"child": job_id}) is not None:
                 changes["next_state_request"] = states.Request.AFTER.value  # still waits
             elif row.get("limited"):
                 changes["next_state_request"] = states.Request.LIMIT.value  # to be admitted
@@ -656,11 +649,24 @@ class JobStore(Driver):
             self.execute("job_await", {"kojo_job_id": job_id})
             return self.job_get(job_id)
 
-    def _crash(self, job: Row, now: datetime, blame: bool, owner_id: int) -> bool:
-        return self._apply(job, self._crash_changes(job, now, blame), owner=owner_id)
+    def _crash(
+        self, job: Row, now: datetime, blame: bool, owner_id: int, death: Death | None = None
+    ) -> CrashedJob | None:
+        changes = self._crash_changes(job, now, blame, death)
+        if not self._apply(job, changes, owner=owner_id):
+            return None
+        return CrashedJob(
+            int(job["kojo_job_id"]),
+            str(job["type_code"]),
+            str(changes["assigned_state"]),
+            int(changes["times_crashed"]),
+            int(job["max_crashes"]),
+        )
 
     @staticmethod
-    def _crash_changes(job: Mapping[str, Any], now: datetime, blame: bool) -> dict[str, Any]:
+    def _crash_changes(
+        job: Mapping[str, Any], now: datetime, blame: bool, death: Death | None = None
+    ) -> dict[str, Any]:
         auto_delete = parse_duration(job["auto_delete_interval_duration"])
         if not blame:
             changes = states.plan(states.CRASH, job, now=now, auto_delete_interval=auto_delete)
@@ -674,10 +680,43 @@ class JobStore(Driver):
         crashes_after = int(job["times_crashed"]) + 1
         transition = states.CRASH if crashes_after < int(job["max_crashes"]) else states.PANIC
         changes = states.plan(transition, job, now=now, auto_delete_interval=auto_delete)
+        times = "time" if crashes_after == 1 else "times"
+        counted = f"crashed {crashes_after} {times} (max_crashes={job['max_crashes']})"
+        cause = None if death is None else death.describe(job.get("timeout"))
         if transition is states.PANIC:
             # The process died: that is a crash too, even when it ends the job.
             changes["times_crashed"] = crashes_after
             changes["last_error"] = (
-                f"crashed {crashes_after} times (max_crashes={job['max_crashes']})"
+                counted if cause is None else f"{counted}; the last time, {cause}"
             )
+        elif cause is not None:
+            changes["last_error"] = f"{cause} (crash {crashes_after} of max_crashes="
+            changes["last_error"] += f"{job['max_crashes']}); it will be re-run"
         return changes
+
+
+@dataclass(frozen=True)
+class Death:
+    """How a job process died, as its root saw it: written to its jobs' last_error."""
+
+    path: str  # the process path, /server[8]/root[22]/job[30]
+    how: str  # "signal 9 (SIGKILL)", "exit 70"
+    timed_out: bool = False  # killed for outliving its job's timeout
+
+    def describe(self, timeout: float | None = None) -> str:
+        if self.timed_out:
+            limit = f" ({float(timeout):g} s)" if timeout else ""
+            return f"it ran past its job type's timeout{limit}; its process {self.path} was killed"
+        return f"its process {self.path} died ({self.how})"
+
+
+@dataclass(frozen=True)
+class CrashedJob:
+    """A working job crashed by the death of its process: crashed, or panicked at
+    max_crashes."""
+
+    kojo_job_id: int
+    type_code: str
+    assigned_state: str
+    times_crashed: int
+    max_crashes: int

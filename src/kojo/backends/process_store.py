@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ..clock import utcnow
 from ..rows import ProcessRow
-from .job_store import JobStore
+from .job_store import CrashedJob, Death, JobStore
 
 
 class ProcessStore(JobStore):
@@ -31,25 +31,43 @@ class ProcessStore(JobStore):
         process died while its root watched (docs/guarantees.md); a re-run caused by an
         outage, a lost registration or the loss of kojo's own processes is not.
         """
-        now = now or utcnow()
-        if not self.retrying(lambda: self._reap(owner_id, now, blame)):
-            return False
-        self._owner_forgotten(owner_id)
-        return True
+        return self.reap_dead_owner(owner_id, now, blame=blame) is not None
 
-    def _reap(self, owner_id: int, now: datetime, blame: bool) -> bool:
+    def reap_dead_owner(
+        self,
+        owner_id: int,
+        now: datetime | None = None,
+        *,
+        blame: bool = True,
+        death: Death | None = None,
+    ) -> list[CrashedJob] | None:
+        """reap_owner, for a root that saw its child die (`death`, written to each job's
+        last_error): the jobs it crashed, or None when the owner is not dead."""
+        now = now or utcnow()
+        crashed = self.retrying(lambda: self._reap(owner_id, now, blame, death))
+        if crashed is None:
+            return None
+        self._owner_forgotten(owner_id)
+        return crashed
+
+    def _reap(
+        self, owner_id: int, now: datetime, blame: bool, death: Death | None
+    ) -> list[CrashedJob] | None:
         if not self._guard_reap(owner_id) or not self.owner_is_dead(owner_id):
-            return False
+            return None
         self.execute("process_delete", {"kojo_process_id": owner_id})
+        crashed = []
         for job in self.fetchall("process_working_jobs", {"kojo_process_id": owner_id}):
-            crash = functools.partial(self._crash, job, now, blame, owner_id)
-            self.each_row(f"crash of dead owner {owner_id}'s job", job["kojo_job_id"], crash)
+            crash = functools.partial(self._crash, job, now, blame, owner_id, death)
+            done = self.each_row(f"crash of dead owner {owner_id}'s job", job["kojo_job_id"], crash)
+            if done is not None:
+                crashed.append(done)
         freed_slots = self.execute("process_release_slots", {"kojo_process_id": owner_id})
         self.execute("process_delete_waiters", {"kojo_process_id": owner_id})
         self.notify("jobs")
         if freed_slots:
             self.notify("locks")
-        return True
+        return crashed
 
     def free_dead_owner_locks(self, owner_id: int) -> bool:
         """If `owner_id` is dead: free its lock slots and drop its waiter rows now (its

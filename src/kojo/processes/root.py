@@ -26,6 +26,7 @@ and registers again when its own registration was lost.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import signal
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ..backends import Owner
 from ..backends.availability import Backoff
+from ..backends.job_store import CrashedJob, Death
 from ..backends.vouching import VouchLine
 from ..clock import SYSTEM_CLOCK, Clock
 from ..control import Command, CommandFeed
@@ -80,7 +82,11 @@ class DeadChild:
     """A child that exited and whose registrations are still to be reaped."""
 
     blame: bool  # count the crash against its jobs (not when it lost its registration)
+    kind: str = "job"
+    death: Death | None = None  # how it died, when that was not its own doing or ours
     owners: list[int] | None = None  # its registrations, once looked up
+    crashed: list[CrashedJob] = field(default_factory=list)  # the jobs its reaping crashed
+    told: bool = False  # its death was logged before its jobs could be crashed
     late: bool = False  # looked up only after the database came back
     next_try: float = 0.0
     delay: float = REAP_POLL
@@ -321,12 +327,15 @@ class Root:
         child = self.children[kill.pid]
         if kill.reason == "timeout":
             log.error(
-                f"Process[{kill.pid}][job] outlived its job's timeout without ending (frozen, "
-                "or SIGALRM blocked): killing it."
+                f"Job process {self._path_of(kill.pid, 'job')} outlived its job's timeout "
+                "without ending (frozen, or SIGALRM blocked): killing it; its job is crashed."
             )
             child.timed_out = True
         else:
-            log.warning(f"Process[{kill.pid}][{child.kind}] did not stop in time: killing it.")
+            log.warning(
+                f"{child.kind.capitalize()} process {self._path_of(kill.pid, child.kind)} did "
+                "not stop in time: killing it."
+            )
             child.kill_at = None
         self._signal(kill.pid, signal.SIGKILL)
 
@@ -407,21 +416,43 @@ class Root:
             log.debug(f"Child with process ID [{pid}] exited with status [{text}].")
         elif lost:
             log.warning(
-                f"Process[{pid}][{child.kind}] lost its database registration; replacing it "
-                "(its jobs are re-run, not counted as crashed)."
+                f"{child.kind.capitalize()} process {self._path_of(pid, child.kind)} lost its "
+                "database registration; replacing it (its jobs are re-run, not counted as "
+                "crashed)."
             )
-        else:
-            if child.timed_out or (
+        death = None
+        if not (clean or lost or child.retiring or self.draining):
+            timed_out = child.timed_out or (
                 os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM
-            ):
-                text += ": its job exceeded the job type's timeout"
-            log.error(f"Process[{pid}][{child.kind}] died ({text}); its jobs are crashed.")
+            )
+            death = Death(self._path_of(pid, child.kind), text, timed_out)
             now = self.clock.monotonic()
             self.respawn_delay = pool_policy.respawn_delay(self.respawn_delay, now - child.started)
             self.next_respawn = now + self.respawn_delay
         self._report_death(pid)
-        self.unreaped[pid] = DeadChild(blame=not lost)
+        dead = self.unreaped[pid] = DeadChild(not lost, child.kind, death)
         self._retry_reaps(self.clock.monotonic(), only=pid)
+        if death is not None and pid in self.unreaped:  # the database is slow or away
+            log.error(
+                f"{child.kind.capitalize()} process {death.path} died ({text}); its jobs "
+                "will be crashed as soon as its registration can be reaped."
+            )
+            dead.told = True
+
+    def _path_of(self, pid: int, kind: str) -> str:
+        return self.lineage.child(kind, pid).path
+
+    def _tell_death(self, dead: DeadChild) -> None:
+        """Log a child's death once its jobs are crashed: one line per job, naming it, how
+        its process died and what happens next."""
+        death, kind = dead.death, dead.kind
+        if death is None:
+            return
+        for job in dead.crashed:
+            log.error(death_line(kind, death, job), extra={"job": dataclasses.asdict(job)})
+        if not dead.crashed and not dead.told:
+            idle = " while idle" if kind == "job" else ""
+            log.error(f"{kind.capitalize()} process {death.path} died ({death.how}){idle}.")
 
     def _report_death(self, pid: int) -> None:
         """Tell the server that vouched for the child that it is gone, so that its
@@ -451,8 +482,7 @@ class Root:
                 dead.owners = [
                     owner_id
                     for owner_id in dead.owners
-                    if not backend.reap_owner(owner_id, blame=dead.blame)
-                    and self._still_registered(owner_id)
+                    if not self._reap_owner(dead, owner_id) and self._still_registered(owner_id)
                 ]
             except Exception as exc:
                 if not backend.is_unavailable(exc):
@@ -462,9 +492,17 @@ class Root:
                 continue
             if not dead.owners:
                 del self.unreaped[pid]
+                self._tell_death(dead)
                 continue
             dead.next_try = now + dead.delay
             dead.delay = min(REAP_POLL_MAX, dead.delay * 2)
+
+    def _reap_owner(self, dead: DeadChild, owner_id: int) -> bool:
+        crashed = self.app.backend.reap_dead_owner(owner_id, blame=dead.blame, death=dead.death)
+        if crashed is None:
+            return False
+        dead.crashed += crashed
+        return True
 
     def _still_registered(self, owner_id: int) -> bool:
         row = self.app.backend.process_get(owner_id)
@@ -538,3 +576,27 @@ class Root:
         if pid in self.children:
             log.info(f"Stopping process[{pid}]: its job with ID[{job_id}] was cancelled.")
             self._retire(pid, grace=CANCEL_GRACE)
+
+
+def death_line(kind: str, death: Death, job: CrashedJob) -> str:
+    """`Job process /server[8]/root[22]/job[30] died (signal 9 (SIGKILL)) while working job
+    123 (type x); the job is crashed and will be re-run (crash 1 of max_crashes=5).`"""
+    working = f"job {job.kojo_job_id} (type {job.type_code})"
+    if death.timed_out:
+        what = f"Job {job.kojo_job_id} (type {job.type_code}) ran past its type's timeout: its "
+        what += f"{kind} process {death.path} was killed"
+    else:
+        what = (
+            f"{kind.capitalize()} process {death.path} died ({death.how}) while working {working}"
+        )
+    if job.assigned_state == "panicked":
+        return (
+            f"{what}; the job is panicked: it crashed {job.times_crashed} "
+            f"time{'' if job.times_crashed == 1 else 's'} "
+            f"(max_crashes={job.max_crashes}). Fix the cause, then: kojo jobs retry "
+            f"{job.kojo_job_id}"
+        )
+    return (
+        f"{what}; the job is crashed and will be re-run (crash {job.times_crashed} of "
+        f"max_crashes={job.max_crashes})."
+    )

@@ -72,13 +72,6 @@ SELECT j.*, t.auto_delete_interval_duration, t.auto_complete_success, t.max_retr
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_job_id = :kojo_job_id
 
--- name: job_list
-SELECT * FROM kojo_job
-WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
-  AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
-ORDER BY kojo_job_id
-LIMIT :limit
-
 -- fragment: runnable_buckets
 -- The lanes that may run now (runnable_lanes, in each dialect's jobs.sql) and the
 -- priorities present in each, found by a loose scan of kojo_job_runnable: the highest,
@@ -153,7 +146,7 @@ WHERE s.kojo_process_id IS NOT NULL
 SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
     j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
     j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, t.max_crashes,
-    t.auto_delete_interval_duration
+    t.auto_delete_interval_duration, t.timeout
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
 

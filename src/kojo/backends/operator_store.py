@@ -1,0 +1,95 @@
+"""What operators ask of the job table (`kojo stats`, `jobs list`, `jobs why`, `jobs
+purge`): reads, and the deletion of finished jobs. Dialect-free, like job_store.py; the
+queries are sql/operator.sql's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .driver import Driver, Row
+
+PURGE_BATCH = 500  # jobs per deleting transaction: short write locks on a big table
+
+
+class OperatorStore(Driver):
+    """Reads and purges for operators."""
+
+    def job_page(
+        self,
+        type_code: str | None,
+        state: str | None,
+        limit: int,
+        before: int | None,
+        now: datetime,
+        future_cron: bool,
+    ) -> tuple[list[Row], int]:
+        """Jobs newest first (ids below `before`), and how many cron jobs made ahead of
+        their minute were left out (0 when `future_cron` lists them)."""
+        params = {
+            "type_code": type_code,
+            "state": state,
+            "limit": limit,
+            "before": before,
+            "now": now,
+            "future_cron": future_cron,
+        }
+        rows = self.fetchall("job_page", params)
+        if future_cron:
+            return rows, 0
+        hidden = self.fetchone("job_page_future_cron", params)
+        return rows, int(hidden["future"]) if hidden else 0
+
+    def job_stats(self) -> list[Row]:
+        """Jobs per type and state (only pairs that have jobs)."""
+        return [{**row, "count": int(row["count"])} for row in self.fetchall("job_stats")]
+
+    def job_purge_count(self, state: str | None, type_code: str | None, cutoff: datetime) -> int:
+        """How many finished jobs job_purge would delete now."""
+        row = self.fetchone(
+            "job_purge_count", {"state": state, "type_code": type_code, "cutoff": cutoff}
+        )
+        return int(row["purged"]) if row else 0
+
+    def job_purge(self, state: str | None, type_code: str | None, cutoff: datetime) -> int:
+        """Delete the finished (complete_*) jobs, of `state` and `type_code` when given,
+        completed at or before `cutoff`; how many. In batches, each its own transaction."""
+        params = {"state": state, "type_code": type_code, "cutoff": cutoff, "batch": PURGE_BATCH}
+        total = 0
+        while True:
+            with self.write():
+                deleted = self.execute("job_purge", params)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+
+    def job_unique_holder(self, type_code: str, unique_key: str) -> int | None:
+        """The unfinished job of the type that has `unique_key`, if any."""
+        row = self.fetchone("job_find_unique", {"type_code": type_code, "unique_key": unique_key})
+        return None if row is None else int(row["kojo_job_id"])
+
+    # -- what `jobs why` reads (why.py) ----------------------------------------------------
+
+    def job_parent_states(self, job_id: int) -> list[Row]:
+        """The jobs `job_id` still waits for: parent_id, assigned_state (None: deleted)."""
+        return self.fetchall("job_parent_states", {"kojo_job_id": job_id})
+
+    def job_working_of_type(self, type_code: str) -> list[Row]:
+        """A few working jobs of the type, with host_name, process_id and path."""
+        return self.fetchall("job_working_of_type", {"type_code": type_code})
+
+    def job_schedule_limit_active(self, type_code: str) -> int:
+        """The type's jobs that count against its schedule_limit (working or runnable)."""
+        row = self.fetchone("maintenance_active_jobs", {"type_code": type_code})
+        return int(row["active"]) if row else 0
+
+    def job_limit_admitted(self, type_code: str, concurrency_key: str) -> list[int]:
+        """The ids of the jobs holding a place under the type's concurrency limit and key."""
+        rows = self.fetchall(
+            "limit_admitted", {"type_code": type_code, "concurrency_key": concurrency_key}
+        )
+        return sorted(int(r["kojo_job_id"]) for r in rows)
+
+    def job_lock_waits(self, job_id: int) -> list[Row]:
+        """The locks the job waits for, one row per current holder (or one with none)."""
+        return self.fetchall("job_lock_waits", {"kojo_job_id": job_id})
