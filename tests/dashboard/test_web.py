@@ -4,6 +4,7 @@ test_dashboard_server.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 
 import kojo
 from kojo.dashboard.metrics import NAMES
-from kojo.dashboard.web import create_app
+from kojo.dashboard.web import create_app, to_json
 from kojo.inline import work_inline
 
 TOKEN = "s3cret-token"
@@ -302,7 +303,7 @@ def test_metrics_count_jobs_by_type_and_state_and_processes_by_host_and_kind(
 # -- job and host actions -------------------------------------------------------------------
 
 
-def test_job_actions_hold_release_and_cancel_a_job(app: kojo.App) -> None:
+def test_job_actions_hold_release_cancel_and_retry_a_job(app: kojo.App) -> None:
     job_id = app.schedule("reports")
     web = client(app)
     page = web.get(f"/jobs/{job_id}").text
@@ -313,12 +314,15 @@ def test_job_actions_hold_release_and_cancel_a_job(app: kojo.App) -> None:
         ("hold", "hold"),
         ("release", "waiting"),
         ("cancel", "complete_terminated"),
+        ("retry", "waiting"),
+        ("cancel", "complete_terminated"),
     ]:
         response = web.post(f"/jobs/{job_id}/{action}", data={"csrf_token": csrf})
         assert response.status_code == 303, (action, response.text)
         assert response.headers["location"] == f"/jobs/{job_id}"
         assert app.job(job_id)["assigned_state"] == state, action
-    assert "<form" not in web.get(f"/jobs/{job_id}").text.split("<main>")[1]  # none left
+    page = web.get(f"/jobs/{job_id}").text
+    assert f'action="/jobs/{job_id}/retry"' in page and f"/jobs/{job_id}/hold" not in page
     refused = web.post(f"/jobs/{job_id}/hold", data={"csrf_token": csrf})
     assert refused.status_code == 409 and str(job_id) in refused.text
     assert web.post(f"/jobs/{job_id}/explode", data={"csrf_token": csrf}).status_code == 404
@@ -359,3 +363,31 @@ def test_host_actions_scale_and_drain_a_live_server(app: kojo.App) -> None:
     finally:
         owner.close()
         server.backend.close()
+
+
+def test_a_job_page_says_why_it_is_not_running_as_jobs_why_does(app: kojo.App) -> None:
+    job_id = app.schedule("reports", delay=3600)
+    web = client(app)
+    diagnosis = app.why(job_id)
+    assert diagnosis.line() in web.get(f"/jobs/{job_id}").text.replace("&#39;", "'")
+    answer = web.get(f"/api/jobs/{job_id}/why").json()
+    expected = json.loads(json.dumps(diagnosis.as_json(), default=to_json))  # as the CLI's
+    assert set(answer) == set(expected) and answer["id"] == job_id
+    assert answer["state"] == "waiting" and answer["reason"] == expected["reason"]
+    assert web.get("/api/jobs/999999/why").status_code == 404
+
+
+def test_future_cron_jobs_are_listed_only_when_asked(app: kojo.App) -> None:
+    from datetime import timedelta
+
+    from foundation_helpers import update_job
+    from kojo.clock import utcnow
+
+    app.schedule("reports")
+    ahead = utcnow() + timedelta(hours=2)
+    cron_job = app.schedule("nightly", at=ahead)
+    update_job(app.backend, cron_job, cron_fire_date_time=ahead)
+    web = client(app)
+    assert [j["type_code"] for j in web.get("/api/jobs").json()] == ["reports"]
+    assert len(web.get("/api/jobs", params={"all": "1"}).json()) == 2
+    assert "1 cron job(s) made ahead of their minute not shown" in web.get("/jobs").text

@@ -4,13 +4,9 @@ returning rows with the same keys as the matching `kojo ... --json` command.
 No web code here: the pages (web.py), their JSON twins and /metrics (metrics.py) all
 call these functions, and so can tests and a later CLI.
 
-Seams for the operator commands (`kojo stats`, `kojo jobs why`, `jobs list --before`):
-- `job_counts` is what `App.stats()` returns (same keys); once the App has it, call it
-  here and drop `dashboard_job_counts`;
-- `jobs_page` pages newest first by `before` as `App.jobs(..., before=)` will; once the
-  App has it, call it here and drop `dashboard_job_page`;
-- `why` answers None until `App.why(job_id)` exists; the job page shows its line when
-  there is one.
+The operator commands' reads are the App's own: `job_counts` is `kojo stats`
+(`App.stats()`), `jobs_page` is `kojo jobs list` (`App.job_page()`), `why` is `kojo jobs
+why` (`App.why()`).
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from ..app import App
 from ..backends.errors import database_errors
 from ..clock import utcnow
 from ..cron import next_fire_of_stored
-from ..errors import InvalidArgument
+from ..why import Diagnosis
 
 Row = dict[str, Any]
 
@@ -37,9 +33,7 @@ STATE_ORDER = [s.value for s in states.State]  # the columns of the overview, in
 def job_counts(app: App) -> list[Row]:
     """Jobs per type and state: `{"type_code", "assigned_state", "count"}` for each pair
     that has jobs (`kojo stats --json`)."""
-    with database_errors():
-        rows = app.backend.fetchall("dashboard_job_counts")
-    return [{**row, "count": int(row["count"])} for row in rows]
+    return app.stats()
 
 
 def process_counts(app: App) -> list[Row]:
@@ -75,17 +69,14 @@ def jobs_page(
     state: str | None = None,
     limit: int = DEFAULT_PAGE,
     before: int | None = None,
-) -> list[Row]:
+    future_cron: bool = False,
+) -> tuple[list[Row], int]:
     """Jobs newest first (highest id first), of `type_code` and in `state` when given, ids
-    below `before` when given (the next page). InvalidArgument naming a bad value."""
-    if state is not None and state not in states.STATES:
-        raise InvalidArgument(f"unknown state {state!r}: one of {', '.join(STATE_ORDER)}")
+    below `before` when given (the next page), as `kojo jobs list` shows them: cron jobs
+    made ahead of their minute only with `future_cron`. The rows, and how many of those
+    were left out. InvalidArgument naming a bad value."""
     limit = bounds.check_integer("limit", limit, 1, MAX_PAGE)
-    if before is not None:
-        before = bounds.check_job_id(before)
-    params = {"type_code": type_code, "state": state, "limit": limit, "before": before}
-    with database_errors():
-        return app.backend.fetchall("dashboard_job_page", params)
+    return app.job_page(type_code, state, limit, before=before, future_cron=future_cron)
 
 
 def job(app: App, job_id: int) -> Row:
@@ -94,6 +85,7 @@ def job(app: App, job_id: int) -> Row:
 
 
 JOB_ACTIONS = {
+    "retry": states.RERUN,
     "hold": states.HOLD,
     "release": states.WAIT_FOR_WORK,
     "cancel": states.COMPLETE_TERMINATED,
@@ -101,8 +93,8 @@ JOB_ACTIONS = {
 
 
 def job_actions(row: Row) -> list[str]:
-    """The operator actions a job in this state allows (`kojo jobs hold|release|cancel`);
-    the seam for `retry` once the App has it."""
+    """The operator actions a job in this state allows (`kojo jobs
+    retry|hold|release|cancel`)."""
     return [
         name
         for name, transition in JOB_ACTIONS.items()
@@ -110,10 +102,9 @@ def job_actions(row: Row) -> list[str]:
     ]
 
 
-def why(app: App, job_id: int) -> str | None:
-    """Why the job is not running now, in one line; None until the App can tell (the seam
-    for `kojo jobs why`)."""
-    return None
+def why(app: App, job_id: int) -> Diagnosis:
+    """Why the job is not running now (`kojo jobs why`)."""
+    return app.why(job_id)
 
 
 # -- shapes the pages show -------------------------------------------------------------

@@ -147,9 +147,11 @@ class Dashboard:
             hosts = await self.db(queries.process_counts, self.app)
             types = await self.db(queries.job_types, self.app)
             table = queries.count_table(counts)
-            panics = []
+            panics: list[dict[str, Any]] = []
             if table.state_totals.get("panicked"):  # else the newest-first walk finds none
-                panics = await self.db(queries.jobs_page, self.app, None, "panicked", RECENT_PANICS)
+                panics, _ = await self.db(
+                    queries.jobs_page, self.app, None, "panicked", RECENT_PANICS
+                )
             return self.page(
                 request,
                 "overview.html",
@@ -267,13 +269,16 @@ class Dashboard:
             state = params.get("state") or None
             limit = integer(params.get("limit"), "limit", queries.DEFAULT_PAGE)
             before = integer(params.get("before"), "before", None)
-            rows = await self.db(queries.jobs_page, self.app, type_code, state, limit, before)
+            future_cron = params.get("all", "") not in ("", "0")
+            rows, hidden = await self.db(
+                queries.jobs_page, self.app, type_code, state, limit, before, future_cron
+            )
             if request.url.path.startswith("/api/"):
                 return KojoJSON(rows)
             codes = [r["type_code"] for r in await self.db(queries.job_types, self.app)]
             older = None
             if len(rows) == limit:
-                query = {"type": type_code, "state": state, "limit": limit}
+                query = {"type": type_code, "state": state, "limit": limit, "all": future_cron}
                 query["before"] = rows[-1]["kojo_job_id"]
                 older = "/jobs?" + urlencode({k: v for k, v in query.items() if v})
             return self.page(
@@ -283,6 +288,8 @@ class Dashboard:
                 codes=codes,
                 states=queries.STATE_ORDER,
                 chosen={"type": type_code or "", "state": state or "", "limit": limit},
+                future_cron=future_cron,
+                hidden=hidden,
                 older=older,
             )
 
@@ -295,9 +302,18 @@ class Dashboard:
             row = await self.db(queries.job, self.app, job_id)
             if request.url.path.startswith("/api/"):
                 return KojoJSON(row)
-            why = await self.db(queries.why, self.app, job_id)
+            why = (await self.db(queries.why, self.app, job_id)).line()
             actions = queries.job_actions(row)
             return self.page(request, "job.html", job=row, why=why, actions=actions)
+
+        return await self.guarded(request, show)
+
+    async def why(self, request: Request) -> Response:
+        async def show() -> Response:
+            job_id = integer(request.path_params["job_id"], "job id", None)
+            assert job_id is not None
+            diagnosis = await self.db(queries.why, self.app, job_id)
+            return KojoJSON(diagnosis.as_json())  # `kojo jobs why ID --json`
 
         return await self.guarded(request, show)
 
@@ -324,6 +340,7 @@ class Dashboard:
             Route("/types/{code}/{action}", self.type_action, methods=["POST"]),
             Route("/jobs/{job_id}/{action}", self.job_action, methods=["POST"]),
             Route("/hosts/{host}/{action}", self.host_action, methods=["POST"]),
+            Route("/api/jobs/{job_id}/why", self.why),
             Route("/metrics", self.metrics),
             Mount("/static", StaticFiles(packages=[("kojo.dashboard", "static")]), name="static"),
         ]
