@@ -356,24 +356,13 @@ TYPE_COLUMNS = (
 @handle_errors
 def types_list(ctx: Context, as_json: bool) -> None:
     """Job types stored in the database, with each cron type's next fire time."""
+    from .cron import next_fire_of_stored
+
     rows = ctx.app().backend.type_list()
     now = utcnow()
     for row in rows:
-        row["next_fire"] = _next_fire(row.get("cron_expression"), now)
+        row["next_fire"] = next_fire_of_stored(row.get("cron_expression"), now)
     emit(rows, as_json, TYPE_COLUMNS)
-
-
-def _next_fire(expression: str | None, now: datetime) -> datetime | None:
-    """The next due minute of a stored expression; None when it has none (or, stored by
-    hand or by an older kojo, it cannot be computed: one bad row must not hide the rest)."""
-    from . import cron
-
-    if not expression:
-        return None
-    try:
-        return cron.next_fire(expression, now)
-    except (ValueError, OverflowError):
-        return None
 
 
 @types.command("register")
@@ -1106,6 +1095,37 @@ def locks(ctx: Context, as_json: bool) -> None:
     if not as_json:
         rows = [{**r, "since": r["acquired_at_date_time"] or r["since_date_time"]} for r in rows]
     emit(rows, as_json, LOCK_COLUMNS)
+
+
+# -- dashboard (docs/dashboard.md) ---------------------------------------------------------
+
+
+@cli.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8181, show_default=True)
+@click.option(
+    "--token",
+    envvar="KOJO_DASHBOARD_TOKEN",
+    help="Needed by every page and API call (KOJO_DASHBOARD_TOKEN, better than the "
+    "command line, which other users may see); required off loopback.",
+)
+@shared_options
+@pass_context
+@handle_errors
+def dashboard(ctx: Context, host: str, port: int, token: str | None) -> None:
+    """Serve the web dashboard and /metrics over this database."""
+    from .dashboard import missing_requirements
+
+    missing = missing_requirements()
+    if missing:
+        fail(f"kojo dashboard needs {', '.join(missing)}: pip install 'kojo[dashboard]'", code=2)
+    from .dashboard.security import check_bind, check_token
+
+    token = check_token(token)
+    check_bind(host, token)
+    from .dashboard.web import serve
+
+    serve(ctx.app(), host, port, token)
 
 
 if __name__ == "__main__":  # pragma: no cover

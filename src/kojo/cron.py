@@ -57,6 +57,18 @@ def next_fire(expression: str, after: datetime) -> datetime:
     return as_utc(result)
 
 
+def next_fire_of_stored(expression: str | None, now: datetime) -> datetime | None:
+    """The next due minute of a stored expression (`kojo types list`, the dashboard); None
+    when it has none or, stored by hand or by an older kojo, it cannot be computed: one bad
+    row must not hide the rest."""
+    if not expression:
+        return None
+    try:
+        return next_fire(expression, now)
+    except (ValueError, OverflowError):
+        return None
+
+
 def fire_times(expression: str, start: datetime, end: datetime) -> Iterator[datetime]:
     """Due minutes in [start, end], both rounded down to the minute."""
     minute = floor_minute(start)

@@ -86,6 +86,7 @@ CONCERNS = {
     "cron_scheduler.py": {"cron.sql"},
     "maintenance.py": {"maintenance.sql", "messages.sql"},
     "ipc.py": {"messages.sql"},
+    "dashboard/queries.py": {"dashboard.sql"},
 }
 
 

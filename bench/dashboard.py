@@ -1,0 +1,87 @@
+"""How long the dashboard's pages, JSON twins and /metrics take with many jobs stored.
+
+    python bench/dashboard.py [--backend sqlite|postgres|both] [--jobs 1000000]
+                              [--repeat 5] [--postgres URL]
+
+Loads `--jobs` finished jobs (bench/backlog.py's set-based copy, as kojo writes them) and
+a few waiting ones, then times each path in process through Starlette's TestClient
+(routing, the database reads and the rendering; no network). The best of `--repeat`
+requests is kept, after one warm-up request. Issue 16's budgets: every page under
+100 ms, a scrape under 200 ms at 1,000,000 jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import backlog
+import harness
+from starlette.testclient import TestClient
+
+import kojo
+from kojo.dashboard.web import create_app
+
+PATHS = (
+    "/",
+    "/api/stats",
+    "/jobs",
+    "/api/jobs",
+    "/jobs?state=waiting",
+    "/jobs/1",
+    "/types",
+    "/processes",
+    "/locks",
+    "/metrics",
+)
+WAITING = 1000
+
+
+def measure(url: str, jobs: int, repeat: int) -> dict[str, Any]:
+    app = kojo.App(database=url)
+    app.install()
+    app.job_type("bench.waiting")(print)
+    app.job_type(backlog.RUNNABLE_TYPE)(print)  # the finished backlog's type
+    app.register_job_types()
+    loaded = backlog.load(app, url, "finished", jobs)
+    app.schedule_many("bench.waiting", list(range(WAITING)))
+    web = TestClient(create_app(app))
+    timings: dict[str, float] = {}
+    for path in PATHS:
+        assert web.get(path).status_code == 200, path  # warm-up, and a check
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            response = web.get(path)
+            best = min(best, time.perf_counter() - started)
+            assert response.status_code == 200, path
+        timings[path] = round(best * 1000, 1)
+    app.backend.close()
+    return {"jobs": jobs, "load_seconds": round(loaded, 1), "milliseconds": timings}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.backend == "both" and not args.postgres:
+        backends = ["sqlite"]
+    for backend in backends:
+        with harness.database(backend, args.postgres) as url:
+            result = measure(url, args.jobs, args.repeat)
+        print(f"{backend}: {args.jobs:,} finished jobs (loaded in {result['load_seconds']} s)")
+        for path, ms in result["milliseconds"].items():
+            budget = 200 if path == "/metrics" else 100
+            print(f"  {path:<22} {ms:>8.1f} ms  {'ok' if ms < budget else 'OVER ' + str(budget)}")
+        print(json.dumps({"backend": backend, **result}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""The dashboard's pages, JSON twins, actions, token and CSRF checks and /metrics, on both
+backends, through Starlette's TestClient (in process; the real server is in
+test_dashboard_server.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette", reason="the dashboard extra is not installed")
+pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
+
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+import kojo
+from kojo.dashboard.metrics import NAMES
+from kojo.dashboard.web import create_app, to_json
+from kojo.inline import work_inline
+
+TOKEN = "s3cret-token"
+
+
+def report(job: kojo.Job) -> dict[str, Any]:
+    job.progress(0.5, note="half way")
+    return {"rows": 3}
+
+
+def broken(job: kojo.Job) -> None:
+    raise RuntimeError("disk full")
+
+
+def idle(job: kojo.Job) -> None:
+    """Never run here."""
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[kojo.App]:
+    app = kojo.App(database=database_url)
+    app.install()
+    app.job_type("reports")(report)
+    app.job_type("broken", max_retries=0)(broken)
+    app.job_type("nightly", cron_expression="@hourly")(idle)
+    app.register_job_types()
+    yield app
+    app.backend.close()
+
+
+def client(app: kojo.App, token: str | None = None, **options: Any) -> TestClient:
+    return TestClient(create_app(app, token, **options), follow_redirects=False)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+# -- pages and their JSON twins -----------------------------------------------------------
+
+
+def test_every_page_renders_what_the_database_holds(app: kojo.App) -> None:
+    done = app.schedule("reports", payload={"month": "2026-11"})
+    work_inline(app, done, "test-host")
+    failed = app.schedule("broken")
+    work_inline(app, failed, "test-host")
+    waiting = app.schedule("reports", payload={"month": "2026-12"})
+    web = client(app)
+    overview = web.get("/")
+    assert overview.status_code == 200
+    assert "reports" in overview.text and "complete_success" in overview.text
+    assert f'href="/jobs/{failed}"' in overview.text  # a recent panic, with its error
+    assert "RuntimeError: disk full" in overview.text
+    assert "@hourly" in overview.text  # the cron type and its next fire
+    jobs = web.get("/jobs")
+    assert jobs.status_code == 200
+    assert f'href="/jobs/{waiting}"' in jobs.text and "disk full" in jobs.text
+    page = web.get(f"/jobs/{done}")
+    assert page.status_code == 200
+    assert "2026-11" in page.text and "&#34;rows&#34;: 3" in page.text  # payload and result
+    assert "half way" in page.text and 'value="0.5"' in page.text  # progress
+    assert "RuntimeError: disk full" in web.get(f"/jobs/{failed}").text  # last error
+    types = web.get("/types")
+    assert types.status_code == 200
+    assert "nightly" in types.text and "@hourly" in types.text
+    for path in ("/processes", "/locks"):
+        assert web.get(path).status_code == 200, path
+    assert web.get("/static/kojo.css").status_code == 200
+
+
+def test_the_json_twins_have_the_keys_of_the_cli(app: kojo.App) -> None:
+    first = app.schedule("reports", payload={"n": 1})
+    web = client(app)
+    stats = web.get("/api/stats").json()
+    assert stats == [{"type_code": "reports", "assigned_state": "waiting", "count": 1}]
+    [job] = web.get("/api/jobs").json()
+    assert set(job) == set(app.jobs()[0]) and job["payload"] == {"n": 1}
+    assert web.get(f"/api/jobs/{first}").json() == job
+    types = {t["type_code"]: t for t in web.get("/api/types").json()}
+    assert set(types) == {"broken", "nightly", "reports"}
+    assert set(types["reports"]) == {*app.backend.type_list()[0], "next_fire"}
+    assert types["reports"]["next_fire"] is None
+    assert types["nightly"]["next_fire"].endswith(":00:00+00:00")  # @hourly, ISO-8601
+    owner = app.owner()  # a registered client process
+    with app.mutex("ledger"):
+        processes = web.get("/api/processes").json()
+        assert [p["kojo_process_id"] for p in processes] == [owner.id]
+        assert set(processes[0]) == set(app.process_table()[0])
+        [lock] = web.get("/api/locks").json()
+        assert lock["name"] == "ledger" and lock["state"] == "held"
+        assert set(lock) == set(app.locks()[0])
+        assert "ledger" in web.get("/locks").text
+        assert "client" in web.get("/processes").text
+
+
+def test_jobs_are_listed_newest_first_and_paged_back(app: kojo.App) -> None:
+    ids = app.schedule_many("reports", [{"n": n} for n in range(5)])
+    other = app.schedule("broken")
+    web = client(app)
+    listed = [j["kojo_job_id"] for j in web.get("/api/jobs").json()]
+    assert listed == [other, *reversed(ids)]
+    page = web.get("/api/jobs", params={"type": "reports", "limit": 2}).json()
+    assert [j["kojo_job_id"] for j in page] == [ids[4], ids[3]]
+    page = web.get("/api/jobs", params={"type": "reports", "limit": 2, "before": ids[3]}).json()
+    assert [j["kojo_job_id"] for j in page] == [ids[2], ids[1]]
+    html = web.get("/jobs", params={"type": "reports", "limit": 2}).text
+    assert f"before={ids[3]}" in html  # the link to the older page
+    assert web.get("/api/jobs", params={"state": "working"}).json() == []
+    assert len(web.get("/api/jobs", params={"state": "waiting"}).json()) == 6
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/api/jobs?state=bogus", 400, "unknown state 'bogus'"),
+        ("/api/jobs?limit=0", 400, "limit"),
+        ("/api/jobs?limit=1001", 400, "limit"),
+        ("/api/jobs?limit=ten", 400, "limit must be an integer"),
+        ("/api/jobs?before=-1", 400, "job id"),
+        ("/api/jobs/abc", 400, "job id must be an integer"),
+        ("/api/jobs/999999", 404, "no job with id 999999"),
+        ("/jobs/999999", 404, "no job with id 999999"),
+        ("/jobs?state=bogus", 400, "unknown state"),
+        ("/api/nothing", 404, "Not Found: GET /api/nothing"),
+        ("/nothing", 404, "Not Found: GET /nothing"),
+    ],
+)
+def test_a_bad_value_is_one_clear_error(app: kojo.App, path: str, status: int, words: str) -> None:
+    response = client(app).get(path)
+    assert response.status_code == status
+    if path.startswith("/api/"):
+        assert words in response.json()["error"]
+    else:
+        assert words in response.text
+
+
+# -- actions --------------------------------------------------------------------------------
+
+
+def test_type_actions_change_the_type_with_the_csrf_token(app: kojo.App) -> None:
+    web = client(app)
+    csrf = csrf_of(web.get("/types").text)
+    for action, column, value in [
+        ("pause", "is_paused", True),
+        ("resume", "is_paused", False),
+        ("disable", "is_enabled", False),
+        ("enable", "is_enabled", True),
+    ]:
+        response = web.post(f"/types/reports/{action}", data={"csrf_token": csrf})
+        assert response.status_code == 303 and response.headers["location"] == "/types"
+        row = app.backend.type_get("reports")
+        assert row is not None and row[column] is value, action
+    response = web.post("/types/nope/pause", data={"csrf_token": csrf})
+    assert response.status_code == 404 and "unknown job type" in response.text
+    assert web.post("/types/reports/explode", data={"csrf_token": csrf}).status_code == 404
+
+
+@pytest.mark.parametrize("form", [{}, {"csrf_token": "0" * 64}, {"csrf_token": ""}])
+def test_an_action_without_the_right_csrf_token_is_refused(
+    app: kojo.App, form: dict[str, str]
+) -> None:
+    response = client(app).post("/types/reports/pause", data=form)
+    assert response.status_code == 403 and "CSRF" in response.text
+    row = app.backend.type_get("reports")
+    assert row is not None and row["is_paused"] is False
+
+
+def test_the_csrf_token_of_another_dashboard_process_is_refused(app: kojo.App) -> None:
+    csrf = csrf_of(client(app).get("/types").text)
+    response = client(app).post("/types/reports/pause", data={"csrf_token": csrf})
+    assert response.status_code == 403
+
+
+# -- the token ----------------------------------------------------------------------------
+
+PATHS = ["/", "/jobs", "/jobs/1", "/types", "/processes", "/locks", "/static/kojo.css"]
+API = ["/api/stats", "/api/jobs", "/api/jobs/1", "/api/types", "/api/processes", "/api/locks"]
+
+
+def test_with_a_token_every_path_but_metrics_needs_it(app: kojo.App) -> None:
+    app.schedule("reports")
+    web = client(app, TOKEN)
+    csrf = web.app.state.dashboard.guard.csrf()
+    for path in PATHS:
+        response = web.get(path)
+        assert response.status_code == 401, path
+        assert "token" in response.text and csrf not in response.text
+    for path in API:
+        response = web.get(path)
+        assert response.status_code == 401, path
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "token" in response.json()["error"]
+    assert web.get("/metrics").status_code == 200
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for path in PATHS + API:
+        assert web.get(path, headers=bearer).status_code == 200, path
+    for wrong in (f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, "Bearer "):
+        assert web.get("/api/stats", headers={"Authorization": wrong}).status_code == 401
+
+
+def test_visiting_with_the_token_sets_a_strict_httponly_cookie(app: kojo.App) -> None:
+    app.schedule("reports")
+    web = client(app, TOKEN)
+    response = web.get("/", params={"token": TOKEN})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert TOKEN not in cookie  # the cookie is derived from the token, not the token
+    for path in PATHS + API:
+        assert web.get(path).status_code == 200, path  # the client keeps the cookie
+    deep = web.get("/jobs", params={"token": TOKEN, "state": "waiting"})
+    assert deep.headers["location"] == "/jobs?state=waiting"  # the token leaves the URL
+    elsewhere = web.get(f"http://testserver//attacker.example/?token={TOKEN}")
+    assert elsewhere.headers["location"] == "/attacker.example/"  # never off this site
+    web.cookies.clear()
+    assert web.get("/").status_code == 401
+    assert client(app, TOKEN).get("/", params={"token": "wrong"}).status_code == 401
+    web.cookies.set("kojo_dashboard", "forged")
+    assert web.get("/").status_code == 401
+
+
+def test_with_a_token_an_action_needs_both_the_token_and_the_csrf_token(app: kojo.App) -> None:
+    web = client(app, TOKEN)
+    web.get("/", params={"token": TOKEN})
+    csrf = csrf_of(web.get("/types").text)
+    assert web.post("/types/reports/pause").status_code == 403
+    anonymous = client(app, TOKEN)
+    assert anonymous.post("/types/reports/pause", data={"csrf_token": csrf}).status_code == 401
+    row = app.backend.type_get("reports")
+    assert row is not None and row["is_paused"] is False
+    assert web.post("/types/reports/pause", data={"csrf_token": csrf}).status_code == 303
+    row = app.backend.type_get("reports")
+    assert row is not None and row["is_paused"] is True
+
+
+def test_without_a_token_only_loopback_host_names_are_served(app: kojo.App) -> None:
+    web = client(app, allowed_hosts=["127.0.0.1", "localhost", "::1"])
+    for host in ("127.0.0.1:8181", "localhost:8181", "[::1]:8181", "localhost"):
+        assert web.get("/api/stats", headers={"Host": host}).status_code == 200, host
+    response = web.get("/api/stats", headers={"Host": "attacker.example:8181"})
+    assert response.status_code == 400 and "Host" in response.json()["error"]
+
+
+# -- /metrics -------------------------------------------------------------------------------
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_count_jobs_by_type_and_state_and_processes_by_host_and_kind(
+    app: kojo.App,
+) -> None:
+    app.schedule_many("reports", [1, 2, 3])
+    work_inline(app, app.schedule("broken"), "test-host")
+    other = kojo.App(database=app.database_url)
+    other.owner()  # a client process, alive
+    response = client(app, TOKEN).get("/metrics")  # no token needed
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    families = {family.name for family in text_string_to_metric_families(response.text)}
+    assert families == set(NAMES)
+    found = samples(response.text)
+    assert found[("kojo_jobs", (("state", "waiting"), ("type", "reports")))] == 3
+    assert found[("kojo_jobs", (("state", "working"), ("type", "reports")))] == 0
+    ended = [v for (name, labels), v in found.items() if ("type", "broken") in labels and v]
+    assert ended == [1]
+    assert found[("kojo_jobs", (("state", "panicked"), ("type", "nightly")))] == 0
+    processes = {labels: v for (name, labels), v in found.items() if name == "kojo_processes"}
+    assert sum(processes.values()) == len(app.process_table()) >= 1
+    assert all(dict(labels)["host"] and dict(labels)["kind"] for labels in processes)
+    other.backend.close()
+
+
+# -- job and host actions -------------------------------------------------------------------
+
+
+def test_job_actions_hold_release_cancel_and_retry_a_job(app: kojo.App) -> None:
+    job_id = app.schedule("reports")
+    web = client(app)
+    page = web.get(f"/jobs/{job_id}").text
+    assert f'action="/jobs/{job_id}/hold"' in page and f'action="/jobs/{job_id}/cancel"' in page
+    assert f'action="/jobs/{job_id}/release"' not in page  # a waiting job is not released
+    csrf = csrf_of(page)
+    for action, state in [
+        ("hold", "hold"),
+        ("release", "waiting"),
+        ("cancel", "complete_terminated"),
+        ("retry", "waiting"),
+        ("cancel", "complete_terminated"),
+    ]:
+        response = web.post(f"/jobs/{job_id}/{action}", data={"csrf_token": csrf})
+        assert response.status_code == 303, (action, response.text)
+        assert response.headers["location"] == f"/jobs/{job_id}"
+        assert app.job(job_id)["assigned_state"] == state, action
+    page = web.get(f"/jobs/{job_id}").text
+    assert f'action="/jobs/{job_id}/retry"' in page and f"/jobs/{job_id}/hold" not in page
+    refused = web.post(f"/jobs/{job_id}/hold", data={"csrf_token": csrf})
+    assert refused.status_code == 409 and str(job_id) in refused.text
+    assert web.post(f"/jobs/{job_id}/explode", data={"csrf_token": csrf}).status_code == 404
+    assert web.post("/jobs/999999/hold", data={"csrf_token": csrf}).status_code == 404
+    other = app.schedule("reports")
+    assert web.post(f"/jobs/{other}/hold").status_code == 403  # no CSRF token
+    assert app.job(other)["assigned_state"] == "waiting"
+
+
+def test_host_actions_scale_and_drain_a_live_server(app: kojo.App) -> None:
+    from foundation_helpers import process_info
+    from kojo.control import CHANNEL
+
+    web = client(app)
+    csrf = csrf_of(web.get("/types").text)
+    missing = web.post("/hosts/test-host/drain", data={"csrf_token": csrf})
+    assert missing.status_code == 404 and "no live kojo server" in missing.text
+    server = kojo.App(database=app.database_url)
+    owner = server.backend.register_owner(process_info("server"))
+    try:
+        page = web.get("/processes").text
+        assert 'action="/hosts/test-host/scale"' in page
+        with app.subscribe(CHANNEL) as commands:
+            scaled = web.post("/hosts/test-host/scale", data={"csrf_token": csrf, "processes": "3"})
+            assert scaled.status_code == 303
+            drained = web.post("/hosts/test-host/drain", data={"csrf_token": csrf})
+            assert drained.status_code == 303
+            received = []
+            for message in commands.messages(timeout=10):
+                received.append(message)
+                if len(received) == 2:
+                    break
+        assert {"command": "scale", "host": "test-host", "processes": 3} in received
+        assert {"command": "drain", "host": "test-host"} in received
+        bad = web.post("/hosts/test-host/scale", data={"csrf_token": csrf, "processes": "x"})
+        assert bad.status_code == 400 and "processes must be an integer" in bad.text
+        assert web.post("/hosts/test-host/drain").status_code == 403
+    finally:
+        owner.close()
+        server.backend.close()
+
+
+def test_a_job_page_says_why_it_is_not_running_as_jobs_why_does(app: kojo.App) -> None:
+    job_id = app.schedule("reports", delay=3600)
+    web = client(app)
+    diagnosis = app.why(job_id)
+    assert diagnosis.line() in web.get(f"/jobs/{job_id}").text.replace("&#39;", "'")
+    answer = web.get(f"/api/jobs/{job_id}/why").json()
+    expected = json.loads(json.dumps(diagnosis.as_json(), default=to_json))  # as the CLI's
+    assert set(answer) == set(expected) and answer["id"] == job_id
+    assert answer["state"] == "waiting" and answer["reason"] == expected["reason"]
+    assert web.get("/api/jobs/999999/why").status_code == 404
+
+
+def test_future_cron_jobs_are_listed_only_when_asked(app: kojo.App) -> None:
+    from datetime import timedelta
+
+    from foundation_helpers import update_job
+    from kojo.clock import utcnow
+
+    app.schedule("reports")
+    ahead = utcnow() + timedelta(hours=2)
+    cron_job = app.schedule("nightly", at=ahead)
+    update_job(app.backend, cron_job, cron_fire_date_time=ahead)
+    web = client(app)
+    assert [j["type_code"] for j in web.get("/api/jobs").json()] == ["reports"]
+    assert len(web.get("/api/jobs", params={"all": "1"}).json()) == 2
+    assert "1 cron job(s) made ahead of their minute not shown" in web.get("/jobs").text
