@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 import kojo
 from foundation_helpers import T0, claim, noop, owner_of
+from kojo.backends import Owner
 from kojo.clock import utcnow
 
 
@@ -173,72 +175,70 @@ def test_kojo_work_by_id_counts_and_obeys_the_limit(app: kojo.App) -> None:
     assert app.job(jobs[2])["assigned_state"] == "waiting"
 
 
-def test_concurrent_claims_never_share_a_slot(database_url: str) -> None:
-    """Eight claimers on their own connections, all at once, for a type that allows three
-    starts per hour: exactly three of its jobs are claimed, whatever the interleaving."""
-    setup = kojo.App(database=database_url)
-    setup.install()
-    setup.job_type("scarce", rate_limit="3/PT1H")(noop)
-    setup.register_job_types()
-    jobs = [setup.schedule("scarce") for _ in range(20)]
-    claimed: list[int] = []
+def race(database_url: str, claimers: int, claims: Callable[[kojo.App, Owner], None]) -> None:
+    """`claimers` threads, each with its own App (connection) and owner, run `claims` all
+    at once; whatever one of them raised is raised here."""
     errors: list[BaseException] = []
-    start = threading.Barrier(8)
+    start = threading.Barrier(claimers)
 
     def claimer() -> None:
         app = kojo.App(database=database_url)
         try:
             with owner_of(app.backend) as owner:
                 start.wait()
-                for _ in range(10):
-                    claimed.extend(claim(app.backend, owner, limit=5, now=utcnow()))
+                claims(app, owner)
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             app.backend.close()
 
-    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    threads = [threading.Thread(target=claimer) for _ in range(claimers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     assert not errors, errors
+
+
+def limited_app(database_url: str, code: str, rate_limit: str, jobs: int) -> list[int]:
+    """A type `code` with `rate_limit`, and `jobs` jobs of it due now; their ids."""
+    setup = kojo.App(database=database_url)
+    setup.install()
+    setup.job_type(code, rate_limit=rate_limit)(noop)
+    setup.register_job_types()
+    ids = setup.schedule_many(code, [None] * jobs)
+    setup.backend.close()
+    return ids
+
+
+def test_concurrent_claims_never_share_a_slot(database_url: str) -> None:
+    """Eight claimers on their own connections, all at once, for a type that allows three
+    starts per hour: exactly three of its jobs are claimed, whatever the interleaving."""
+    jobs = limited_app(database_url, "scarce", "3/PT1H", 20)
+    claimed: list[int] = []
+
+    def claims(app: kojo.App, owner: Owner) -> None:
+        for _ in range(10):
+            claimed.extend(claim(app.backend, owner, limit=5, now=utcnow()))
+
+    race(database_url, 8, claims)
     assert len(claimed) == 3 and set(claimed) <= set(jobs), claimed
 
 
 def test_concurrent_claims_keep_every_window_under_the_limit(database_url: str) -> None:
     """Six claimers racing for 1.5 s against a limit of 2 per 0.1 s: the recorded start
     times (each claim's `now`, what the slots count) never put 3 in any 0.1 s."""
-    setup = kojo.App(database=database_url)
-    setup.install()
-    setup.job_type("pulse", rate_limit="2/PT0.1S")(noop)
-    setup.register_job_types()
-    setup.schedule_many("pulse", [None] * 200)
+    limited_app(database_url, "pulse", "2/PT0.1S", 200)
     starts: list[float] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(6)
 
-    def claimer() -> None:
-        app = kojo.App(database=database_url)
-        try:
-            with owner_of(app.backend) as owner:
-                start.wait()
-                until = time.monotonic() + 1.5
-                while time.monotonic() < until:
-                    with app.backend.write():
-                        rows = app.backend.job_claim(owner.id, 5, utcnow())
-                    starts.extend(r["last_transition_date_time"].timestamp() for r in rows)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            app.backend.close()
+    def claims(app: kojo.App, owner: Owner) -> None:
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            with app.backend.write():
+                rows = app.backend.job_claim(owner.id, 5, utcnow())
+            starts.extend(r["last_transition_date_time"].timestamp() for r in rows)
 
-    threads = [threading.Thread(target=claimer) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
+    race(database_url, 6, claims)
     starts.sort()
     assert len(starts) >= 10, starts  # the limit was reached again and again
     crowded = [(a, b) for a, b in zip(starts, starts[2:], strict=False) if b - a < 0.1]
