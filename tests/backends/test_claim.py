@@ -26,6 +26,7 @@ from foundation_helpers import (
 )
 from kojo import states
 from kojo.backends import open_backend
+from kojo.backends.job_store import FINISHED_CHANNEL
 
 FAR = T0 + timedelta(days=3650)
 
@@ -215,6 +216,37 @@ def test_complete_many_completes_only_the_owners_claims(database_url: str) -> No
         assert row["completed_at_date_time"] == done
         assert row["delete_after_date_time"] == done + timedelta(hours=1)
     assert ids == sorted(mine + theirs)
+
+
+def test_complete_many_sets_off_what_the_flagged_jobs_of_a_batch_hold(database_url: str) -> None:
+    # A batch mixing plain jobs, an awaited one, a parent and another owner's claim: every
+    # plain and flagged job completes once (SQLite completes them in two statements), and
+    # only the flagged ones set something off.
+    app = make_app(database_url, q={"auto_delete_interval_duration": "PT1H"})
+    plain, awaited, parent, foreign = app.schedule_many("q", [1, 2, 3, 4], at=T0)
+    child = app.schedule("q", payload=5, at=T0, after=[parent])
+    backend = app.backend
+    with (
+        owner_of(backend) as owner,
+        owner_of(backend) as other,
+        app.subscribe(FINISHED_CHANNEL) as finished,
+    ):
+        mine = claim(backend, owner, 3)
+        assert sorted(mine) == [plain, awaited, parent]
+        assert claim(backend, other, 1) == [foreign]
+        assert backend.job_await(awaited) is not None
+        rows = [
+            {"kojo_job_id": i, "auto_delete_interval_duration": "PT1H"}
+            for i in (plain, awaited, parent, foreign)
+        ]
+        with backend.write():
+            assert backend.job_complete_many(rows, owner.id, T0 + timedelta(seconds=1)) == 3
+        assert next(finished.messages(timeout=5)) == {"id": awaited}
+        assert list(finished.messages(timeout=0.2)) == []  # none for the plain or the parent
+        assert app.job(foreign)["assigned_state"] == "working"
+    for job_id in (plain, awaited, parent):
+        assert app.job(job_id)["assigned_state"] == "complete_success"
+    assert app.job(child)["next_state_request"] == "working"  # released by its parent's end
 
 
 def test_claim_and_complete_in_one_transaction(database_url: str) -> None:

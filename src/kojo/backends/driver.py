@@ -526,9 +526,10 @@ class Driver(ABC):
         """A list of ids as the job_complete_success query takes it."""
 
     @abstractmethod
-    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
-        """Run job_complete_success: how many jobs it completed, and the ids of those whose
-        end sets something off (job_store._job_finished)."""
+    def _complete_success(self, params: Mapping[str, Any], count: int) -> tuple[int, list[int]]:
+        """Complete the `count` jobs of params["ids"] that `owner` still works (as
+        job_complete_success): how many it completed, and the ids of those whose end sets
+        something off (job_store._job_finished)."""
 
     @abstractmethod
     def lock_limit_key(self, type_code: str, concurrency_key: str) -> None:

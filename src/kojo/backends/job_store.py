@@ -323,8 +323,7 @@ class JobStore(StartLimits):
                 rows = self._claim_retrying(params)
             if not rows and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
-            rated = [(row, float(row.pop("rate_seconds") or 0)) for row in rows]
-            rated = [(row, seconds) for row, seconds in rated if seconds]
+            rated = self._rate_limited(rows)
             for row, seconds in rated:
                 rows += self._rate_start(row, seconds, owner_id, limit - len(rows), now)
             if rated:
@@ -501,7 +500,8 @@ class JobStore(StartLimits):
                     "owner": owner,
                     "now": now,
                     "delete_after": add_saturating(now, parse_duration(interval)),
-                }
+                },
+                len(ids),
             )
             completed += count
             keys: set[tuple[str, str]] = set()  # one admission per key for the batch

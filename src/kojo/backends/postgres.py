@@ -155,7 +155,7 @@ class PostgresBackend(Backend):
     def _id_list(self, ids: list[int]) -> Any:
         return ids
 
-    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
+    def _complete_success(self, params: Mapping[str, Any], count: int) -> tuple[int, list[int]]:
         row = self.fetchone("job_complete_success", params)  # the count, the flagged ids
         assert row is not None
         return int(row["completed"]), [int(i) for i in row["flagged"] or ()]

@@ -409,12 +409,25 @@ class SqliteBackend(Backend):
     def lock_child(self, child_id: int) -> None:
         pass  # writes are serial: no other parent ends while this transaction runs
 
-    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
-        # Two statements: a RETURNING row per job costs more in Python than a second read
-        # of the (usually no) flagged ones.
+    def _complete_success(self, params: Mapping[str, Any], count: int) -> tuple[int, list[int]]:
+        # One statement in the usual case; the second only when some job of the batch is
+        # flagged (or was cancelled meanwhile: then it completes nothing).
         completed = self.execute("job_complete_success", params)
-        flagged = self.fetchall("job_complete_flagged", params) if completed else []
-        return completed, [int(r["flagged"]) for r in flagged]
+        if completed == count:
+            return completed, []
+        flagged = [int(r["flagged"]) for r in self.fetchall("job_complete_flagged", params)]
+        return completed + len(flagged), flagged
+
+    def _rate_limited(self, rows: list[Row]) -> list[tuple[Row, float]]:
+        # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a
+        # subquery per row cost 1% of a job): one read of the rated types per claim instead.
+        if not rows:
+            return []
+        periods = {
+            r["type_code"]: float(r["rate_limit_seconds"])
+            for r in self.fetchall("job_rate_periods")
+        }
+        return [(row, periods[row["type_code"]]) for row in rows if row["type_code"] in periods]
 
     def _id_list(self, ids: list[int]) -> Any:
         return json.dumps(ids)  # job_complete_success reads it with json_each

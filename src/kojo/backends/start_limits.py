@@ -50,6 +50,16 @@ class StartLimits(Driver):
         self.execute("rate_slot_fill", {**slots, "epoch": EPOCH})
         self.execute("rate_free_set", {"type_code": code, "epoch": EPOCH})
 
+    def _rate_limited(self, rows: list[Row]) -> list[tuple[Row, float]]:
+        """The claimed rows of rate-limited types, each with its limit's period in seconds:
+        the claim returns it as `rate_seconds` (0: none), taken off the rows here."""
+        rated = []
+        for row in rows:
+            seconds = row.pop("rate_seconds", None)
+            if seconds:
+                rated.append((row, float(seconds)))
+        return rated
+
     def _rate_check(self, job_id: int, code: str, now: datetime) -> float:
         """`kojo work ID`, the type's row held: the rate limit's period in seconds (0 for
         none); RateLimited when no slot is free now."""

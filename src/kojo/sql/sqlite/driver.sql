@@ -1,9 +1,12 @@
 -- Queries only the SQLite driver runs (backends/sqlite.py).
 
 -- name: job_complete_flagged
--- After job_complete_success: which of those jobs' ends set something off
--- (job_store._job_finished). A second statement costs less here than a RETURNING row per
--- job: most completions find none.
-SELECT kojo_job_id AS flagged FROM kojo_job
-WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
-  AND assigned_state = 'complete_success' AND (awaited OR has_children OR limited)
+-- After job_complete_success, when it completed fewer than asked: the jobs whose end sets
+-- something off (job_store._job_finished), completed, their ids returned.
+{{complete_success}}
+RETURNING kojo_job_id AS flagged
+
+-- name: job_rate_periods
+-- The rate-limited types and their periods, read once per claim that claimed anything
+-- (sqlite.py: job_claim's RETURNING cannot read its FROM).
+SELECT type_code, rate_limit_seconds FROM kojo_job_type WHERE rate_limit_count > 0

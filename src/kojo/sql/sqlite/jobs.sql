@@ -22,9 +22,11 @@ lane (type_code, parallel, rate_seconds) AS (
 -- The lane and bucket walk of postgres/jobs.sql (see there and docs/claiming.md): its
 -- cost does not grow with jobs that cannot run now. SQLite has no LATERAL, so each
 -- bucket's due jobs come from a correlated IN (... LIMIT) over kojo_job_runnable. A
--- serial or rate-limited type gives one job; the returned rate_seconds (> 0) tells
--- job_store to take one of its rate limit's slots and claim more of the type up to its
--- free slots (job_claim_type; writes are serial: nothing races it).
+-- serial or rate-limited type gives one job; job_store then takes one of its rate limit's
+-- slots and claims more of the type up to its free slots (job_claim_type; writes are
+-- serial: nothing races it). Which rows are rated it asks once per claim
+-- (job_rate_periods): RETURNING cannot read the FROM here, and a subquery per row cost 1%
+-- of a job's instructions.
 WITH RECURSIVE {{runnable_buckets}}, due AS (
     -- Up to :limit due jobs of each parallel bucket, one of each serial or rated bucket.
     SELECT c.kojo_job_id, c.type_code, c.can_work_in_parallel, c.priority, c.work_at_date_time,
@@ -67,8 +69,7 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     last_transition_date_time = :now, kojo_process_id = :owner
 FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id AND (chosen.many OR chosen.rank = 1)
-RETURNING *, (SELECT t.rate_limit_seconds FROM kojo_job_type t
-    WHERE t.type_code = kojo_job.type_code) AS rate_seconds
+RETURNING *
 
 -- name: job_claim_type
 -- Up to :n more due parallel jobs of one rate-limited type (see postgres/jobs.sql).
@@ -155,13 +156,19 @@ RETURNING kojo_job_id, limited
 -- name: owner_vouch
 SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
 
--- name: job_complete_success
+-- fragment: complete_success
 -- :ids is a JSON array of job ids; jobs no longer claimed by :owner are left alone.
 UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
     previous_state = 'working', last_transition_date_time = :now,
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
+
+-- name: job_complete_success
+-- The jobs whose end sets nothing off (the usual case: no RETURNING row per job, which
+-- costs more in Python than the statement); job_complete_flagged then completes the rest.
+{{complete_success}}
+  AND NOT (awaited OR has_children OR limited)
 
 -- name: job_insert_unique
 -- One job with a unique key: nothing when an unfinished job of the type has the key
