@@ -286,6 +286,16 @@ class MysqlBackend(Backend):
                 cursor = _Replay(rows, cursor.rowcount, cursor.description)
         return cursor
 
+    def update_job_returning(
+        self, sql: str, params: Mapping[str, Any], columns: Iterable[str]
+    ) -> list[Row]:
+        conn = self.connection()
+        values = self._convert_params(params)
+        if conn.execute(self._prepare(sql), values).rowcount != 1:
+            return []
+        read = f"SELECT {', '.join(columns)} FROM kojo_job WHERE kojo_job_id = :kojo_job_id"
+        return [self._convert_row(r) for r in conn.execute(self._prepare(read), values).fetchall()]
+
     def _is_missing_table(self, exc: Exception) -> bool:
         return is_missing_table(exc)
 
