@@ -237,7 +237,13 @@ def test_install_next_to_a_users_enum_column(postgres_url: str) -> None:
 
 
 def test_unsupported_urls_are_refused_by_name() -> None:
-    for url in ["mysql://localhost", "mysql://h:port/db", "kojo.db", "sqlite:///:memory:", "redis://x"]:
+    for url in [
+        "mysql://localhost",
+        "mysql://h:port/db",
+        "kojo.db",
+        "sqlite:///:memory:",
+        "redis://x",
+    ]:
         with pytest.raises(kojo.DatabaseError) as raised:
             open_backend(url)
         assert url in str(raised.value)

@@ -27,8 +27,7 @@ def open_backend(url: str) -> Backend:
             if exc.name != "pymysql":
                 raise
             raise DatabaseError(
-                f"database URL {mask_url(url)!r} needs PyMySQL: pip install 'kojo[mysql]' "
-                f"({exc})"
+                f"database URL {mask_url(url)!r} needs PyMySQL: pip install 'kojo[mysql]' ({exc})"
             ) from exc
         return MysqlBackend(url)
     raise DatabaseError(

@@ -28,9 +28,9 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -40,10 +40,18 @@ from pymysql.constants import CLIENT
 
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
-from .base import BOOL_COLUMNS, JSON_COLUMNS, MESSAGE_TOPIC, Backend, Notification
-from .base import Owner, ProcessInfo, Row
-from .driver import TABLES
+from .base import (
+    BOOL_COLUMNS,
+    JSON_COLUMNS,
+    MESSAGE_TOPIC,
+    Backend,
+    Notification,
+    Owner,
+    ProcessInfo,
+    Row,
+)
 from .bells import Ringer
+from .driver import TABLES
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .mysql_names import LockNames
@@ -88,8 +96,6 @@ def is_missing_table(exc: BaseException) -> bool:
 
 
 register_driver(DriverErrors(pymysql.Error, is_unavailable, is_missing_table))
-
-
 
 
 @lru_cache(maxsize=512)
@@ -165,7 +171,7 @@ class MysqlConnection:
         except pymysql.Error as exc:
             state = SQLSTATES.get(errno_of(exc))
             if state:
-                exc.sqlstate = state  # type: ignore[attr-defined]
+                exc.sqlstate = state  # in the words job_store and retrying() look for
             raise
         return cursor
 
@@ -179,7 +185,7 @@ class MysqlConnection:
             pass
 
     def fileno(self) -> int:
-        sock = self.raw._sock
+        sock = getattr(self.raw, "_sock", None)
         return -1 if sock is None else int(sock.fileno())
 
 
@@ -214,7 +220,7 @@ def _keepalive(raw: Any) -> None:
     """TCP keepalives on an anchor: a silent network ends its session (see postgres.py)."""
     import socket
 
-    sock = raw._sock
+    sock = getattr(raw, "_sock", None)
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -254,7 +260,7 @@ class MysqlBackend(Backend):
         abandon_socket(conn)
 
     def is_broken(self, conn: Any) -> bool:
-        return bool(conn.closed or conn.raw._sock is None)
+        return bool(conn.closed or getattr(conn.raw, "_sock", None) is None)
 
     def _convert_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         converted = {}
@@ -310,7 +316,9 @@ class MysqlBackend(Backend):
     def _install_lock(self) -> Iterator[None]:
         # DDL commits as it goes: a session lock (not a transaction's) orders installs.
         conn = self.connection()
-        got = conn.execute("SELECT GET_LOCK(%(n)s, 60) AS got", {"n": self.names.install}).fetchone()
+        got = conn.execute(
+            "SELECT GET_LOCK(%(n)s, 60) AS got", {"n": self.names.install}
+        ).fetchone()
         if not got or got["got"] != 1:
             raise DatabaseUnavailable(f"another kojo is installing the schema in {self.safe_url()}")
         try:

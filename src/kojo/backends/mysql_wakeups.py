@@ -16,7 +16,7 @@ A lock waiter's bell is a name; a release inserts a `kojo_ring` row for it in it
 transaction, and the waiting thread polls for (and deletes) its rows every
 RING_POLL_INTERVAL on its own connection.
 
-Idle cost: one indexed read per owner per POLL_INTERVAL (docs/howto/mysql.md has
+Idle cost: one indexed read per owner per IDLE_POLL_INTERVAL (docs/howto/mysql.md has
 the measured CPU and latency).
 """
 
@@ -38,7 +38,13 @@ from .bells import Bell, Ringer
 if TYPE_CHECKING:
     from .mysql import MysqlBackend, MysqlConnection
 
-POLL_INTERVAL = 0.1
+# Polls come every POLL_INTERVAL while wake-ups arrive, and slow down to every
+# IDLE_POLL_INTERVAL once none has come for IDLE_AFTER seconds: an idle server's owners
+# then cost a few reads a second in all (under 1% of a core), and the first wake-up after
+# a quiet spell waits up to IDLE_POLL_INTERVAL.
+POLL_INTERVAL = 0.05
+IDLE_POLL_INTERVAL = 0.5
+IDLE_AFTER = 5.0
 RING_POLL_INTERVAL = 0.05
 REORDER_WINDOW = 256
 PRUNE_EVERY = 30.0  # seconds between an owner's deletions of old wake-ups
@@ -88,10 +94,14 @@ class MysqlOwner(Owner):
     # -- the poller (its own thread; the only user of the anchor once registered) -----
 
     def _poll_loop(self) -> None:
-        pruned = time.monotonic()
-        while not self._stop.wait(POLL_INTERVAL):
+        pruned = last_woken = time.monotonic()
+        interval = POLL_INTERVAL
+        while not self._stop.wait(interval):
             try:
-                self._poll()
+                if self._poll():
+                    last_woken = time.monotonic()
+                quiet = time.monotonic() - last_woken > IDLE_AFTER
+                interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
                 if time.monotonic() - pruned > PRUNE_EVERY:
                     pruned = time.monotonic()
                     self._prune()
@@ -102,7 +112,8 @@ class MysqlOwner(Owner):
                     self._ring_self()
                 return
 
-    def _poll(self) -> None:
+    def _poll(self) -> bool:
+        """Hand the new wake-ups to wait(); whether there were any."""
         low = max(0, self._after - REORDER_WINDOW)
         rows = self.backend.fetchall_on(self.anchor, "wakeup_since", {"after": low})
         payloads = []
@@ -121,6 +132,7 @@ class MysqlOwner(Owner):
                 self._writer.send(payload + b"\n")
             except BlockingIOError:
                 break  # its reader is behind: wake-ups are hints, it looks anyway
+        return bool(payloads)
 
     def _prune(self) -> None:
         from ..clock import utcnow
