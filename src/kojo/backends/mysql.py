@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
@@ -189,10 +189,34 @@ class MysqlConnection:
         return -1 if sock is None else int(sock.fileno())
 
 
+if TYPE_CHECKING:
+    _PyMysqlConnection = pymysql.connections.Connection[Any]
+else:  # generic only in the stubs
+    _PyMysqlConnection = pymysql.connections.Connection
+
+
+class _Connection(_PyMysqlConnection):
+    """PyMySQL's connection, but for its TLS context: without TLS options PyMySQL tries
+    TLS if the server offers it ("preferred"), and builds a new default context for each
+    connection, loading the system's certificates (~170 ms, more than everything else
+    an owner's registration costs). That context is the same every time: built once."""
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        build = getattr(pymysql.connections.Connection, "_create_ssl_ctx")  # noqa: B009
+        if sslp:
+            return build(self, sslp)
+        if not _tls_context:
+            _tls_context.append(build(self, {}))
+        return _tls_context[0]
+
+
+_tls_context: list[Any] = []  # the one context, once built
+
+
 def connect(target: MysqlUrl, url: str, *, keepalive: bool = False) -> MysqlConnection:
     """An autocommit connection at READ COMMITTED, with times in UTC."""
     try:
-        raw = pymysql.connect(
+        raw = _Connection(
             host=target.host,
             port=target.port,
             user=target.user,

@@ -2,7 +2,8 @@
 -- DDL is not transactional here (each statement commits): every statement is written to
 -- be run again (IF NOT EXISTS), so an install cut short is finished by the next one.
 -- MySQL has no partial indexes: the unique ones PostgreSQL keeps on a subset of rows are
--- unique indexes on a generated column that is NULL outside that subset.
+-- unique indexes on a generated column that is NULL outside that subset (INVISIBLE:
+-- not in SELECT *, so rows read the same as on the other databases).
 CREATE TABLE IF NOT EXISTS kojo_job_type (
     kojo_job_type_id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
     type_code varchar(255) NOT NULL UNIQUE CHECK (type_code REGEXP '^[a-z0-9_.-]{1,255}$'),
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS kojo_job (
     last_error text,
     -- can_work_in_parallel = false: at most one working job of a type (kojo_job_serial_working).
     serial_working_type varchar(255) AS (CASE WHEN assigned_state = 'working'
-        AND NOT can_work_in_parallel THEN type_code END) VIRTUAL,
+        AND NOT can_work_in_parallel THEN type_code END) VIRTUAL INVISIBLE,
     CONSTRAINT kojo_job_type_fk FOREIGN KEY (type_code) REFERENCES kojo_job_type (type_code)
         ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

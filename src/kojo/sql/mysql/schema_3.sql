@@ -9,7 +9,7 @@ ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS awaited boolean NOT NULL DEFAULT f
 ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS unfinished_unique_key varchar(255) AS (
     CASE WHEN assigned_state NOT IN ('complete_success', 'complete_failed',
         'complete_failed_schedule_limit_check', 'complete_terminated') THEN unique_key END
-    ) VIRTUAL;
+    ) VIRTUAL INVISIBLE;
 CREATE UNIQUE INDEX IF NOT EXISTS kojo_job_unique ON kojo_job (type_code, unfinished_unique_key);
 ALTER TABLE kojo_job ADD COLUMN IF NOT EXISTS has_children boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS kojo_job_dependency (
