@@ -24,7 +24,6 @@ next one, and installs are serialised by a named lock.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,7 +54,7 @@ from .driver import TABLES
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .mysql_names import LockNames
-from .mysql_wakeups import MysqlOwner, TableRinger
+from .mysql_wakeups import MysqlOwner, TableRinger, abandon_socket
 from .url_secrets import mask_url, redact
 
 DEFAULT_PORT = 3306
@@ -76,8 +75,8 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _STATEMENT_END = re.compile(r";\s*\n")
 TEXT_COLUMNS = frozenset({"bell", "data", "topic"})
 TIME_SUFFIXES = ("date_time",)
-# Tables of MySQL's own: wake-ups and lock rings (mysql_wakeups.py).
-MYSQL_TABLES = ("kojo_wakeup", "kojo_ring")
+# Tables of MySQL's own: wake-ups and lock rings (mysql_wakeups.py), message order.
+MYSQL_TABLES = ("kojo_wakeup", "kojo_ring", "kojo_message_order")
 
 
 def errno_of(exc: BaseException) -> int:
@@ -450,21 +449,3 @@ class _Replay:
 
     def fetchone(self) -> Any:
         return self._rows[0] if self._rows else None
-
-
-def abandon_socket(conn: Any) -> None:
-    """Make a connection inherited through fork() unusable here without ending the
-    session (closing it would send COM_QUIT on the parent's socket): its descriptor
-    becomes /dev/null."""
-    try:
-        fd = conn.fileno()
-    except Exception:
-        return
-    if fd < 0:
-        return
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-    conn.closed = True

@@ -196,8 +196,6 @@ class MysqlOwner(Owner):
             return
         self._closed = True
         self._lost = True
-        from .mysql import abandon_socket
-
         abandon_socket(self.anchor)
         self._reader.close()
         self._writer.close()
@@ -240,3 +238,21 @@ class TableBell(Bell):
 
     def close(self) -> None:
         pass
+
+
+def abandon_socket(conn: Any) -> None:
+    """Make a connection inherited through fork() unusable here without ending the
+    session (closing it would send COM_QUIT on the parent's socket): its descriptor
+    becomes /dev/null."""
+    try:
+        fd = conn.fileno()
+    except Exception:
+        return
+    if fd < 0:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    conn.closed = True

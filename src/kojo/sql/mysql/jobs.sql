@@ -21,34 +21,52 @@ lane (type_code, parallel, rate_seconds) AS (
 )
 
 -- name: job_claim
--- First the rows of the types that may run now, with SKIP LOCKED: concurrent claims
--- split the types between them, so two never pick one serial type, and a rate-limited
--- type's slots are counted under its row (as on PostgreSQL). Then the due jobs of those
--- types in selection order: every parallel job, the first of each serial or
--- rate-limited lane; then the compare-and-set claim, and the claimed rows.
--- Unlike PostgreSQL's lane walk, the second step reads every runnable job of the types
--- it holds (MySQL has no LATERAL): a first slice (docs/howto/mysql.md).
+-- First the rows of the types that may run now and have a due job in a lane that may run,
+-- with SKIP LOCKED: concurrent claims split the types between them, so two never pick one
+-- serial type, and a rate-limited type's slots are counted under its row (as on
+-- PostgreSQL). Then the due jobs of those types in selection order: every parallel job,
+-- the first of each serial or rate-limited lane (a serial lane only while no job of its
+-- type works); then the compare-and-set claim, and the claimed rows.
+-- Unlike PostgreSQL's lane walk, the second step reads every due job of the lanes it
+-- takes from (MySQL has no LATERAL): a first slice (docs/howto/mysql.md). The serial
+-- lane's probes are scalar subqueries, the second on kojo_job_due (forced): MariaDB
+-- materialized an EXISTS under OR, or picked an index, that read every job of the type
+-- (tests/backends/test_claim_walk.py counts the rows read).
 SELECT t.type_code FROM kojo_job_type t
 WHERE NOT t.is_paused
   AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
   AND t.type_code NOT IN ({{skip_types}})
-  AND EXISTS (SELECT 1 FROM kojo_job k WHERE k.type_code = t.type_code
-      AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
-      AND k.work_at_date_time <= :now)
+  AND (EXISTS (SELECT 1 FROM kojo_job k WHERE k.type_code = t.type_code
+      AND k.can_work_in_parallel = true AND k.next_state_request = 'working'
+      AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now)
+    OR ((
+        SELECT 1 FROM kojo_job k FORCE INDEX (kojo_job_due) WHERE k.type_code = t.type_code
+      AND k.can_work_in_parallel = false AND k.next_state_request = 'working'
+      AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
+      LIMIT 1) IS NOT NULL
+      AND (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL))
 ORDER BY t.type_code
 FOR UPDATE SKIP LOCKED;
 SELECT kojo_job_id FROM (
     SELECT k.kojo_job_id, k.priority, k.work_at_date_time,
-        k.can_work_in_parallel AND t.rate_limit_seconds = 0 AS many,
-        row_number() OVER (PARTITION BY k.type_code, k.can_work_in_parallel
+        t.rate_limit_seconds = 0 AS many,
+        row_number() OVER (PARTITION BY k.type_code
             ORDER BY k.priority DESC, k.work_at_date_time, k.kojo_job_id) AS lane_rank
     FROM kojo_job k JOIN kojo_job_type t ON t.type_code = k.type_code
-    WHERE k.type_code IN :_ids
+    WHERE k.type_code IN :_ids AND k.can_work_in_parallel = true
       AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
       AND k.work_at_date_time <= :now
-      AND (k.can_work_in_parallel OR NOT EXISTS (
-        SELECT 1 FROM kojo_job w WHERE w.type_code = k.type_code
-          AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
+    UNION ALL
+    SELECT k.kojo_job_id, k.priority, k.work_at_date_time, false AS many,
+        row_number() OVER (PARTITION BY k.type_code
+            ORDER BY k.priority DESC, k.work_at_date_time, k.kojo_job_id) AS lane_rank
+    FROM kojo_job k
+    WHERE k.type_code IN :_ids AND k.can_work_in_parallel = false
+      AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
+      AND k.work_at_date_time <= :now
+      AND k.type_code NOT IN (
+        SELECT w.serial_working_type FROM kojo_job w
+        WHERE w.serial_working_type IN :_ids)
 ) AS c
 WHERE many OR lane_rank = 1
 ORDER BY priority DESC, work_at_date_time, kojo_job_id
@@ -82,19 +100,41 @@ SELECT * FROM kojo_job
 WHERE kojo_job_id IN :_ids AND assigned_state = 'working' AND kojo_process_id = :owner
   AND last_transition_date_time = :now
 
+-- fragment: open_types
+-- The types whose jobs may start now: not paused, a slot of their rate limit free, not in
+-- :skip.
+SELECT t.type_code FROM kojo_job_type t
+WHERE NOT t.is_paused
+  AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
+  AND t.type_code NOT IN ({{skip_types}})
+
 -- name: job_due_count
-WITH RECURSIVE {{runnable_buckets}}, due AS (
-    SELECT b.type_code, b.parallel AND b.rate_seconds = 0 AS many,
-        (SELECT count(*) FROM kojo_job k
-         WHERE k.type_code = b.type_code AND k.can_work_in_parallel = b.parallel
-           AND k.priority = b.priority
-           AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
-           AND k.work_at_date_time <= :now) AS jobs
-    FROM bucket b
-    WHERE b.priority IS NOT NULL
-)
-SELECT least(:limit, coalesce((SELECT sum(jobs) FROM due WHERE many), 0)
-    + (SELECT count(DISTINCT type_code) FROM due WHERE NOT many AND jobs > 0)) AS due
+-- Due jobs a job process could claim now (at most :limit), for growing a pool: the due
+-- parallel jobs of types without a rate limit, and one for each other type with a due
+-- job in a lane that may run. Each part is index seeks (kojo_job_due): jobs that cannot
+-- run now are not read (MySQL's min/max over IN lists would read them: no bucket walk).
+SELECT least(:limit, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM kojo_job k
+        WHERE k.type_code IN ({{open_types}} AND t.rate_limit_seconds = 0)
+          AND k.can_work_in_parallel = true AND k.next_state_request = 'working'
+          AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
+        LIMIT :limit) AS parallel_due
+    ) + (
+    SELECT count(*) FROM kojo_job_type o
+    WHERE o.type_code IN ({{open_types}})
+      AND ((o.rate_limit_seconds > 0 AND (
+            SELECT 1 FROM kojo_job k FORCE INDEX (kojo_job_due) WHERE k.type_code = o.type_code
+              AND k.can_work_in_parallel = true AND k.next_state_request = 'working'
+              AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
+              LIMIT 1) IS NOT NULL)
+        OR ((
+            SELECT 1 FROM kojo_job k FORCE INDEX (kojo_job_due) WHERE k.type_code = o.type_code
+              AND k.can_work_in_parallel = false AND k.next_state_request = 'working'
+              AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
+              LIMIT 1) IS NOT NULL
+          AND (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = o.type_code) IS NULL))
+    )) AS due
 
 -- name: job_insert_batch
 INSERT INTO kojo_job (

@@ -137,4 +137,12 @@ CREATE TABLE IF NOT EXISTS kojo_ring (
     kojo_ring_id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
     bell varchar(255) NOT NULL,
     KEY kojo_ring_bell (bell)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- One row that publishers lock before inserting a message: ids are then handed out in
+-- commit order (auto-increment ids are not), so a subscriber that reads past the last id
+-- it saw misses none (message_publish).
+CREATE TABLE IF NOT EXISTS kojo_message_order (
+    id integer NOT NULL PRIMARY KEY
+) ENGINE = InnoDB;
+INSERT IGNORE INTO kojo_message_order (id) VALUES (1)
