@@ -15,10 +15,11 @@ lint:
 typecheck:
 	$(PYTHON) -m mypy src
 
-# The whole suite on both backends, against a throwaway PostgreSQL
-# (reuses KOJO_TEST_POSTGRES_URL if already set). Extra args: PYTEST_ARGS='-k sqlite'.
+# The whole suite on every backend, against a throwaway PostgreSQL and a throwaway
+# MariaDB (each reused when KOJO_TEST_POSTGRES_URL / KOJO_TEST_MYSQL_URL is set already).
+# Extra args: PYTEST_ARGS='-k sqlite'.
 test:
-	scripts/with-postgres $(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	scripts/with-postgres scripts/with-mariadb $(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
 check: lint typecheck test
 

@@ -3,8 +3,8 @@
 Fixtures
 --------
 ``database_url``
-    Parametrized over ``sqlite`` and ``postgres`` (test ids ``[sqlite]`` /
-    ``[postgres]``; select one with ``-k sqlite`` or ``-k postgres``).
+    Parametrized over ``sqlite``, ``postgres`` and ``mysql`` (test ids ``[sqlite]`` /
+    ``[postgres]`` / ``[mysql]``; select one with ``-k sqlite`` and so on).
     Each test gets a brand-new, empty database.
 ``sqlite_url``
     ``sqlite:///<tmp_path>/kojo.db`` (an absolute path, so four slashes).
@@ -17,6 +17,10 @@ Fixtures
 Without ``KOJO_TEST_POSTGRES_URL`` the PostgreSQL fixtures fail (run the suite
 via ``scripts/with-postgres`` / ``make test``) unless
 ``KOJO_TEST_SKIP_POSTGRES=1``, in which case those tests are skipped.
+
+``mysql_url``
+    A fresh ``kojo_t_<hex>`` database on the server named by ``KOJO_TEST_MYSQL_URL``
+    (MariaDB from ``scripts/with-mariadb``); the MySQL tests skip, saying why, without it.
 
 Create/drop helpers live in ``tests/pg.py`` (``import pg``) for reuse from
 benchmarks and subprocess-based tests.
@@ -35,6 +39,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
+import mysql_db  # noqa: E402
 import pg  # noqa: E402
 
 
@@ -76,7 +81,35 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
         pg.drop_database(postgres_admin_url, url)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def mysql_admin_url() -> str:
+    admin = mysql_db.admin_url_from_env()
+    if not admin:
+        pytest.skip(mysql_db.MISSING_URL_MESSAGE)
+    try:
+        mysql_db.check(admin)
+    except Exception as exc:
+        pytest.fail(f"cannot connect to {mysql_db.ENV_URL}: {exc}", pytrace=False)
+    return admin
+
+
+@pytest.fixture
+def mysql_url(mysql_admin_url: str) -> Iterator[str]:
+    url = mysql_db.create_database(mysql_admin_url)
+    try:
+        yield url
+    finally:
+        mysql_db.drop_database(mysql_admin_url, url)
+
+
+# MySQL runs the backend suite so far; the process, CLI, dashboard and contrib suites are
+# a later step (docs/howto/mysql.md).
+MYSQL_SUITES = ("backends",)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def database_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "mysql" and request.path.parent.name not in MYSQL_SUITES:
+        pytest.skip(f"MySQL runs only tests/{', tests/'.join(MYSQL_SUITES)} so far")
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url

@@ -78,6 +78,11 @@ def scalar(backend: Backend, sql: str, **params: Any) -> Any:
 def table_names(backend: Backend) -> set[str]:
     if backend.dialect == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    elif backend.dialect == "mysql":
+        sql = (
+            "SELECT table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = DATABASE()"
+        )
     else:
         sql = "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
     cur = backend.connection().execute(sql)
@@ -87,6 +92,12 @@ def table_names(backend: Backend) -> set[str]:
 def column_names(backend: Backend, table: str) -> set[str]:
     if backend.dialect == "sqlite":
         cur = backend.connection().execute(f"PRAGMA table_info({table})")  # fixed test names
+    elif backend.dialect == "mysql":
+        cur = backend.connection().execute(
+            "SELECT column_name AS name FROM information_schema.columns "
+            "WHERE table_schema = DATABASE() AND table_name = %s",
+            (table,),
+        )
     else:
         cur = backend.connection().execute(
             "SELECT column_name AS name FROM information_schema.columns "
@@ -99,6 +110,11 @@ def column_names(backend: Backend, table: str) -> set[str]:
 def index_names(backend: Backend) -> set[str]:
     if backend.dialect == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    elif backend.dialect == "mysql":
+        sql = (
+            "SELECT DISTINCT index_name AS name FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE()"
+        )
     else:
         sql = "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()"
     cur = backend.connection().execute(sql)

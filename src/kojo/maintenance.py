@@ -141,8 +141,9 @@ def _delete_in_batches(app: App, query: str, params: dict[str, Any], batch: int)
     backend = app.backend
     total = 0
     while True:
-        with backend.write():
-            deleted = backend.execute(query, {**params, "batch": batch})
+        # Retried when the database picks it as a deadlock's victim (another deleter's
+        # batch, or an operator's purge, on the same rows).
+        deleted = backend.retrying(lambda: backend.execute(query, {**params, "batch": batch}))
         total += deleted
         if deleted < batch:
             return total

@@ -256,7 +256,7 @@ def test_unknown_type(kojo_sqlite: Kojo) -> None:
     assert "no_such_type" in line
 
 
-@pytest.mark.parametrize("url", ["mysql://localhost/kojo", "kojo.db", "sqlite:///:memory:"])
+@pytest.mark.parametrize("url", ["mysql://localhost", "kojo.db", "sqlite:///:memory:"])
 def test_unsupported_database_url(tmp_path: Path, url: str) -> None:
     line = one_line_error(Kojo(url, tmp_path)("jobs", "list"), 1)
     assert url in line

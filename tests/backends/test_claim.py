@@ -193,7 +193,7 @@ def test_the_database_refuses_a_second_working_serial_job(database_url: str) -> 
     app = make_app(database_url, serial={"can_work_in_parallel": False})
     first, second = app.schedule_many("serial", [1, 2], at=T0)
     update_job(app.backend, first, assigned_state="working", next_state_request="none")
-    with pytest.raises(Exception, match=r"(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate entry"):
         update_job(app.backend, second, assigned_state="working", next_state_request="none")
 
 

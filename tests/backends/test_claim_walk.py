@@ -63,7 +63,8 @@ def test_due_count_skips_what_cannot_run(database_url: str) -> None:
 
 def reads_of(backend: Backend) -> Callable[[Callable[[], Any]], int]:
     """A function that runs an action in one write transaction and returns how much of
-    the database it read: SQLite's VM steps, PostgreSQL's heap and index rows read."""
+    the database it read: SQLite's VM steps, PostgreSQL's heap and index rows read,
+    MySQL's rows read by its storage engine."""
 
     def sqlite_reads(action: Callable[[], Any]) -> int:
         steps = 0
@@ -94,7 +95,16 @@ def reads_of(backend: Backend) -> Callable[[Callable[[], Any]], int]:
             action()
             return int(conn.execute(stats).fetchone()["n"]) - before
 
-    return sqlite_reads if backend.dialect == "sqlite" else postgres_reads
+    def mysql_reads(action: Callable[[], Any]) -> int:
+        # Rows the storage engine handed this session (its Handler_read_* counters).
+        stats = "SHOW SESSION STATUS LIKE 'Handler_read%%'"
+        with backend.write() as conn:
+            before = sum(int(r["Value"]) for r in conn.execute(stats, {}).fetchall())
+            action()
+            return sum(int(r["Value"]) for r in conn.execute(stats, {}).fetchall()) - before
+
+    readers = {"sqlite": sqlite_reads, "postgres": postgres_reads, "mysql": mysql_reads}
+    return readers[backend.dialect]
 
 
 @contextmanager

@@ -11,8 +11,10 @@ import psycopg
 import pytest
 
 import kojo
+import mysql_db
 from foundation_helpers import column_names, index_names, make_app, noop, process_info, table_names
 from kojo.backends import open_backend
+from kojo.backends.mysql_names import LockNames
 from kojo.backends.postgres import INSTALL_LOCK_KEY, LOCK_NAMESPACE
 from kojo.backends.sqlite import path_from_url
 from kojo.clock import utcnow
@@ -159,6 +161,10 @@ def test_install_over_the_current_schema_neither_locks_nor_writes(database_url: 
     if database_url.startswith("sqlite"):
         holder: Any = sqlite3.connect(path_from_url(database_url), isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
+    elif database_url.startswith("mysql"):
+        holder = mysql_db.connect(database_url)
+        lock = LockNames(mysql_db.name_of(database_url)).install
+        holder.cursor().execute("SELECT GET_LOCK(%s, 10)", (lock,))
     else:
         holder = psycopg.connect(database_url, autocommit=True)
         holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, INSTALL_LOCK_KEY))
@@ -231,7 +237,13 @@ def test_install_next_to_a_users_enum_column(postgres_url: str) -> None:
 
 
 def test_unsupported_urls_are_refused_by_name() -> None:
-    for url in ["mysql://localhost/kojo", "kojo.db", "sqlite:///:memory:", "redis://x"]:
+    for url in [
+        "mysql://localhost",
+        "mysql://h:port/db",
+        "kojo.db",
+        "sqlite:///:memory:",
+        "redis://x",
+    ]:
         with pytest.raises(kojo.DatabaseError) as raised:
             open_backend(url)
         assert url in str(raised.value)

@@ -15,7 +15,7 @@ import pytest
 
 from kojo.sql import DRIVER_FILE, queries, query_files
 
-DIALECTS = ("sqlite", "postgres")
+DIALECTS = ("sqlite", "postgres", "mysql")
 SRC = Path(__file__).resolve().parents[2] / "src" / "kojo"
 
 

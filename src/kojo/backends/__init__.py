@@ -10,7 +10,7 @@ __all__ = ["Backend", "Notification", "Owner", "ProcessInfo", "open_backend"]
 
 
 def open_backend(url: str) -> Backend:
-    """The backend for a database URL: sqlite:///PATH or postgresql://..."""
+    """The backend for a database URL: sqlite:///PATH, postgresql://... or mysql://..."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         from .sqlite import SqliteBackend
@@ -20,7 +20,17 @@ def open_backend(url: str) -> Backend:
         from .postgres import PostgresBackend
 
         return PostgresBackend(url)
+    if scheme in ("mysql", "mariadb"):
+        try:
+            from .mysql import MysqlBackend
+        except ModuleNotFoundError as exc:
+            if exc.name != "pymysql":
+                raise
+            raise DatabaseError(
+                f"database URL {mask_url(url)!r} needs PyMySQL: pip install 'kojo[mysql]' ({exc})"
+            ) from exc
+        return MysqlBackend(url)
     raise DatabaseError(
-        f"unsupported database URL {mask_url(url)!r}: use sqlite:///PATH or "
-        "postgresql://user@host/db"
+        f"unsupported database URL {mask_url(url)!r}: use sqlite:///PATH, "
+        "postgresql://user@host/db or mysql://user:password@host/db"
     )

@@ -383,6 +383,15 @@ class Driver(ABC):
         """Execute named query `name` on `conn`; its cursor."""
         return conn.execute(self._queries[name], self._convert_params(params))
 
+    def update_job_returning(
+        self, sql: str, params: Mapping[str, Any], columns: Iterable[str]
+    ) -> list[Row]:
+        """Run `sql`, an UPDATE of kojo_job by :kojo_job_id; `columns` of the row it
+        changed (none or one). Dialects without UPDATE ... RETURNING override it."""
+        sql += " RETURNING " + ", ".join(columns)
+        cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
+        return [self._convert_row(r) for r in cur.fetchall()]  # sqlite3 counts once fetched
+
     def fetchone(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetchall(name, params)
         return rows[0] if rows else None

@@ -57,6 +57,8 @@ WRITABLE_JOB_COLUMNS = frozenset(
 LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
 
 
+# What a job's end sets off (_job_finished), read back from the row that ended.
+FINISH_FLAGS = ("awaited", "has_children", "limited", "type_code", "concurrency_key")
 NO_SKIP = "[]"  # the :skip of the claim's lanes when every type may be claimed
 
 
@@ -380,14 +382,12 @@ class JobStore(StartLimits):
             sql += " AND kojo_process_id = :expect_owner"
             params["expect_owner"] = owner
         leaving = changes.get("assigned_state") in LEAVING_STATES  # finished, or held
-        if leaving:
-            sql += " RETURNING awaited, has_children, limited, type_code, concurrency_key"
-            if row.get("limited"):  # the admission lock before the row's, as _admit takes them
-                self.lock_limit_key(str(row["type_code"]), str(row["concurrency_key"]))
-        cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
         if not leaving:
+            cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
             return int(cur.rowcount) == 1
-        returned = cur.fetchall()  # (sqlite3 counts RETURNING rows only once fetched)
+        if row.get("limited"):  # the admission lock before the row's, as _admit takes them
+            self.lock_limit_key(str(row["type_code"]), str(row["concurrency_key"]))
+        returned = self.update_job_returning(sql, params, FINISH_FLAGS)
         if len(returned) != 1:
             return False
         flags = returned[0]

@@ -9,6 +9,10 @@ so code above the drivers can run any of them on any database. Only
 
 A `-- fragment: NAME` block is SQL text that several queries of a dialect share
 (written `{{NAME}}` inside them, in any of its files); it is not a query of its own.
+
+A `-- override: NAME` block, in `sql/<dialect>/<concern>.sql` only, replaces the shared
+query NAME of the same concern for that dialect: for a database whose SQL the shared
+text is not (MySQL has no ON CONFLICT, no UPDATE ... RETURNING). It defines no new name.
 """
 
 from __future__ import annotations
@@ -17,17 +21,33 @@ import re
 from functools import cache
 from importlib import resources
 
-_BLOCK = re.compile(r"^-- (name|fragment): ([a-z_0-9]+)\s*$", re.M)
+_BLOCK = re.compile(r"^-- (name|fragment|override): ([a-z_0-9]+)\s*$", re.M)
 _USE = re.compile(r"\{\{([a-z_0-9]+)\}\}")
 
 
-def _blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The named queries and the fragments of one file, without comments."""
+KINDS = ("name", "fragment", "override")
+
+
+def _blocks(text: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The named queries, the fragments and the overrides of one file, without comments."""
     parts = _BLOCK.split(text)
-    found: tuple[dict[str, str], dict[str, str]] = ({}, {})
+    found: tuple[dict[str, str], dict[str, str], dict[str, str]] = ({}, {}, {})
     for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
         lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-        found[kind == "fragment"][name] = "\n".join(lines).strip()
+        found[KINDS.index(kind)][name] = "\n".join(lines).strip()
+    return found
+
+
+@cache
+def overrides(dialect: str) -> dict[str, str]:
+    """The shared queries `dialect` replaces, and the file of each replacement."""
+    shared = {name: path for path in _query_files("") for name in _parse(_read(path))}
+    found: dict[str, str] = {}
+    for path in _query_files(dialect):
+        for name in _blocks(_read(path))[2]:
+            if shared.get(name) != path.rpartition("/")[2]:
+                raise ValueError(f"{path} overrides {name!r}, not a shared query of its concern")
+            found[name] = path
     return found
 
 
@@ -68,16 +88,18 @@ def query_files(dialect: str) -> dict[str, str]:
 
 @cache
 def queries(dialect: str) -> dict[str, str]:
-    """Every named query for `dialect` ("sqlite" or "postgres")."""
+    """Every named query for `dialect` ("sqlite", "postgres" or "mysql")."""
     merged: dict[str, str] = {}
     fragments: dict[str, str] = {}
     for path in _query_files("") + _query_files(dialect):
-        named, shared = _blocks(_read(path))
+        named, shared, _ = _blocks(_read(path))
         for name, text in named.items():
             if name in merged:
                 raise ValueError(f"query {name!r} is defined twice ({path})")
             merged[name] = text
         fragments.update(shared)
+    for path in set(overrides(dialect).values()):
+        merged.update(_blocks(_read(path))[2])
     return {name: _expand(q, fragments) for name, q in merged.items()}
 
 

@@ -1,0 +1,258 @@
+"""MySQL's owners and wake-ups, without LISTEN/NOTIFY.
+
+An owner is an anchor session holding its named lock (mysql.py). The same session
+polls `kojo_wakeup`, a small table of (id, topic, data) rows that notify() inserts
+inside the sender's transaction (seen at commit, gone on rollback): a thread reads
+the rows past the last one seen every POLL_INTERVAL and hands them to wait() through
+a socket pair, so that fileno() works with select() as on the other dialects. The
+poll doubles as the anchor's health check: a failed one marks the owner lost.
+
+Auto-increment ids are handed out before commit, so a row may become visible after
+one with a higher id: each poll looks REORDER_WINDOW ids back and skips those it has
+seen. Wake-ups are hints (wakeups_are_reliable is False): readers look at the tables
+anyway when woken and every so often, so a late one costs latency, never a job.
+
+A lock waiter's bell is a name; a release inserts a `kojo_ring` row for it in its
+transaction, and the waiting thread polls for (and deletes) its rows every
+RING_POLL_INTERVAL on its own connection.
+
+Idle cost: one indexed read per owner per IDLE_POLL_INTERVAL (docs/howto/mysql.md has
+the measured CPU and latency).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DatabaseError
+from ..logs import get_logger
+from .base import Notification, Owner, ProcessInfo
+from .bells import Bell, Ringer
+
+if TYPE_CHECKING:
+    from .mysql import MysqlBackend, MysqlConnection
+
+# Polls come every POLL_INTERVAL while wake-ups arrive, and slow down to every
+# IDLE_POLL_INTERVAL once none has come for IDLE_AFTER seconds: an idle server's owners
+# then cost a few reads a second in all (under 1% of a core), and the first wake-up after
+# a quiet spell waits up to IDLE_POLL_INTERVAL.
+POLL_INTERVAL = 0.05
+IDLE_POLL_INTERVAL = 0.5
+IDLE_AFTER = 5.0
+RING_POLL_INTERVAL = 0.05
+REORDER_WINDOW = 256
+PRUNE_EVERY = 30.0  # seconds between an owner's deletions of old wake-ups
+KEEP_WAKEUPS = timedelta(seconds=60)
+
+log = get_logger("mysql")
+
+
+class MysqlOwner(Owner):
+    """The anchor session: a named lock on our id, and the wake-up poller."""
+
+    can_be_lost = True
+    backend: MysqlBackend
+
+    def __init__(self, backend: MysqlBackend, info: ProcessInfo, now: datetime) -> None:
+        self.backend = backend
+        self._pid = os.getpid()
+        self._lost = False
+        self._closed = False
+        self.anchor: MysqlConnection = backend.connect_anchor()
+        try:
+            params = backend.process_info_params(info, now)
+            self.anchor.execute("START TRANSACTION")
+            row = backend.fetchall_on(self.anchor, "process_register", params)[0]
+            self.id = int(row["kojo_process_id"])
+            got = backend.fetchall_on(
+                self.anchor, "owner_lock", {"lock_name": backend.names.owner(self.id)}
+            )
+            if not got or got[0]["got"] != 1:
+                raise DatabaseError(f"cannot take the lock of new owner {self.id}")
+            self.anchor.execute("COMMIT")
+            last = backend.fetchall_on(self.anchor, "wakeup_last", {})
+        except BaseException:
+            self.anchor.close()
+            raise
+        self._after = int(last[0]["last_id"] or 0) if last else 0
+        self._seen: set[int] = set()
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="kojo-mysql-wakeups")
+        self._thread.daemon = True
+        self._thread.start()
+        self._watch_forks()
+
+    # -- the poller (its own thread; the only user of the anchor once registered) -----
+
+    def _poll_loop(self) -> None:
+        pruned = last_woken = time.monotonic()
+        interval = POLL_INTERVAL
+        while not self._stop.wait(interval):
+            try:
+                if self._poll():
+                    last_woken = time.monotonic()
+                quiet = time.monotonic() - last_woken > IDLE_AFTER
+                interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
+                if time.monotonic() - pruned > PRUNE_EVERY:
+                    pruned = time.monotonic()
+                    self._prune()
+            except Exception as exc:
+                if not self._stop.is_set():
+                    self._lost = True
+                    log.warning(f"the anchor session of owner {self.id} failed: {exc}")
+                    self._ring_self()
+                return
+
+    def _poll(self) -> bool:
+        """Hand the new wake-ups to wait(); whether there were any."""
+        low = max(0, self._after - REORDER_WINDOW)
+        rows = self.backend.fetchall_on(self.anchor, "wakeup_since", {"after": low})
+        payloads = []
+        for row in rows:
+            wakeup_id = int(row["kojo_wakeup_id"])
+            if wakeup_id in self._seen or wakeup_id <= low:
+                continue
+            self._seen.add(wakeup_id)
+            note = Notification(str(row["topic"]), str(row["data"] or ""))
+            payloads.append(self.backend.encode_notification(note).encode())
+            self._after = max(self._after, wakeup_id)
+        floor = self._after - REORDER_WINDOW
+        self._seen = {i for i in self._seen if i > floor}
+        for payload in payloads:
+            try:
+                self._writer.send(payload + b"\n")
+            except BlockingIOError:
+                break  # its reader is behind: wake-ups are hints, it looks anyway
+        return bool(payloads)
+
+    def _prune(self) -> None:
+        from ..clock import utcnow
+
+        self.backend.fetchall_on(self.anchor, "wakeup_prune", {"before": utcnow() - KEEP_WAKEUPS})
+
+    def _ring_self(self) -> None:
+        try:
+            self._writer.send(b"\n")
+        except OSError:
+            pass
+
+    # -- Owner --------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def wait(self, timeout: float | None) -> list[Notification]:
+        import select
+
+        ready, _, _ = select.select([self._reader], [], [], timeout)
+        if not ready:
+            return []
+        notes: list[Notification] = []
+        while True:
+            try:
+                chunk = self._reader.recv(65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            for line in chunk.split(b"\n"):
+                note = self.backend.decode_notification(line) if line else None
+                if note is not None:
+                    notes.append(note)
+        return notes
+
+    def is_lost(self) -> bool:
+        return self._lost or self.anchor.closed
+
+    def close(self, *, blame: bool = True) -> None:
+        if self._closed or self._pid != os.getpid():
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            # Free the lock before closing, so that the reap below sees this owner dead.
+            self.backend.fetchall_on(
+                self.anchor, "owner_unlock", {"lock_name": self.backend.names.owner(self.id)}
+            )
+        except Exception:
+            pass  # a broken anchor: its session, and the lock with it, is gone or going
+        self.anchor.close()
+        self._reader.close()
+        self._writer.close()
+        self.backend.reap_owner(self.id, blame=blame)
+
+    def abandon(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._lost = True
+        abandon_socket(self.anchor)
+        self._reader.close()
+        self._writer.close()
+        self.backend._graveyard.append(self.anchor)
+
+
+class TableRinger(Ringer):
+    rings_in_transaction = True
+
+    def bell(self, backend: Any) -> Bell:
+        return TableBell(backend, "kojo_w_" + uuid.uuid4().hex)
+
+    def ring_in_transaction(self, backend: Any, bells: list[str]) -> None:
+        for address in bells:
+            backend.execute("lock_ring_add", {"bell": address})
+
+
+class TableBell(Bell):
+    """A name whose `kojo_ring` rows the waiting thread polls for."""
+
+    def __init__(self, backend: MysqlBackend, address: str) -> None:
+        self.address = address
+        self._backend = backend
+
+    def prepare(self) -> None:
+        self._take()  # stale rings of earlier waits
+
+    def _take(self) -> bool:
+        return self._backend.execute("lock_rings_take", {"bell": self.address}) > 0
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            if not self._backend.in_transaction() and self._take():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(RING_POLL_INTERVAL, remaining))
+
+    def close(self) -> None:
+        pass
+
+
+def abandon_socket(conn: Any) -> None:
+    """Make a connection inherited through fork() unusable here without ending the
+    session (closing it would send COM_QUIT on the parent's socket): its descriptor
+    becomes /dev/null."""
+    try:
+        fd = conn.fileno()
+    except Exception:
+        return
+    if fd < 0:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    conn.closed = True

@@ -1,0 +1,66 @@
+-- Queries only the MySQL driver runs (backends/mysql*.py): liveness on named locks,
+-- guards, wake-ups and lock rings (tables of MySQL's own).
+
+-- An owner is dead when nobody holds its lock (IS_USED_LOCK: the holder's session id).
+
+-- name: owner_lock_free
+SELECT IS_USED_LOCK(:lock_name) IS NULL AS dead
+
+-- name: owner_lock
+SELECT GET_LOCK(:lock_name, 0) AS got
+
+-- name: owner_unlock
+SELECT RELEASE_LOCK(:lock_name) AS released
+
+-- Reaping skips an owner whose claim holds its process row (owner_vouch): `guarded`
+-- is 0 then; a row that is gone guards nothing.
+
+-- name: owner_reap_skip
+SELECT kojo_process_id FROM kojo_process WHERE kojo_process_id = :kojo_process_id
+FOR UPDATE SKIP LOCKED;
+SELECT (SELECT count(*) FROM kojo_process WHERE kojo_process_id = :kojo_process_id) AS present,
+    :_rowcount AS guarded
+
+-- name: type_rows_lock
+SELECT type_code FROM kojo_job_type
+WHERE type_code IN (
+    SELECT code FROM JSON_TABLE(:codes, '$[*]' COLUMNS (code varchar(255) PATH '$')) AS c)
+ORDER BY type_code
+FOR UPDATE
+
+-- Serialises admissions under a type's concurrency limit (per type, not per key: MySQL
+-- has no transaction-scoped named locks).
+
+-- name: limit_type_lock
+SELECT concurrency_limit FROM kojo_job_type WHERE type_code = :type_code FOR UPDATE
+
+-- name: child_row_lock
+SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE
+
+-- name: job_flagged_after_complete
+SELECT kojo_job_id AS flagged FROM kojo_job
+WHERE kojo_job_id IN (SELECT id FROM JSON_TABLE(:ids, '$[*]' COLUMNS (id bigint PATH '$')) AS i)
+  AND assigned_state = 'complete_success' AND (awaited OR has_children OR limited)
+
+-- Wake-ups (mysql_wakeups.py): a row per notification, read by every owner's poller.
+
+-- name: wakeup_add
+INSERT INTO kojo_wakeup (topic, data) VALUES (:topic, :data)
+
+-- name: wakeup_last
+SELECT max(kojo_wakeup_id) AS last_id FROM kojo_wakeup
+
+-- name: wakeup_since
+SELECT kojo_wakeup_id, topic, data FROM kojo_wakeup
+WHERE kojo_wakeup_id > :after
+ORDER BY kojo_wakeup_id
+LIMIT 1000
+
+-- name: wakeup_prune
+DELETE FROM kojo_wakeup WHERE created_at_date_time < :before LIMIT 1000
+
+-- name: lock_ring_add
+INSERT INTO kojo_ring (bell) VALUES (:bell)
+
+-- name: lock_rings_take
+DELETE FROM kojo_ring WHERE bell = :bell
