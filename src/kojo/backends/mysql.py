@@ -388,7 +388,7 @@ class MysqlBackend(Backend):
     def _id_list(self, ids: list[int]) -> Any:
         return json.dumps(ids)
 
-    def _complete_success(self, params: Mapping[str, Any]) -> tuple[int, list[int]]:
+    def _complete_success(self, params: Mapping[str, Any], count: int) -> tuple[int, list[int]]:
         completed = self.execute("job_complete_success", params)
         flagged = self.fetchall("job_flagged_after_complete", params) if completed else []
         return completed, [int(r["flagged"]) for r in flagged]
