@@ -77,7 +77,8 @@ WITH RECURSIVE {{runnable_buckets}}, one_type AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
-    last_transition_date_time = :now, kojo_process_id = :owner
+    last_transition_date_time = :now, started_at_date_time = :now,
+    kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
 RETURNING kojo_job.*, candidate.rate_seconds
@@ -121,7 +122,8 @@ WITH RECURSIVE bucket (priority) AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
-    last_transition_date_time = :now, kojo_process_id = :owner
+    last_transition_date_time = :now, started_at_date_time = :now,
+    kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
 RETURNING kojo_job.*
@@ -212,3 +214,9 @@ RETURNING kojo_job_id, assigned_state
 -- name: job_dependency_insert
 INSERT INTO kojo_job_dependency (parent_id, child_id)
 SELECT p, c FROM unnest(CAST(:parents AS bigint[])) AS p, unnest(CAST(:children AS bigint[])) AS c
+
+-- fragment: payload_has
+-- The job's payload JSON text contains :q (case-sensitive); jsonb writes it with a space
+-- after each colon and comma, and its non-ASCII characters as they are (:q_ascii is for
+-- SQLite).
+strpos(CAST(payload AS text), :q) > 0

@@ -64,7 +64,8 @@ WITH RECURSIVE {{runnable_buckets}}, due AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = assigned_state, times_worked = times_worked + 1,
-    last_transition_date_time = :now, kojo_process_id = :owner
+    last_transition_date_time = :now, started_at_date_time = :now,
+    kojo_process_id = :owner
 FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id AND (chosen.many OR chosen.rank = 1)
 RETURNING *, (SELECT t.rate_limit_seconds FROM kojo_job_type t
@@ -101,7 +102,8 @@ WITH RECURSIVE bucket (priority) AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = assigned_state, times_worked = times_worked + 1,
-    last_transition_date_time = :now, kojo_process_id = :owner
+    last_transition_date_time = :now, started_at_date_time = :now,
+    kojo_process_id = :owner
 WHERE kojo_job_id IN (SELECT kojo_job_id FROM candidate)
 RETURNING *
 
@@ -198,3 +200,8 @@ RETURNING kojo_job_id, assigned_state
 -- name: job_dependency_insert
 INSERT INTO kojo_job_dependency (parent_id, child_id)
 SELECT p.value, c.value FROM json_each(:parents) AS p, json_each(:children) AS c
+
+-- fragment: payload_has
+-- The job's payload JSON text contains :q (case-sensitive), or :q_ascii, the same text
+-- as kojo writes it here (json_text.py: non-ASCII characters as \u escapes).
+(instr(payload, :q) > 0 OR instr(payload, :q_ascii) > 0)
