@@ -62,9 +62,13 @@ def timeline(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> lis
         )
         steps.append({**recorded, "path": event["path"], "recorded": True})
     last = steps[-1]
+    state = str(job["assigned_state"])
     started = job.get("started_at_date_time")
-    claim_recorded = last["transition"] == states.WORK.name and last["at"] == started
-    if started is not None and started >= last["at"] and not claim_recorded:
+    # A recorded transition out of working records the claim it ended (events.py): the
+    # last claim is missing only while the job works, or once it ended unrecorded.
+    claim_recorded = any(s["transition"] == states.WORK.name and s["at"] == started for s in steps)
+    in_claim = state == WORKING or job["previous_state"] == WORKING
+    if started is not None and in_claim and not claim_recorded:
         origin = last["to_state"] if last["to_state"] in CLAIMED_FROM else WAITING
         attempt = f"attempt {job['times_worked']}" if job.get("times_worked") else None
         steps.append(
@@ -78,7 +82,6 @@ def timeline(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> lis
                 attempt,
             )
         )
-    state = str(job["assigned_state"])
     if steps[-1]["to_state"] != state:
         steps.append(
             step(
