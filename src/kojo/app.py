@@ -475,12 +475,18 @@ class App:
             return self.backend.job_page(type_code, state, limit, before, utcnow(), future_cron)
 
     def job_timeline(self, job_id: int) -> list[dict[str, Any]]:
-        """The job's transitions, oldest first (timeline.py: which are recorded, which
-        read back from the job's columns); JobNotFound if there is no such job."""
+        """The job's transitions, oldest first, each {at, transition, from_state, to_state,
+        actor, kojo_process_id, path, note, recorded} (timeline.py: which are recorded,
+        which read back from the job's columns); JobNotFound if there is no such job."""
+        steps: list[dict[str, Any]] = self.job_detail(job_id)["timeline"]
+        return steps
+
+    def job_detail(self, job_id: int) -> dict[str, Any]:
+        """Every column of a job and its `timeline` (`kojo jobs show --json`)."""
         row = self.job(job_id)
         with database_errors():
             events = self.backend.job_events(int(row["kojo_job_id"]))
-        return timeline(row, events)
+        return {**row, "timeline": timeline(row, events)}
 
     def job_search(
         self,

@@ -94,3 +94,28 @@ def timeline(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> lis
             )
         )
     return steps
+
+
+def by(step_: Mapping[str, Any]) -> str:
+    """Who made a step: `operator`, `process 12 /server[8]/root[22]/job[30]`, `kojo`..."""
+    who = str(step_["actor"])
+    if step_["kojo_process_id"] is not None:
+        who += (
+            f" {step_['kojo_process_id']}"
+            if who == "process"
+            else f" of process {step_['kojo_process_id']}"
+        )
+        if step_["path"]:
+            who += f" {step_['path']}"
+    return who
+
+
+def lines(steps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The steps as `kojo jobs show` prints them, one a line."""
+    out = []
+    for s in steps:
+        at = s["at"].strftime("%Y-%m-%d %H:%M:%S") if s["at"] is not None else "-"
+        moved = f"{s['from_state']} -> {s['to_state']}"
+        line = f"{at}  {s['transition']:<16} {moved:<32} by {by(s)}"
+        out.append(line + (f": {s['note']}" if s["note"] else ""))
+    return out

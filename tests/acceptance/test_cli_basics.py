@@ -146,7 +146,8 @@ def test_install_schedule_list_show(database_url: str, tmp_path: Path, workers: 
     assert shown["kojo_job_id"] == second_id
     assert shown["importance"] == 9
     assert shown["payload"] is None
-    assert set(shown) == set(jobs[1])
+    assert set(shown) == {*jobs[1], "timeline"}
+    assert [step["transition"] for step in shown["timeline"]] == ["created"]
 
 
 def test_uninstall(database_url: str, tmp_path: Path) -> None:
