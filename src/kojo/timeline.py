@@ -3,8 +3,9 @@ job page show them. No I/O.
 
 Only the rare transitions have rows in kojo_job_event (backends/events.py); the common
 ones are read back from the job's own columns: its creation (created_at), its last claim
-(started_at, unless a recorded event came after it) and its last transition
-(previous_state → assigned_state at last_transition, unless the last event is it). So a
+(last_transition while it works, started_at once it succeeded; a claim that a recorded
+transition ended is recorded with it) and its last transition (previous_state →
+assigned_state at last_transition, unless the last event is it). So a
 job that ran once and succeeded has a timeline of three steps and no event row.
 """
 
@@ -63,12 +64,16 @@ def timeline(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> lis
         steps.append({**recorded, "path": event["path"], "recorded": True})
     last = steps[-1]
     state = str(job["assigned_state"])
-    started = job.get("started_at_date_time")
     # A recorded transition out of working records the claim it ended (events.py): the
-    # last claim is missing only while the job works, or once it ended unrecorded.
+    # last claim is missing only while the job works, or once it succeeded.
+    if state == WORKING:
+        started = job["last_transition_date_time"]
+    elif state == states.State.COMPLETE_SUCCESS.value:
+        started = job.get("started_at_date_time")  # None: completed before schema 5
+    else:
+        started = None
     claim_recorded = any(s["transition"] == states.WORK.name and s["at"] == started for s in steps)
-    in_claim = state == WORKING or job["previous_state"] == WORKING
-    if started is not None and in_claim and not claim_recorded:
+    if started is not None and not claim_recorded:
         origin = last["to_state"] if last["to_state"] in CLAIMED_FROM else WAITING
         attempt = f"attempt {job['times_worked']}" if job.get("times_worked") else None
         steps.append(

@@ -2,8 +2,9 @@
 reads them back with the common ones).
 
 The plain drain (claim, auto-completion) writes no event: those transitions are read back
-from the job's own columns (created_at, started_at, last_transition and previous_state),
-so they cost nothing where kojo spends its time. Every transition made one job at a time
+from the job's own columns (created_at, last_transition and previous_state, and
+started_at, which a success copies from the last transition: its claim's time), so they
+cost nothing where kojo spends its time. Every transition made one job at a time
 through JobStore._apply is recorded, but for the ones as common as the drain's.
 """
 
@@ -61,11 +62,12 @@ class EventWriter(Driver):
         process: int | None,
     ) -> None:
         """Inside the transition's transaction, once it is made: its event row, after the
-        claim it ended (a working job's started_at) since claims have none of their own."""
+        claim it ended (a working job's last transition) since claims have none of their
+        own."""
         if not is_recorded(name, row, changes):
             return
         job_id = row["kojo_job_id"]
-        started = row.get("started_at_date_time")
+        started = row.get("last_transition_date_time")
         if row["assigned_state"] == WORKING and started is not None:
             self.execute(
                 "job_event_insert",

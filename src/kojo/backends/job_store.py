@@ -465,8 +465,8 @@ class JobStore(StartLimits, EventWriter):
             work_at=work_at,
         )
         changes.update(extra or {})
-        if transition is states.UNCLAIM:  # given back untouched: no claim on its timeline
-            changes["started_at_date_time"] = None
+        if transition is states.COMPLETE_SUCCESS:  # its claim's time, for its timeline
+            changes["started_at_date_time"] = row["last_transition_date_time"]
         requeued = False
         if row["assigned_state"] in OUTSIDE_LIMITS and changes["next_state_request"] == "working":
             if self.fetchone("job_parents_pending", {"child": job_id}) is not None:

@@ -145,7 +145,7 @@ WHERE s.kojo_process_id IS NOT NULL
 -- name: process_working_jobs
 SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
     j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
-    j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, j.started_at_date_time,
+    j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, j.last_transition_date_time,
     t.max_crashes,
     t.auto_delete_interval_duration, t.timeout
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
@@ -171,8 +171,7 @@ WHERE j.kojo_job_id = :kojo_job_id
 -- name: job_claim_by_id
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = assigned_state, times_worked = times_worked + 1,
-    last_transition_date_time = :now, started_at_date_time = :now,
-    kojo_process_id = :owner
+    last_transition_date_time = :now, kojo_process_id = :owner
 WHERE kojo_job_id = :kojo_job_id AND next_state_request = 'working'
   AND assigned_state IN ('waiting', 'crashed')
 RETURNING *

@@ -77,8 +77,7 @@ WITH RECURSIVE {{runnable_buckets}}, one_type AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
-    last_transition_date_time = :now, started_at_date_time = :now,
-    kojo_process_id = :owner
+    last_transition_date_time = :now, kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
 RETURNING kojo_job.*, candidate.rate_seconds
@@ -122,8 +121,7 @@ WITH RECURSIVE bucket (priority) AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = kojo_job.assigned_state, times_worked = kojo_job.times_worked + 1,
-    last_transition_date_time = :now, started_at_date_time = :now,
-    kojo_process_id = :owner
+    last_transition_date_time = :now, kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
 RETURNING kojo_job.*
@@ -171,6 +169,7 @@ RETURNING kojo_job_id, limited
 WITH done AS (
     UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
         previous_state = 'working', last_transition_date_time = :now,
+        started_at_date_time = last_transition_date_time,
         completed_at_date_time = :now, delete_after_date_time = :delete_after
     WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
       AND assigned_state = 'working' AND kojo_process_id = :owner

@@ -1,6 +1,7 @@
--- kojo schema version 5: a job's timeline (docs/reference/jobs-show.md).
--- The claim writes started_at_date_time with the columns it already writes; the common
--- transitions (created, claimed, auto-completed) are read back from the job's row. Only
+-- kojo schema version 5: a job's timeline (docs/reference/cli.md, "A job's timeline").
+-- A success keeps its claim's time (the last transition's, while it worked) in
+-- started_at_date_time, in the statement that completes it; the common transitions
+-- (created, claimed, completed) are read back from the job's row. Only
 -- the rare ones (hold, release, retry, crash, panic, cancel, fail, operator re-run,
 -- termination by a parent) add a kojo_job_event row, so the plain drain inserts nothing.
 -- The rows go with their job (ON DELETE CASCADE: purge, and the maintainer's deletion).

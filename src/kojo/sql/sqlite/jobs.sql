@@ -64,8 +64,7 @@ WITH RECURSIVE {{runnable_buckets}}, due AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = assigned_state, times_worked = times_worked + 1,
-    last_transition_date_time = :now, started_at_date_time = :now,
-    kojo_process_id = :owner
+    last_transition_date_time = :now, kojo_process_id = :owner
 FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id AND (chosen.many OR chosen.rank = 1)
 RETURNING *, (SELECT t.rate_limit_seconds FROM kojo_job_type t
@@ -102,8 +101,7 @@ WITH RECURSIVE bucket (priority) AS (
 )
 UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     previous_state = assigned_state, times_worked = times_worked + 1,
-    last_transition_date_time = :now, started_at_date_time = :now,
-    kojo_process_id = :owner
+    last_transition_date_time = :now, kojo_process_id = :owner
 WHERE kojo_job_id IN (SELECT kojo_job_id FROM candidate)
 RETURNING *
 
@@ -161,6 +159,7 @@ SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
 -- :ids is a JSON array of job ids; jobs no longer claimed by :owner are left alone.
 UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
     previous_state = 'working', last_transition_date_time = :now,
+    started_at_date_time = last_transition_date_time,
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner

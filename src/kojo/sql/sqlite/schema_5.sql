@@ -1,4 +1,4 @@
--- kojo schema version 5: a job's timeline (docs/reference/jobs-show.md, see
+-- kojo schema version 5: a job's timeline (docs/reference/cli.md, "A job's timeline", see
 -- postgres/schema_5.sql for why only the rare transitions have rows).
 ALTER TABLE kojo_job ADD COLUMN started_at_date_time text;
 CREATE TABLE IF NOT EXISTS kojo_job_event (
