@@ -35,6 +35,8 @@ from .job_types import CODE_PATTERN, JobType, Worker, define, load_worker, load_
 from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
 from .refusals import operator_action
+from .search import SEARCH_SCAN, check_search
+from .timeline import timeline
 from .why import Diagnosis, Situation, diagnose
 
 if TYPE_CHECKING:
@@ -472,6 +474,47 @@ class App:
         with database_errors():
             return self.backend.job_page(type_code, state, limit, before, utcnow(), future_cron)
 
+    def job_timeline(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's transitions, oldest first, each {at, transition, from_state, to_state,
+        actor, kojo_process_id, path, note, recorded} (timeline.py: which are recorded,
+        which read back from the job's columns); JobNotFound if there is no such job."""
+        steps: list[dict[str, Any]] = self.job_detail(job_id)["timeline"]
+        return steps
+
+    def job_detail(self, job_id: int) -> dict[str, Any]:
+        """Every column of a job and its `timeline` (`kojo jobs show --json`)."""
+        row = self.job(job_id)
+        with database_errors():
+            events = self.backend.job_events(int(row["kojo_job_id"]))
+        return {**row, "timeline": timeline(row, events)}
+
+    def job_search(
+        self,
+        text: str,
+        type_code: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        *,
+        before: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Jobs newest first whose payload's JSON text contains `text` (case-sensitive), of
+        `type_code` and in `state` when given, ids below `before`. A scan: each call looks
+        at no more than SEARCH_SCAN jobs, so it may return fewer than `limit` (even none)
+        while older jobs remain. The rows, and the `before` of the next call (None: no
+        older jobs). InvalidArgument naming a bad value."""
+        text = check_search(text)
+        if state is not None and (not isinstance(state, str) or state not in states.STATES):
+            raise InvalidArgument(
+                f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
+            )
+        if type_code is not None and not isinstance(type_code, str):
+            raise InvalidArgument(f"type code must be a string or None, got {type_code!r}")
+        limit = bounds.check_limit(limit)
+        if before is not None:
+            before = bounds.check_job_id(before)
+        with database_errors():
+            return self.backend.job_search(text, type_code, state, limit, before, SEARCH_SCAN)
+
     def stats(self) -> list[dict[str, Any]]:
         """Jobs per type and state: `{"type_code", "assigned_state", "count"}` for each pair
         that has jobs, by type then state."""
@@ -511,7 +554,7 @@ class App:
                         f"{row['type_code']} has its unique key {row['unique_key']!r} and "
                         "is unfinished"
                     )
-            return self.backend.job_transition(job_id, states.RERUN)
+            return self.backend.job_transition(job_id, states.RERUN, actor="operator")
 
     def purge(
         self,
@@ -558,14 +601,14 @@ class App:
         """Park a waiting or working job: it is not worked again until released."""
         job_id = bounds.check_job_id(job_id)
         with database_errors():
-            return self.backend.job_transition(job_id, states.HOLD)
+            return self.backend.job_transition(job_id, states.HOLD, actor="operator")
 
     @operator_action("release")
     def release(self, job_id: int) -> dict[str, Any]:
         """Put a held, panicked or crashed job back to waiting."""
         job_id = bounds.check_job_id(job_id)
         with database_errors():
-            return self.backend.job_transition(job_id, states.WAIT_FOR_WORK)
+            return self.backend.job_transition(job_id, states.WAIT_FOR_WORK, actor="operator")
 
     @operator_action("cancel")
     def cancel(self, job_id: int) -> dict[str, Any]:
@@ -579,14 +622,16 @@ class App:
                 raise JobNotFound(f"no job with id {job_id}")
             process = row["kojo_process_id"]
             if row["assigned_state"] != states.State.WORKING.value or process is None:
-                row = backend.job_transition(job_id, states.COMPLETE_TERMINATED, row=row)
+                row = backend.job_transition(
+                    job_id, states.COMPLETE_TERMINATED, row=row, actor="operator"
+                )
                 if row["previous_state"] == states.State.WORKING.value:
                     send_command(backend, {"cancel": job_id})
                 return row
             # The stop names the process whose claim it ended: the job's row may be
             # deleted (auto_delete_interval_duration=PT0S) before a root reads the stop.
             row = backend.job_transition(
-                job_id, states.COMPLETE_TERMINATED, owner=int(process), row=row
+                job_id, states.COMPLETE_TERMINATED, owner=int(process), row=row, actor="operator"
             )
             send_command(backend, {"cancel": job_id, "process": int(process)})
             return row

@@ -26,7 +26,9 @@ from .backends.errors import database_errors
 from .clock import utcnow
 from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, ServerNotFound
 from .logs import FORMATS
+from .search import check_search
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
+from .timeline import lines as timeline_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -573,6 +575,12 @@ def jobs_schedule(
     is_flag=True,
     help="Also cron jobs made ahead of their minute (hidden by default).",
 )
+@click.option(
+    "--search",
+    callback=bounded(check_search),
+    help="Only jobs whose payload's JSON text contains this (case-sensitive). A scan of "
+    "the newest jobs: a page may be short while older jobs remain (the footer says).",
+)
 @json_option
 @shared_options
 @pass_context
@@ -584,6 +592,7 @@ def jobs_list(
     limit: int,
     before: int | None,
     future_cron: bool,
+    search: str | None,
     as_json: bool,
 ) -> None:
     """Jobs, newest first (highest id first), --limit at a time; --before ID pages back.
@@ -592,10 +601,19 @@ def jobs_list(
     are left out unless --all; the table's footer says how many. The table's state column
     says what a waiting job waits for (`waiting: parents`, `waiting: concurrency`,
     `waiting: limit check`); `kojo jobs why ID` says more. --json prints every column
-    of each job (the keys of `jobs show --json`), newest first too."""
-    rows, hidden = ctx.app().job_page(
-        type_code, state, limit, before=before, future_cron=future_cron
-    )
+    of each job (the keys of `jobs show --json` but its timeline), newest first too.
+
+    --search TEXT keeps the jobs whose payload's JSON text contains TEXT, future cron
+    jobs included; it scans at most 100,000 jobs per call, newest first, so a page can
+    be short, even empty, and still end with `more: --before ID`."""
+    if search is not None:
+        rows, older = ctx.app().job_search(search, type_code, state, limit, before=before)
+        hidden = 0
+    else:
+        rows, hidden = ctx.app().job_page(
+            type_code, state, limit, before=before, future_cron=future_cron
+        )
+        older = rows[-1]["kojo_job_id"] if len(rows) == limit else None
     if as_json:
         emit(rows, True, ())
         return
@@ -606,8 +624,8 @@ def jobs_list(
         headers=JOB_HEADERS,
         shrink="type_code",
     )
-    if len(rows) == limit:
-        click.echo(f"more: --before {rows[-1]['kojo_job_id']}")
+    if older is not None:
+        click.echo(f"more: --before {older}")
     if hidden:
         click.echo(f"{hidden} future cron job(s) not shown; --all shows them")
 
@@ -619,8 +637,19 @@ def jobs_list(
 @pass_context
 @handle_errors
 def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
-    """Every field of one job."""
-    emit_one(ctx.app().job(job_id), as_json)
+    """Every field of one job, then its timeline: its transitions, oldest first, each with
+    who made it (`process ID PATH`, `operator`, `crash`, `dependency`, `maintenance`,
+    `kojo`) and a note (an error's last line, `retry 2 of 5`). --json: the fields and
+    `timeline`, a list of objects."""
+    detail = ctx.app().job_detail(job_id)
+    if as_json:
+        emit_one(detail, True)
+        return
+    steps = detail.pop("timeline")
+    emit_one(detail, False)
+    click.echo("timeline:")
+    for line in timeline_lines(steps):
+        click.echo(f"  {line}")
 
 
 def _operator_action(name: str, doc: str) -> None:

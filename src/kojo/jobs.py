@@ -164,6 +164,11 @@ class Job:
         return self._fields.delete_after_date_time
 
     @property
+    def started_at_date_time(self) -> datetime | None:
+        """When the run that succeeded was claimed (None until the job succeeds)."""
+        return self._fields.started_at_date_time
+
+    @property
     def kojo_process_id(self) -> int | None:
         """The process that claimed the job."""
         return self._fields.kojo_process_id

@@ -84,7 +84,7 @@ def _gate_type(app: App, code: str, now: datetime, limit: int, counts: dict[str,
                 transition = states.COMPLETE_FAILED_SCHEDULE_LIMIT_CHECK
             try:
                 backend.job_transition(
-                    int(job["kojo_job_id"]), transition, now=now, row=job
+                    int(job["kojo_job_id"]), transition, now=now, row=job, actor="maintenance"
                 )  # notifies the job processes when it promotes
             except (InvalidTransition, JobNotFound):
                 continue  # changed meanwhile (cancelled by an operator): not ours

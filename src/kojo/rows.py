@@ -118,6 +118,7 @@ class JobRow(_Row):
     has_children: bool
     concurrency_key: str
     limited: bool
+    started_at_date_time: datetime | None = None  # schema 5: set as it succeeds
 
     CONVERT: ClassVar[Mapping[str, Convert]] = {
         "kojo_job_id": to_int,
@@ -152,6 +153,7 @@ class JobRow(_Row):
         "has_children": to_bool,
         "concurrency_key": to_str,
         "limited": to_bool,
+        "started_at_date_time": optional(to_datetime),
     }
 
 

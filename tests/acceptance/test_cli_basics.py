@@ -146,7 +146,8 @@ def test_install_schedule_list_show(database_url: str, tmp_path: Path, workers: 
     assert shown["kojo_job_id"] == second_id
     assert shown["importance"] == 9
     assert shown["payload"] is None
-    assert set(shown) == set(jobs[1])
+    assert set(shown) == {*jobs[1], "timeline"}
+    assert [step["transition"] for step in shown["timeline"]] == ["created"]
 
 
 def test_uninstall(database_url: str, tmp_path: Path) -> None:
@@ -225,6 +226,37 @@ def test_hold_release_cancel(kojo_sqlite: Kojo, tmp_path: Path, workers: str) ->
     for action in ("hold", "release", "cancel", "show"):
         missing = one_line_error(kojo_sqlite("jobs", action, "424242"), 1)
         assert "424242" in missing
+
+    steps = shown["timeline"]
+    assert [(s["transition"], s["to_state"], s["actor"]) for s in steps] == [
+        ("created", "waiting", "kojo"),
+        ("hold", "hold", "operator"),
+        ("wait_for_work", "waiting", "operator"),
+        ("complete_terminated", "complete_terminated", "operator"),
+    ]
+    text = kojo_sqlite.ok("jobs", "show", job_id)
+    assert "timeline:" in text and "hold -> waiting" in text and "by operator" in text
+
+
+def test_list_search_finds_text_in_payloads_page_by_page(
+    kojo_sqlite: Kojo, tmp_path: Path, workers: str
+) -> None:
+    kojo_sqlite.ok("types", "register", "--file", str(types_file(tmp_path, workers)))
+    ids = [
+        kojo_sqlite.json("jobs", "schedule", "send_one", "--payload", json.dumps({"to": to}))["id"]
+        for to in ("ann@example.com", "bob@example.org", "cat@example.com")
+    ]
+    found = kojo_sqlite.json("jobs", "list", "--search", "example.com")
+    assert [j["kojo_job_id"] for j in found] == [ids[2], ids[0]]
+    first = kojo_sqlite.ok("jobs", "list", "--search", "example.com", "--limit", "1")
+    assert f"more: --before {ids[2]}" in first
+    rest = kojo_sqlite.json("jobs", "list", "--search", "example", "--before", str(ids[2]))
+    assert [j["kojo_job_id"] for j in rest] == [ids[1], ids[0]]
+    assert kojo_sqlite.json("jobs", "list", "--search", "nobody") == []
+    empty = one_line_error(kojo_sqlite("jobs", "list", "--search", ""), 2)
+    assert "search text is empty" in empty
+    long = one_line_error(kojo_sqlite("jobs", "list", "--search", "z" * 201), 2)
+    assert "201 characters long: at most 200" in long
 
 
 def test_list_filters(kojo_sqlite: Kojo, tmp_path: Path, workers: str) -> None:

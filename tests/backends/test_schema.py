@@ -76,6 +76,7 @@ JOB_COLUMNS = {
     "progress_note",
     "awaited",
     "has_children",
+    "started_at_date_time",  # version 5
 }
 
 
@@ -130,7 +131,7 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
         )
     app = kojo.App(database=database_url)
     app.job_type("q")(noop)
-    assert app.install() == SCHEMA_VERSION == 4
+    assert app.install() == SCHEMA_VERSION == 5
     indexes = index_names(app.backend)
     assert "kojo_job_ready" not in indexes and "kojo_job_runnable" in indexes
     assert "kojo_job_unique" in indexes and "result" in column_names(app.backend, "kojo_job")
@@ -139,6 +140,55 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
     owner = app.backend.register_owner(process_info())
     claimed = app.backend.job_claim(owner.id, 10, utcnow())
     assert [(row["kojo_job_id"], row["payload"]) for row in claimed] == [(job_id, {"kept": 1})]
+
+
+def test_install_upgrades_a_version_4_database_to_keep_timelines(database_url: str) -> None:
+    # Version 4's jobs have no started_at and no events: their timelines are read back
+    # from their rows; once upgraded, a new transition is recorded (kojo_job_event).
+    backend = kojo.App(database=database_url).backend
+    with backend.write():
+        backend.execute("schema_version_create")
+        for version in range(1, 5):
+            backend._run_script(schema(backend.dialect, version))
+            backend.execute("schema_version_set", {"version": version, "now": utcnow()})
+    assert "kojo_job_event" not in table_names(backend)
+    assert "started_at_date_time" not in column_names(backend, "kojo_job")
+    now = utcnow()
+    with backend.write() as conn:
+        conn.execute(
+            backend._prepare(
+                "INSERT INTO kojo_job_type (type_code, name, worker_uri) VALUES ('q', 'q', :worker)"
+            ),
+            {"worker": f"{noop.__module__}:noop"},
+        )
+        old_job = int(
+            conn.execute(
+                backend._prepare(
+                    "INSERT INTO kojo_job (type_code, name, priority, importance, "
+                    "work_at_date_time, next_state_request, assigned_state, previous_state, "
+                    "worker_uri, can_work_in_parallel, last_transition_date_time, "
+                    "created_at_date_time, payload) VALUES ('q', 'q', 0, 0, :now, 'none', "
+                    "'complete_failed', 'working', :worker, true, :now, :now, NULL) "
+                    "RETURNING kojo_job_id"
+                ),
+                backend._convert_params({"now": now, "worker": f"{noop.__module__}:noop"}),
+            ).fetchone()["kojo_job_id"]
+        )
+    app = kojo.App(database=database_url)
+    app.job_type("q")(noop)
+    assert app.install() == SCHEMA_VERSION == 5
+    assert "kojo_job_event" in table_names(app.backend)
+    assert "kojo_job_event_job" in index_names(app.backend)
+    assert [(s["from_state"], s["to_state"]) for s in app.job_timeline(old_job)] == [
+        ("new", "waiting"),
+        ("working", "complete_failed"),
+    ]
+    app.retry(old_job)
+    steps = app.job_timeline(old_job)
+    assert [(s["transition"], s["to_state"], s["recorded"]) for s in steps] == [
+        ("created", "waiting", False),
+        ("rerun", "waiting", True),
+    ]
 
 
 def test_install_twice_is_a_no_op(database_url: str) -> None:

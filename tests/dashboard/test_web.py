@@ -99,7 +99,9 @@ def test_the_json_twins_have_the_keys_of_the_cli(app: kojo.App) -> None:
     assert stats == [{"type_code": "reports", "assigned_state": "waiting", "count": 1}]
     [job] = web.get("/api/jobs").json()
     assert set(job) == set(app.jobs()[0]) and job["payload"] == {"n": 1}
-    assert web.get(f"/api/jobs/{first}").json() == job
+    detail = web.get(f"/api/jobs/{first}").json()  # `kojo jobs show --json`
+    assert {k: v for k, v in detail.items() if k != "timeline"} == job
+    assert [step["transition"] for step in detail["timeline"]] == ["created"]
     types = {t["type_code"]: t for t in web.get("/api/types").json()}
     assert set(types) == {"broken", "nightly", "reports"}
     assert set(types["reports"]) == {*app.backend.type_list()[0], "next_fire"}
@@ -145,6 +147,10 @@ def test_jobs_are_listed_newest_first_and_paged_back(app: kojo.App) -> None:
         ("/api/jobs/999999", 404, "no job with id 999999"),
         ("/jobs/999999", 404, "no job with id 999999"),
         ("/jobs?state=bogus", 400, "unknown state"),
+        ("/api/jobs?q=", 400, "q is empty"),
+        ("/api/jobs?q=" + "x" * 201, 400, "'xxxxxxxxxx"),
+        ("/jobs?q=" + "y" * 300, 400, "300 characters long: at most 200"),
+        ("/api/jobs?q=a%00b", 400, "contains a NUL character"),
         ("/api/nothing", 404, "Not Found: GET /api/nothing"),
         ("/nothing", 404, "Not Found: GET /nothing"),
     ],
@@ -391,3 +397,68 @@ def test_future_cron_jobs_are_listed_only_when_asked(app: kojo.App) -> None:
     assert [j["type_code"] for j in web.get("/api/jobs").json()] == ["reports"]
     assert len(web.get("/api/jobs", params={"all": "1"}).json()) == 2
     assert "1 cron job(s) made ahead of their minute not shown" in web.get("/jobs").text
+
+
+def test_a_job_page_shows_its_timeline(app: kojo.App) -> None:
+    job_id = app.schedule("broken")
+    app.hold(job_id)
+    app.release(job_id)
+    work_inline(app, job_id, "test-host")
+    web = client(app)
+    timeline = web.get(f"/api/jobs/{job_id}").json()["timeline"]
+    assert [(s["transition"], s["to_state"], s["actor"]) for s in timeline] == [
+        ("created", "waiting", "kojo"),
+        ("hold", "hold", "operator"),
+        ("wait_for_work", "waiting", "operator"),
+        ("work", "working", "process"),
+        ("panic", "panicked", "process"),
+    ]
+    page = web.get(f"/jobs/{job_id}").text
+    table = page.split('<table id="timeline">')[1].split("</table>")[0]
+    rows = table.split("<tr")[2:]  # after the header's
+    assert len(rows) == 5
+    assert "hold" in rows[1] and "operator" in rows[1]
+    assert "RuntimeError: disk full" in rows[4] and "panicked" in rows[4]
+    assert 'class="derived"' in rows[0] and 'class="derived"' not in rows[4]  # recorded
+
+
+def test_jobs_are_found_by_text_in_their_payload_and_paged(app: kojo.App) -> None:
+    ids = app.schedule_many("reports", [{"order": f"A-{n}"} for n in range(5)])
+    b1 = app.schedule("reports", payload={"order": "B-1"})
+    a9 = app.schedule("broken", payload={"order": "A-9"})
+    web = client(app)
+    found = web.get("/api/jobs", params={"q": "A-", "type": "reports", "limit": 2})
+    assert [j["kojo_job_id"] for j in found.json()] == [ids[4], ids[3]]
+    assert found.headers["link"] == (
+        f'</api/jobs?type=reports&q=A-&limit=2&before={ids[3]}>; rel="next"'
+    )
+    older = web.get("/api/jobs", params={"q": "A-", "type": "reports", "before": ids[3]})
+    assert [j["kojo_job_id"] for j in older.json()] == [ids[2], ids[1], ids[0]]
+    assert "link" not in older.headers  # every job looked at
+    assert [j["payload"] for j in web.get("/api/jobs", params={"q": "B-"}).json()] == [
+        {"order": "B-1"}
+    ]
+    assert web.get("/api/jobs", params={"q": "no such text"}).json() == []
+    page = web.get("/jobs", params={"q": "A-", "limit": 2}).text
+    assert 'value="A-"' in page  # the form keeps the search
+    assert f'href="/jobs/{a9}"' in page and f'href="/jobs/{b1}"' not in page
+    assert f"before={ids[4]}" in page  # the older page keeps the search
+    assert "q=A-" in page.split('id="older"')[1]
+    assert "No jobs match" in web.get("/jobs", params={"q": "zzz"}).text
+
+
+def test_a_search_scans_a_bounded_window_and_says_where_to_go_on(
+    app: kojo.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kojo.app.SEARCH_SCAN", 3)
+    match = app.schedule("reports", payload={"needle": 1})
+    newer = app.schedule_many("reports", [{"hay": n} for n in range(4)])
+    web = client(app)
+    first = web.get("/api/jobs", params={"q": "needle"})
+    assert first.json() == []  # only the 3 newest were looked at
+    assert f"before={newer[1]}" in first.headers["link"]
+    html = web.get("/jobs", params={"q": "needle"}).text
+    assert "look at older jobs" in html and f"before={newer[1]}" in html
+    second = web.get("/api/jobs", params={"q": "needle", "before": newer[1]})
+    assert [j["kojo_job_id"] for j in second.json()] == [match]
+    assert "link" not in second.headers

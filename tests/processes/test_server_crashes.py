@@ -32,6 +32,18 @@ def test_kill_9_of_a_job_process_crashes_its_job_which_is_rerun(tree: Tree) -> N
     final = tree.wait_state(job_id, "complete_success", 5.0)
     assert (final["times_crashed"], final["times_worked"], final["priority"]) == (1, 2, -1)
     assert len(tree.records("start", job_id)) == 2
+    # Its timeline: the claim of the killed process, the crash its root saw, the re-run.
+    steps = tree.app.job_timeline(job_id)
+    assert [(s["transition"], s["to_state"], s["actor"]) for s in steps] == [
+        ("created", "waiting", "kojo"),
+        ("work", "working", "process"),
+        ("crash", "crashed", "crash"),
+        ("work", "working", "process"),
+        ("complete_success", "complete_success", "process"),
+    ]
+    assert steps[1]["kojo_process_id"] == steps[2]["kojo_process_id"]  # the killed one
+    assert steps[3]["kojo_process_id"] != steps[1]["kojo_process_id"]
+    assert "SIGKILL" in steps[2]["note"], steps[2]
     # The dead process is replaced, and no longer listed.
     wait_for(
         lambda: (

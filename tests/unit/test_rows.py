@@ -47,6 +47,7 @@ RAW_JOB: dict[str, Any] = {
     "has_children": False,
     "concurrency_key": "",
     "limited": False,
+    "started_at_date_time": None,
     "auto_complete_success": 1,  # a joined type column: ignored by JobRow
 }
 

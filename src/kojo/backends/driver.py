@@ -66,6 +66,7 @@ TABLES = (
     "kojo_semaphore_slot",
     "kojo_semaphore",
     "kojo_job_dependency",
+    "kojo_job_event",
     "kojo_rate_slot",
     "kojo_job",
     "kojo_process",

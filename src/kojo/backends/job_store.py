@@ -19,6 +19,7 @@ from ..durations import parse_duration
 from ..errors import InvalidTransition, JobNotFound, OwnerLost
 from ..job_types import JobType
 from .driver import Row
+from .events import EventWriter
 from .start_limits import StartLimits
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
@@ -52,6 +53,7 @@ WRITABLE_JOB_COLUMNS = frozenset(
         "kojo_process_id",
         "last_error",
         "result",
+        "started_at_date_time",
     }
 )
 LOST = "owner {} is no longer registered: its process was reaped or its database session ended"
@@ -89,7 +91,7 @@ class Parents:
         return bool(self.pending or self.failed)
 
 
-class JobStore(StartLimits):
+class JobStore(StartLimits, EventWriter):
     """Job types and jobs."""
 
     # -- job types ----------------------------------------------------------------------
@@ -359,8 +361,16 @@ class JobStore(StartLimits):
                 return rows
         raise AssertionError("unreachable")
 
-    def _apply(self, row: Mapping[str, Any], changes: Mapping[str, Any], owner: int | None) -> bool:
-        """Compare-and-set `changes` onto the job if it is still in `row`'s state (and claim)."""
+    def _apply(
+        self,
+        row: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        owner: int | None,
+        event: tuple[str, str, int | None],
+    ) -> bool:
+        """Compare-and-set `changes` onto the job if it is still in `row`'s state (and claim);
+        `event` (transition name, actor, process id) goes to its timeline if it is a rare one
+        (events.py)."""
         bad = set(changes) - WRITABLE_JOB_COLUMNS
         if bad:
             raise ValueError(f"not a writable job column: {sorted(bad)}")
@@ -384,12 +394,16 @@ class JobStore(StartLimits):
         leaving = changes.get("assigned_state") in LEAVING_STATES  # finished, or held
         if not leaving:
             cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
-            return int(cur.rowcount) == 1
+            if int(cur.rowcount) != 1:
+                return False
+            self.record_event(row, changes, *event)
+            return True
         if row.get("limited"):  # the admission lock before the row's, as _admit takes them
             self.lock_limit_key(str(row["type_code"]), str(row["concurrency_key"]))
         returned = self.update_job_returning(sql, params, FINISH_FLAGS)
         if len(returned) != 1:
             return False
+        self.record_event(row, changes, *event)
         flags = returned[0]
         now = changes.get("last_transition_date_time") or utcnow()
         if changes["assigned_state"] == states.State.HOLD.value:
@@ -409,18 +423,22 @@ class JobStore(StartLimits):
         work_at: datetime | None = None,
         row: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        actor: str | None = None,
     ) -> Row:
         """Apply a transition with compare-and-set; the new row.
 
         `row` is the job as the caller last saw it (with the type's
         auto_delete_interval_duration); without it the row is read first.
-        `owner` restricts the change to a job claimed by that owner.
+        `owner` restricts the change to a job claimed by that owner. `actor` says who asked,
+        on the job's timeline: "operator", "maintenance"...; by default "process" when
+        `owner` is given (the job's own process), else "kojo".
         Raises InvalidTransition if the job is not in a state allowing it, or
         if another process changed it first; JobNotFound if it does not exist.
         """
         now = now or utcnow()
+        actor = actor or ("kojo" if owner is None else "process")
         return self.retrying(
-            lambda: self._transition(job_id, transition, now, owner, work_at, row, extra)
+            lambda: self._transition(job_id, transition, now, owner, work_at, row, extra, actor)
         )
 
     def _transition(
@@ -432,6 +450,7 @@ class JobStore(StartLimits):
         work_at: datetime | None,
         row: Mapping[str, Any] | None,
         extra: Mapping[str, Any] | None,
+        actor: str,
     ) -> Row:
         if row is None:
             row = self.job_get_with_type(job_id)
@@ -445,6 +464,8 @@ class JobStore(StartLimits):
             work_at=work_at,
         )
         changes.update(extra or {})
+        if transition is states.COMPLETE_SUCCESS:  # its claim's time, for its timeline
+            changes["started_at_date_time"] = row["last_transition_date_time"]
         requeued = False
         if row["assigned_state"] in OUTSIDE_LIMITS and changes["next_state_request"] == "working":
             if self.fetchone("job_parents_pending", {"child": job_id}) is not None:
@@ -452,7 +473,8 @@ class JobStore(StartLimits):
             elif row.get("limited"):
                 changes["next_state_request"] = states.Request.LIMIT.value  # to be admitted
                 requeued = True
-        if not self._apply(row, changes, owner):
+        process = None if actor == "operator" else owner
+        if not self._apply(row, changes, owner, (transition.name, actor, process)):
             current = self.job_get(job_id)
             if current is None:
                 raise JobNotFound(f"no job with id {job_id}")
@@ -572,7 +594,7 @@ class JobStore(StartLimits):
             auto_delete_interval=parse_duration(row["auto_delete_interval_duration"]),
         )
         changes["last_error"] = f"terminated: the job it waited for, ID[{parent}], ended {state}"
-        self._apply(row, changes, owner=None)
+        self._apply(row, changes, None, (states.COMPLETE_TERMINATED.name, "dependency", None))
 
     def publish_finished(self, job_id: int, now: datetime) -> None:
         """Inside write(): tell app.result() waiters that job `job_id` finished (only jobs
@@ -589,7 +611,8 @@ class JobStore(StartLimits):
         self, job: Row, now: datetime, blame: bool, owner_id: int, death: Death | None = None
     ) -> CrashedJob | None:
         changes = self._crash_changes(job, now, blame, death)
-        if not self._apply(job, changes, owner=owner_id):
+        name = states.PANIC.name if changes["assigned_state"] == "panicked" else states.CRASH.name
+        if not self._apply(job, changes, owner_id, (name, "crash", owner_id)):
             return None
         return CrashedJob(
             int(job["kojo_job_id"]),

@@ -5,6 +5,7 @@ queries are sql/operator.sql's.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from .driver import Driver, Row
@@ -39,6 +40,40 @@ class OperatorStore(Driver):
             return rows, 0
         hidden = self.fetchone("job_page_future_cron", params)
         return rows, int(hidden["future"]) if hidden else 0
+
+    def job_search(
+        self,
+        text: str,
+        type_code: str | None,
+        state: str | None,
+        limit: int,
+        before: int | None,
+        scan: int,
+    ) -> tuple[list[Row], int | None]:
+        """Jobs newest first whose payload JSON text contains `text`, among the `scan` newest
+        below `before` (a scan, bounded: the same cost at any table size); the rows, and
+        where the next page starts (None: every job has been looked at)."""
+        params = {
+            "q": text,
+            "q_ascii": json.dumps(text)[1:-1],  # as json_text.py writes it: \u escapes
+            "type_code": type_code,
+            "state": state,
+            "limit": limit,
+            "before": before,
+            "scan": scan,
+        }
+        rows = self.fetchall("job_search", params)
+        if len(rows) == limit:
+            return rows, int(rows[-1]["kojo_job_id"])
+        window = self.fetchone("job_search_window", params)
+        if window is None or int(window["scanned"]) < scan or window["lowest"] is None:
+            return rows, None
+        return rows, int(window["lowest"])
+
+    def job_events(self, job_id: int) -> list[Row]:
+        """The job's recorded transitions (kojo_job_event), oldest first, with the path of
+        the process each names while it is registered (timeline.py adds the others)."""
+        return self.fetchall("job_events", {"kojo_job_id": job_id})
 
     def job_stats(self) -> list[Row]:
         """Jobs per type and state (only pairs that have jobs)."""

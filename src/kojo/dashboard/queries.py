@@ -80,8 +80,24 @@ def jobs_page(
 
 
 def job(app: App, job_id: int) -> Row:
-    """Every field of one job (`kojo jobs show --json`); JobNotFound if there is none."""
-    return app.job(job_id)
+    """Every field of one job and its `timeline` (`kojo jobs show --json`); JobNotFound if
+    there is none."""
+    return app.job_detail(job_id)
+
+
+def jobs_search(
+    app: App,
+    text: str,
+    type_code: str | None = None,
+    state: str | None = None,
+    limit: int = DEFAULT_PAGE,
+    before: int | None = None,
+) -> tuple[list[Row], int | None]:
+    """Jobs newest first whose payload's JSON text contains `text` (`kojo jobs list
+    --search`): the rows, and the `before` of the next page (None: no older jobs). A page
+    scans a bounded number of jobs, so it may be short while older jobs remain."""
+    limit = bounds.check_integer("limit", limit, 1, MAX_PAGE)
+    return app.job_search(text, type_code, state, limit, before=before)
 
 
 JOB_ACTIONS = {

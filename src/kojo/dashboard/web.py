@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import timeline
 from ..app import App
 from ..errors import (
     InvalidArgument,
@@ -88,6 +89,7 @@ def templates() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["pretty"] = pretty
     env.filters["first_line"] = first_line
+    env.filters["by"] = timeline.by
     return env
 
 
@@ -270,27 +272,47 @@ class Dashboard:
             limit = integer(params.get("limit"), "limit", queries.DEFAULT_PAGE)
             before = integer(params.get("before"), "before", None)
             future_cron = params.get("all", "") not in ("", "0")
-            rows, hidden = await self.db(
-                queries.jobs_page, self.app, type_code, state, limit, before, future_cron
-            )
-            if request.url.path.startswith("/api/"):
-                return KojoJSON(rows)
-            codes = [r["type_code"] for r in await self.db(queries.job_types, self.app)]
+            text = params.get("q")
+            if text == "" and request.url.path.startswith("/api/"):
+                raise InvalidArgument("q is empty: give some text of the payloads to find")
+            next_before: int | None
+            if text:  # the page's form sends an empty q when there is nothing to find
+                rows, next_before = await self.db(
+                    queries.jobs_search, self.app, text, type_code, state, limit, before
+                )
+                hidden = 0
+            else:
+                rows, hidden = await self.db(
+                    queries.jobs_page, self.app, type_code, state, limit, before, future_cron
+                )
+                next_before = rows[-1]["kojo_job_id"] if len(rows) == limit else None
+            query = {"type": type_code, "state": state, "q": text, "limit": limit}
+            query["all"] = future_cron
             older = None
-            if len(rows) == limit:
-                query = {"type": type_code, "state": state, "limit": limit, "all": future_cron}
-                query["before"] = rows[-1]["kojo_job_id"]
-                older = "/jobs?" + urlencode({k: v for k, v in query.items() if v})
+            if next_before is not None:
+                query["before"] = next_before
+                older = "?" + urlencode({k: v for k, v in query.items() if v})
+            if request.url.path.startswith("/api/"):
+                response = KojoJSON(rows)
+                if older is not None:  # the next page, as GitHub's API pages
+                    response.headers["Link"] = f'</api/jobs{older}>; rel="next"'
+                return response
+            codes = [r["type_code"] for r in await self.db(queries.job_types, self.app)]
             return self.page(
                 request,
                 "jobs.html",
                 jobs=rows,
                 codes=codes,
                 states=queries.STATE_ORDER,
-                chosen={"type": type_code or "", "state": state or "", "limit": limit},
+                chosen={
+                    "type": type_code or "",
+                    "state": state or "",
+                    "q": text or "",
+                    "limit": limit,
+                },
                 future_cron=future_cron,
                 hidden=hidden,
-                older=older,
+                older=None if older is None else "/jobs" + older,
             )
 
         return await self.guarded(request, show)
@@ -304,7 +326,8 @@ class Dashboard:
                 return KojoJSON(row)
             why = (await self.db(queries.why, self.app, job_id)).line()
             actions = queries.job_actions(row)
-            return self.page(request, "job.html", job=row, why=why, actions=actions)
+            steps = row.pop("timeline")
+            return self.page(request, "job.html", job=row, why=why, actions=actions, timeline=steps)
 
         return await self.guarded(request, show)
 

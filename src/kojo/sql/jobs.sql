@@ -145,7 +145,8 @@ WHERE s.kojo_process_id IS NOT NULL
 -- name: process_working_jobs
 SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
     j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
-    j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, t.max_crashes,
+    j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, j.last_transition_date_time,
+    t.max_crashes,
     t.auto_delete_interval_duration, t.timeout
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
@@ -294,3 +295,9 @@ WHERE kojo_job_id IN (
 -- What a job's end sets off (job_store._job_finished).
 SELECT kojo_job_id, awaited, has_children, limited, type_code, concurrency_key
 FROM kojo_job WHERE kojo_job_id = :kojo_job_id
+
+-- name: job_event_insert
+-- One of a job's rare transitions, for its timeline (schema_5.sql says which are kept).
+INSERT INTO kojo_job_event (kojo_job_id, at_date_time, transition, from_state, to_state,
+    actor, kojo_process_id, note)
+VALUES (:kojo_job_id, :at, :transition, :from_state, :to_state, :actor, :process, :note)

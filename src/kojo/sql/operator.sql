@@ -76,3 +76,36 @@ LEFT JOIN kojo_semaphore_slot s ON s.name = w.name AND s.kojo_process_id IS NOT 
 LEFT JOIN kojo_process p ON p.kojo_process_id = s.kojo_process_id
 WHERE w.kojo_job_id = :kojo_job_id
 ORDER BY w.kojo_semaphore_waiter_id, s.slot
+
+-- name: job_events
+-- A job's recorded transitions, oldest first, with the path of the process named (while
+-- it is registered).
+SELECT e.at_date_time, e.transition, e.from_state, e.to_state, e.actor, e.kojo_process_id,
+    p.path, e.note
+FROM kojo_job_event e
+LEFT JOIN kojo_process p ON p.kojo_process_id = e.kojo_process_id
+WHERE e.kojo_job_id = :kojo_job_id
+ORDER BY e.kojo_job_event_id
+
+-- name: job_search
+-- job_page's filters and a text in the payload: a scan of the :scan newest jobs below
+-- :before (by id, newest first), so a page costs the same at any table size.
+SELECT * FROM kojo_job
+WHERE kojo_job_id IN (
+    SELECT kojo_job_id FROM kojo_job
+    WHERE (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
+    ORDER BY kojo_job_id DESC
+    LIMIT :scan)
+  AND {{payload_has}}
+  AND (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
+  AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
+ORDER BY kojo_job_id DESC
+LIMIT :limit
+
+-- name: job_search_window
+-- The lowest id and the number of the jobs job_search scans.
+SELECT min(kojo_job_id) AS lowest, count(*) AS scanned FROM (
+    SELECT kojo_job_id FROM kojo_job
+    WHERE (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
+    ORDER BY kojo_job_id DESC
+    LIMIT :scan) AS w

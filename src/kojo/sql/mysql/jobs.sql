@@ -164,7 +164,9 @@ FROM kojo_process WHERE kojo_process_id = :owner
 LOCK IN SHARE MODE
 
 -- name: job_complete_success
-UPDATE kojo_job SET previous_state = 'working', assigned_state = 'complete_success',
+-- (MySQL assigns left to right: started_at takes the claim's time before it changes.)
+UPDATE kojo_job SET started_at_date_time = last_transition_date_time,
+    previous_state = 'working', assigned_state = 'complete_success',
     next_state_request = 'none', last_transition_date_time = :now,
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (
@@ -296,3 +298,8 @@ WHERE type_code = :type_code AND concurrency_key = :concurrency_key
   AND next_state_request = 'limit' AND assigned_state = 'waiting'
 ORDER BY priority DESC, work_at_date_time, kojo_job_id
 LIMIT :free
+
+-- fragment: payload_has
+-- The job's payload JSON text contains :q (case-sensitive: utf8mb4_bin), or :q_ascii, the
+-- same text with non-ASCII characters as \u escapes (json_text.py writes them so).
+(INSTR(payload, :q) > 0 OR INSTR(payload, :q_ascii) > 0)

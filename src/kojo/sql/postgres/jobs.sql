@@ -169,6 +169,7 @@ RETURNING kojo_job_id, limited
 WITH done AS (
     UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
         previous_state = 'working', last_transition_date_time = :now,
+        started_at_date_time = last_transition_date_time,
         completed_at_date_time = :now, delete_after_date_time = :delete_after
     WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
       AND assigned_state = 'working' AND kojo_process_id = :owner
@@ -212,3 +213,9 @@ RETURNING kojo_job_id, assigned_state
 -- name: job_dependency_insert
 INSERT INTO kojo_job_dependency (parent_id, child_id)
 SELECT p, c FROM unnest(CAST(:parents AS bigint[])) AS p, unnest(CAST(:children AS bigint[])) AS c
+
+-- fragment: payload_has
+-- The job's payload JSON text contains :q (case-sensitive); jsonb writes it with a space
+-- after each colon and comma, and its non-ASCII characters as they are (:q_ascii is for
+-- SQLite).
+strpos(CAST(payload AS text), :q) > 0

@@ -160,6 +160,7 @@ SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
 -- :ids is a JSON array of job ids; jobs no longer claimed by :owner are left alone.
 UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
     previous_state = 'working', last_transition_date_time = :now,
+    started_at_date_time = last_transition_date_time,
     completed_at_date_time = :now, delete_after_date_time = :delete_after
 WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
   AND assigned_state = 'working' AND kojo_process_id = :owner
@@ -205,3 +206,8 @@ RETURNING kojo_job_id, assigned_state
 -- name: job_dependency_insert
 INSERT INTO kojo_job_dependency (parent_id, child_id)
 SELECT p.value, c.value FROM json_each(:parents) AS p, json_each(:children) AS c
+
+-- fragment: payload_has
+-- The job's payload JSON text contains :q (case-sensitive), or :q_ascii, the same text
+-- as kojo writes it here (json_text.py: non-ASCII characters as \u escapes).
+(instr(payload, :q) > 0 OR instr(payload, :q_ascii) > 0)
