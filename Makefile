@@ -15,10 +15,11 @@ lint:
 typecheck:
 	$(PYTHON) -m mypy src
 
-# The whole suite on both backends, against a throwaway PostgreSQL
-# (reuses KOJO_TEST_POSTGRES_URL if already set). Extra args: PYTEST_ARGS='-k sqlite'.
+# The whole suite on both backends, against a throwaway PostgreSQL (reuses
+# KOJO_TEST_POSTGRES_URL if already set): in parallel but for tests/processes, which runs
+# alone afterwards (scripts/run-tests). Extra pytest options: PYTEST_ARGS='-k sqlite'.
 test:
-	scripts/with-postgres $(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	scripts/with-postgres env PYTHON=$(PYTHON) scripts/run-tests $(PYTEST_ARGS)
 
 check: lint typecheck test
 
