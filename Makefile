@@ -16,10 +16,11 @@ typecheck:
 	$(PYTHON) -m mypy src
 
 # The whole suite on every backend, against a throwaway PostgreSQL and a throwaway
-# MariaDB (each reused when KOJO_TEST_POSTGRES_URL / KOJO_TEST_MYSQL_URL is set already).
-# Extra args: PYTEST_ARGS='-k sqlite'.
+# MariaDB (each reused when KOJO_TEST_POSTGRES_URL / KOJO_TEST_MYSQL_URL is set already):
+# in parallel but for tests/processes, which runs alone afterwards (scripts/run-tests).
+# Extra pytest options: PYTEST_ARGS='-k sqlite'.
 test:
-	scripts/with-postgres scripts/with-mariadb $(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	scripts/with-postgres scripts/with-mariadb env PYTHON=$(PYTHON) scripts/run-tests $(PYTEST_ARGS)
 
 check: lint typecheck test
 

@@ -10,7 +10,9 @@ Fixtures
     ``sqlite:///<tmp_path>/kojo.db`` (an absolute path, so four slashes).
 ``postgres_url``
     A fresh ``kojo_t_<hex>`` database on the server named by
-    ``KOJO_TEST_POSTGRES_URL``, dropped (WITH (FORCE)) after the test.
+    ``KOJO_TEST_POSTGRES_URL``, dropped (WITH (FORCE)) after the test. Created ahead
+    and dropped behind by a helper process (``tests/pg_spares.py``), so that the test
+    does not wait for either; tests/processes overrides it to do both in line.
 ``postgres_admin_url``
     Session-scoped: ``KOJO_TEST_POSTGRES_URL`` itself, checked reachable once.
 
@@ -41,6 +43,7 @@ if _TESTS_DIR not in sys.path:
 
 import mysql_db  # noqa: E402
 import pg  # noqa: E402
+from pg_spares import Spares  # noqa: E402
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -72,13 +75,22 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/kojo.db"
 
 
+@pytest.fixture(scope="session")
+def postgres_spares(postgres_admin_url: str) -> Iterator[Spares]:
+    spares = Spares(postgres_admin_url)
+    try:
+        yield spares
+    finally:
+        spares.close()
+
+
 @pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    url = pg.create_database(postgres_admin_url)
+def postgres_url(postgres_spares: Spares) -> Iterator[str]:
+    url = postgres_spares.take()
     try:
         yield url
     finally:
-        pg.drop_database(postgres_admin_url, url)
+        postgres_spares.give_back(url)
 
 
 @pytest.fixture(scope="session")

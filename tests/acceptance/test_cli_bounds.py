@@ -4,57 +4,16 @@ values at the bounds are accepted. Through a real subprocess."""
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from cli_runner import Kojo, one_line_error
+
 INT4_MIN, INT4_MAX, INT8_MAX = -(2**31), 2**31 - 1, 2**63 - 1
-
-
-class Kojo:
-    """Runs `python -m kojo ...` against one database, in one working directory."""
-
-    def __init__(self, url: str, cwd: Path) -> None:
-        self.url = url
-        self.cwd = cwd
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
-        env["KOJO_DATABASE_URL"] = self.url
-        return subprocess.run(
-            [sys.executable, "-m", "kojo", *args],
-            cwd=self.cwd,
-            env=env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def ok(self, *args: str) -> str:
-        result = self(*args)
-        assert result.returncode == 0, (args, result.returncode, result.stderr)
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """The command failed with `code` and exactly one line on stderr; that line."""
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
 
 
 def write_types(tmp_path: Path, extra: str = "") -> Path:

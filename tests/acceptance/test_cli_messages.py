@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from cli_runner import Kojo, one_line_error
 
 WORKERS = """
 def ok(job):
@@ -26,42 +25,6 @@ def boom(job):
 def hold(job):
     job.hold()
 """
-
-
-class Kojo:
-    """`python -m kojo ...` against one database, in one working directory, not a terminal."""
-
-    def __init__(self, url: str, cwd: Path) -> None:
-        self.url = url
-        self.cwd = cwd
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Any:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
-        full_env.update({"KOJO_DATABASE_URL": self.url, **(env or {})})
-        return subprocess.run(
-            [sys.executable, "-m", "kojo", *args],
-            cwd=self.cwd,
-            env=full_env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def ok(self, *args: str) -> str:
-        result = self(*args)
-        assert result.returncode == 0, (args, result.returncode, result.stderr)
-        return str(result.stdout)
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture

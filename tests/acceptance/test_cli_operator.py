@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 import kojo
-from cli_runner import run
+from cli_runner import Kojo, one_line_error, run
 from kojo import states
 from kojo.backends import Owner, ProcessInfo
 from kojo.clock import utcnow
@@ -46,6 +45,7 @@ class Cluster:
     def __init__(self, url: str, cwd: Path) -> None:
         self.url = url
         self.cwd = cwd
+        self.cli = Kojo(url, cwd)
         self.app = kojo.App(database=url)
         self.app.install()
         self.owners: list[Owner] = []
@@ -69,24 +69,10 @@ class Cluster:
             assert backend.job_claim_by_id(job_id, owner.id, utcnow()) is not None
 
     def kojo(self, *args: str, input: str = "") -> subprocess.CompletedProcess[str]:
-        if not input:
-            return run(self.url, self.cwd, *args)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
-        env["KOJO_DATABASE_URL"] = self.url
-        return subprocess.run(
-            [sys.executable, "-m", "kojo", *args],
-            cwd=self.cwd,
-            env=env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return self.cli(*args, input=input)
 
     def ok(self, *args: str, input: str = "") -> str:
-        done = self.kojo(*args, input=input)
-        assert done.returncode == 0, (args, done.returncode, done.stdout, done.stderr)
-        return done.stdout
+        return self.cli.ok(*args, input=input)
 
     def why(self, job_id: int) -> tuple[str, dict[str, Any]]:
         """`jobs why` in both forms: the line, and the JSON object."""
@@ -108,13 +94,6 @@ def cluster(database_url: str, tmp_path: Path) -> Iterator[Cluster]:
         yield made
     finally:
         made.close()
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
 
 
 # -- kojo --version -------------------------------------------------------------------------

@@ -20,6 +20,9 @@ PASSWORD = "hunter2-xyzzy"
 WRONG = "not-the-password-42"
 COMMANDS = [("types", "list"), ("jobs", "list"), ("jobs", "schedule", "q"), ("ps",)]
 
+# One xdist worker runs them all, so that the module's private cluster starts once.
+pytestmark = pytest.mark.xdist_group("private_postgres_cluster")
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:

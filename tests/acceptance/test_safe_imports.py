@@ -16,6 +16,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from cli_runner import Kojo
+
 WORKERS = textwrap.dedent(
     """
     import kojo
@@ -35,24 +37,17 @@ TYPES_YAML = textwrap.dedent(
 )
 
 
+def cli(url: str, cwd: Path) -> Kojo:
+    """As the installed console script runs: -P, the current folder not on the path."""
+    return Kojo(url, cwd, python_options=["-P"])
+
+
 def kojo(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
-    env["KOJO_DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-P", "-m", "kojo", *args],
-        cwd=cwd,
-        env=env,
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli(url, cwd)(*args)
 
 
 def ok(url: str, cwd: Path, *args: str) -> str:
-    done = kojo(url, cwd, *args)
-    assert done.returncode == 0, (args, done.returncode, done.stderr)
-    return done.stdout
+    return cli(url, cwd).ok(*args)
 
 
 def job(url: str, cwd: Path, job_id: int) -> dict[str, Any]:

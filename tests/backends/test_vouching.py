@@ -50,7 +50,9 @@ def key_holder(backend: Backend, owner_id: int) -> int | None:
     return scalar(  # type: ignore[no-any-return]
         backend,
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid = :namespace AND objid = :owner_id AND objsubid = 2",
+        "AND classid = :namespace AND objid = :owner_id AND objsubid = 2 "
+        # Advisory keys are per database: the same owner id holds one in every test's.
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         namespace=LOCK_NAMESPACE,
         owner_id=owner_id,
     )

@@ -35,6 +35,8 @@ from workers_harness import (  # noqa: E402
     reap_orphans,
 )
 
+import pg  # noqa: E402
+
 LEFTOVER_GRACE = 3.0  # seconds children of a stopped server get to die
 
 
@@ -74,6 +76,15 @@ def no_process_left(_subreaper: None) -> Iterator[None]:
             except ChildProcessError:
                 pass
     pytest.fail(f"processes left behind by the test (now SIGKILLed):\n{report}", pytrace=False)
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """Created and dropped in line, not by tests/pg_spares.py: its helper would be a
+    process left behind by the first test, and its work would share the cores with
+    tests that keep time."""
+    with pg.temporary_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture
