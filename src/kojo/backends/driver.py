@@ -67,6 +67,7 @@ TABLES = (
     "kojo_semaphore",
     "kojo_job_dependency",
     "kojo_rate_slot",
+    "kojo_job_tally",
     "kojo_job",
     "kojo_process",
     "kojo_job_type",

@@ -20,6 +20,7 @@ from ..errors import InvalidTransition, JobNotFound, OwnerLost
 from ..job_types import JobType
 from .driver import Row
 from .start_limits import StartLimits
+from .tally_store import TallyStore, outcome_of
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
@@ -87,7 +88,7 @@ class Parents:
         return bool(self.pending or self.failed)
 
 
-class JobStore(StartLimits):
+class JobStore(StartLimits, TallyStore):
     """Job types and jobs."""
 
     # -- job types ----------------------------------------------------------------------
@@ -387,10 +388,14 @@ class JobStore(StartLimits):
                 self.lock_limit_key(str(row["type_code"]), str(row["concurrency_key"]))
         cur = self.connection().execute(self._prepare(sql), self._convert_params(params))
         if not leaving:
-            return int(cur.rowcount) == 1
+            if int(cur.rowcount) != 1:
+                return False
+            self._tally_transition(row, changes)
+            return True
         returned = cur.fetchall()  # (sqlite3 counts RETURNING rows only once fetched)
         if len(returned) != 1:
             return False
+        self._tally_transition(row, changes)
         flags = returned[0]
         now = changes.get("last_transition_date_time") or utcnow()
         if changes["assigned_state"] == states.State.HOLD.value:
@@ -399,6 +404,15 @@ class JobStore(StartLimits):
         elif flags["awaited"] or flags["has_children"] or flags["limited"]:
             self._job_finished(int(row["kojo_job_id"]), str(changes["assigned_state"]), flags, now)
         return True
+
+    def _tally_transition(self, row: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        """Inside write(), once a transition was applied: add the attempt it ended (if any)
+        to the running totals."""
+        outcome = outcome_of(row, changes)
+        if outcome is not None:
+            ran = row["assigned_state"] == states.State.WORKING.value
+            now = changes["last_transition_date_time"]
+            self.tally(str(row["type_code"]), outcome, [row], now, ran=ran)
 
     def job_transition(
         self,
@@ -494,6 +508,7 @@ class JobStore(StartLimits):
             self.lock_serial_types(sorted(serial))
             self.notify("jobs")  # a serial type is free again
         completed = 0
+        done: list[Mapping[str, Any]] = []
         for interval, ids in by_interval.items():
             count, flagged = self._complete_success(
                 {
@@ -504,6 +519,7 @@ class JobStore(StartLimits):
                 }
             )
             completed += count
+            done += self._completed_now(jobs, ids, count, now)
             keys: set[tuple[str, str]] = set()  # one admission per key for the batch
             for job_id in flagged:
                 flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})
@@ -513,7 +529,35 @@ class JobStore(StartLimits):
                 self._job_finished(job_id, COMPLETE_SUCCESS, {**flags, "limited": False}, now)
             for type_code, key in sorted(keys):  # in one order: batches never deadlock
                 self._admit(type_code, key, now)
+        by_type: dict[str, list[Mapping[str, Any]]] = {}
+        for job in done:
+            by_type.setdefault(str(job["type_code"]), []).append(job)
+        for type_code, rows in by_type.items():  # one statement per type: usually one
+            self.tally(type_code, COMPLETE_SUCCESS, rows, now)
         return completed
+
+    def _completed_now(
+        self, jobs: Sequence[Mapping[str, Any]], ids: list[int], count: int, now: datetime
+    ) -> list[Mapping[str, Any]]:
+        """The rows of `jobs` with these ids that job_complete_success completed (`count`
+        of them): all, unless some were cancelled or held meanwhile (then read again)."""
+        if len(ids) == len(jobs):  # one group: every job
+            rows = list(jobs)
+        else:
+            wanted = set(ids)
+            rows = [job for job in jobs if int(job["kojo_job_id"]) in wanted]
+        if count == len(rows):
+            return rows
+        done = []
+        for job in rows:
+            current = self.job_get(int(job["kojo_job_id"]))
+            if (
+                current is not None
+                and current["assigned_state"] == COMPLETE_SUCCESS
+                and current["completed_at_date_time"] == now
+            ):
+                done.append(job)
+        return done
 
     def _job_finished(
         self, job_id: int, state: str, flags: Mapping[str, Any], now: datetime

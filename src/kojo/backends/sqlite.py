@@ -416,6 +416,11 @@ class SqliteBackend(Backend):
         flagged = self.fetchall("job_complete_flagged", params) if completed else []
         return completed, [int(r["flagged"]) for r in flagged]
 
+    def _fold(self, before: int) -> int:
+        folded = self.execute("tally_fold_sums", {"before": before})
+        self.execute("tally_fold_delete", {"before": before})
+        return folded
+
     def _id_list(self, ids: list[int]) -> Any:
         return json.dumps(ids)  # job_complete_success reads it with json_each
 

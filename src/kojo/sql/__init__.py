@@ -96,4 +96,4 @@ def schema(dialect: str, version: int) -> str:
     return _read(f"{dialect}/schema_{version}.sql")
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
