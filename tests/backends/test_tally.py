@@ -35,7 +35,9 @@ def totals(app: kojo.App) -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
-def claim_all(app: kojo.App, owner_id: int, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+def claim_all(
+    app: kojo.App, owner_id: int, now: datetime, limit: int = 100
+) -> list[dict[str, Any]]:
     with app.backend.write():
         rows = app.backend.job_claim(owner_id, limit, now)
     for row in rows:

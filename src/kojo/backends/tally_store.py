@@ -25,11 +25,36 @@ from .driver import Driver
 
 # Histogram bounds in seconds (Prometheus' defaults, then longer ones for slow jobs and
 # backlogs) and the column suffix of each (schema_5.sql).
-BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-BOUNDS += (900.0, 3600.0)
-SUFFIXES = (
-    "5ms 10ms 25ms 50ms 100ms 250ms 500ms 1s 2_5s 5s 10s 30s 1m 5m 15m 1h".split()
+BOUNDS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
 )
+BOUNDS += (900.0, 3600.0)
+SUFFIXES: tuple[str, ...] = (
+    "5ms",
+    "10ms",
+    "25ms",
+    "50ms",
+    "100ms",
+    "250ms",
+    "500ms",
+    "1s",
+    "2_5s",
+    "5s",
+)
+SUFFIXES += ("10s", "30s", "1m", "5m", "15m", "1h")
 DURATION_COLUMNS = tuple(f"duration_{s}" for s in SUFFIXES)
 WAIT_COLUMNS = tuple(f"wait_{s}" for s in SUFFIXES)
 # An attempt that ended and will run again: not a finished job, but an end all the same.

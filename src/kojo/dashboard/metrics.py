@@ -26,7 +26,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from .. import states
 from ..app import App
@@ -117,9 +116,7 @@ def finish_metrics(codes: list[str], totals: list[dict[str, Any]]) -> Iterator[M
             (duration, DURATION_COLUMNS, "duration_sum"),
             (wait, WAIT_COLUMNS, "wait_sum"),
         ):
-            family.add_metric(
-                [code], buckets(rows, columns, timed), sum(r[total] for r in rows)
-            )
+            family.add_metric([code], buckets(rows, columns, timed), sum(r[total] for r in rows))
     yield from (finished, reruns, duration, wait)
 
 
@@ -131,7 +128,7 @@ def buckets(
     running = 0
     for bound, column in zip(BOUNDS, columns, strict=True):
         running += sum(int(r[column]) for r in rows)
-        out.append((floatToGoString(bound), running))
+        out.append((str(bound), running))  # as Prometheus writes them: 0.005, 1.0
     out.append(("+Inf", timed))
     return out
 
