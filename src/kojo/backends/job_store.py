@@ -540,23 +540,25 @@ class JobStore(StartLimits, TallyStore):
         self, jobs: Sequence[Mapping[str, Any]], ids: list[int], count: int, now: datetime
     ) -> list[Mapping[str, Any]]:
         """The rows of `jobs` with these ids that job_complete_success completed (`count`
-        of them): all, unless some were cancelled or held meanwhile (then read again)."""
+        of them): all as given, the usual case (claimed rows); else read again, when some
+        were cancelled or held meanwhile or a caller gave only ids (those go untimed:
+        their start is no longer stored)."""
         if len(ids) == len(jobs):  # one group: every job
             rows = list(jobs)
         else:
             wanted = set(ids)
             rows = [job for job in jobs if int(job["kojo_job_id"]) in wanted]
-        if count == len(rows):
+        if count == len(rows) and all("type_code" in job for job in rows):
             return rows
-        done = []
+        done: list[Mapping[str, Any]] = []
         for job in rows:
             current = self.job_get(int(job["kojo_job_id"]))
             if (
                 current is not None
                 and current["assigned_state"] == COMPLETE_SUCCESS
-                and current["completed_at_date_time"] == now
+                and current["completed_at_date_time"] == as_utc(now)
             ):
-                done.append(job)
+                done.append(job if "type_code" in job else {"type_code": current["type_code"]})
         return done
 
     def _job_finished(
