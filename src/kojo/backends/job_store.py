@@ -529,28 +529,42 @@ class JobStore(StartLimits, TallyStore):
                 self._job_finished(job_id, COMPLETE_SUCCESS, {**flags, "limited": False}, now)
             for type_code, key in sorted(keys):  # in one order: batches never deadlock
                 self._admit(type_code, key, now)
-        by_type: dict[str, list[Mapping[str, Any]]] = {}
-        for job in done:
-            by_type.setdefault(str(job["type_code"]), []).append(job)
-        for type_code, rows in by_type.items():  # one statement per type: usually one
-            self.tally(type_code, COMPLETE_SUCCESS, rows, now)
+        self._tally_completed(done, now)
         return completed
+
+    def _tally_completed(self, done: list[Mapping[str, Any]], now: datetime) -> None:
+        """Add a batch's completed jobs to the running totals: one statement per type
+        (usually one)."""
+        try:
+            codes = {job["type_code"] for job in done}
+        except KeyError:  # a caller gave ids only: read their types (they go untimed)
+            done = [{"type_code": self._type_of(int(job["kojo_job_id"]))} for job in done]
+            codes = {job["type_code"] for job in done}
+        if len(codes) == 1:
+            self.tally(str(codes.pop()), COMPLETE_SUCCESS, done, now)
+            return
+        for code in sorted(codes):
+            rows = [job for job in done if job["type_code"] == code]
+            self.tally(str(code), COMPLETE_SUCCESS, rows, now)
+
+    def _type_of(self, job_id: int) -> str:
+        row = self.job_get(job_id)
+        assert row is not None  # completed in this transaction: not deleted yet
+        return str(row["type_code"])
 
     def _completed_now(
         self, jobs: Sequence[Mapping[str, Any]], ids: list[int], count: int, now: datetime
     ) -> list[Mapping[str, Any]]:
         """The rows of `jobs` with these ids that job_complete_success completed (`count`
-        of them): all as given, the usual case (claimed rows); else read again, when some
-        were cancelled or held meanwhile or a caller gave only ids (those go untimed:
-        their start is no longer stored)."""
+        of them): all, unless some were cancelled or held meanwhile (then read again)."""
         if len(ids) == len(jobs):  # one group: every job
             rows = list(jobs)
         else:
             wanted = set(ids)
             rows = [job for job in jobs if int(job["kojo_job_id"]) in wanted]
-        if count == len(rows) and all("type_code" in job for job in rows):
+        if count == len(rows):
             return rows
-        done: list[Mapping[str, Any]] = []
+        done = []
         for job in rows:
             current = self.job_get(int(job["kojo_job_id"]))
             if (
@@ -558,7 +572,7 @@ class JobStore(StartLimits, TallyStore):
                 and current["assigned_state"] == COMPLETE_SUCCESS
                 and current["completed_at_date_time"] == as_utc(now)
             ):
-                done.append(job if "type_code" in job else {"type_code": current["type_code"]})
+                done.append(job)
         return done
 
     def _job_finished(
