@@ -1,4 +1,5 @@
-"""The maintenance duties: crash detection, cron scheduling, the schedule-limit gate, deletion.
+"""The maintenance duties: crash detection, cron scheduling, the schedule-limit gate, deletion,
+and folding the running totals of finished jobs (backends/tally_store.py).
 
 `run_once` runs them all; the process tree calls it about once a second in one
 process of the cluster at a time (the `kojo.maintainer` mutex). That lock only
@@ -155,7 +156,7 @@ def run_once(
     """One maintenance pass: every duty, each isolated from the others' failures.
 
     Returns what each duty did (reaped, scheduled, promoted, failed, kept,
-    deleted, messages_deleted) and `errors`: the duties that raised (logged).
+    deleted, messages_deleted, tallies_folded) and `errors`: the duties that raised (logged).
     """
     now = as_utc(now or utcnow())
     backend = app.backend
@@ -169,6 +170,7 @@ def run_once(
         ("gate", lambda: gate_schedule_limits(app, now)),
         ("deleted", lambda: delete_completed(app, now)),
         ("messages_deleted", lambda: delete_old_messages(app, now)),
+        ("tallies_folded", lambda: backend.tally_fold(now)),
     ]
     failures: list[BaseException] = []
     for name, duty in duties:

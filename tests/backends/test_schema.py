@@ -131,12 +131,13 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
         )
     app = kojo.App(database=database_url)
     app.job_type("q")(noop)
-    assert app.install() == SCHEMA_VERSION == 5
+    assert app.install() == SCHEMA_VERSION == 6
     indexes = index_names(app.backend)
     assert "kojo_job_ready" not in indexes and "kojo_job_runnable" in indexes
     assert "kojo_job_unique" in indexes and "result" in column_names(app.backend, "kojo_job")
     assert "rate_limit" in column_names(app.backend, "kojo_job_type")
     assert "kojo_rate_slot_free" in indexes
+    assert "kojo_job_tally" in table_names(app.backend)
     owner = app.backend.register_owner(process_info())
     claimed = app.backend.job_claim(owner.id, 10, utcnow())
     assert [(row["kojo_job_id"], row["payload"]) for row in claimed] == [(job_id, {"kept": 1})]
@@ -176,7 +177,7 @@ def test_install_upgrades_a_version_4_database_to_keep_timelines(database_url: s
         )
     app = kojo.App(database=database_url)
     app.job_type("q")(noop)
-    assert app.install() == SCHEMA_VERSION == 5
+    assert app.install() == SCHEMA_VERSION == 6
     assert "kojo_job_event" in table_names(app.backend)
     assert "kojo_job_event_job" in index_names(app.backend)
     assert [(s["from_state"], s["to_state"]) for s in app.job_timeline(old_job)] == [
@@ -189,6 +190,29 @@ def test_install_upgrades_a_version_4_database_to_keep_timelines(database_url: s
         ("created", "waiting", False),
         ("rerun", "waiting", True),
     ]
+
+
+def test_install_upgrades_a_version_5_database_and_tallies_its_jobs_from_then_on(
+    database_url: str,
+) -> None:
+    backend = kojo.App(database=database_url).backend
+    with backend.write():
+        backend.execute("schema_version_create")
+        for version in range(1, 6):
+            backend._run_script(schema(backend.dialect, version))
+            backend.execute("schema_version_set", {"version": version, "now": utcnow()})
+    assert "kojo_job_tally" not in table_names(backend)
+    app = make_app(database_url, q={})  # installs version 6 over version 5
+    assert backend.schema_version() == SCHEMA_VERSION == 6
+    job_id = app.schedule("q")
+    owner = app.backend.register_owner(process_info())
+    with app.backend.write():
+        (row,) = app.backend.job_claim(owner.id, 1, utcnow())
+        row["auto_delete_interval_duration"] = "P1D"
+        app.backend.job_complete_many([row], owner.id, utcnow())
+    assert app.job(job_id)["assigned_state"] == "complete_success"
+    (total,) = app.backend.fetchall("dashboard_tally_totals")
+    assert (total["type_code"], total["outcome"], total["finished"]) == ("q", "complete_success", 1)
 
 
 def test_install_twice_is_a_no_op(database_url: str) -> None:

@@ -293,11 +293,15 @@ def test_metrics_count_jobs_by_type_and_state_and_processes_by_host_and_kind(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = {family.name for family in text_string_to_metric_families(response.text)}
-    assert families == set(NAMES)
+    assert families == {name.removesuffix("_total") for name in NAMES}  # (the parser's names)
     found = samples(response.text)
     assert found[("kojo_jobs", (("state", "waiting"), ("type", "reports")))] == 3
     assert found[("kojo_jobs", (("state", "working"), ("type", "reports")))] == 0
-    ended = [v for (name, labels), v in found.items() if ("type", "broken") in labels and v]
+    ended = [
+        v
+        for (name, labels), v in found.items()
+        if name == "kojo_jobs" and ("type", "broken") in labels and v
+    ]
     assert ended == [1]
     assert found[("kojo_jobs", (("state", "panicked"), ("type", "nightly")))] == 0
     processes = {labels: v for (name, labels), v in found.items() if name == "kojo_processes"}
@@ -462,3 +466,56 @@ def test_a_search_scans_a_bounded_window_and_says_where_to_go_on(
     second = web.get("/api/jobs", params={"q": "needle", "before": newer[1]})
     assert [j["kojo_job_id"] for j in second.json()] == [match]
     assert "link" not in second.headers
+
+
+# -- finished jobs: /metrics' counters and histograms, the overview's charts ----------------
+
+
+def test_metrics_serve_finished_totals_and_histograms_from_the_tally(app: kojo.App) -> None:
+    for _ in range(2):
+        work_inline(app, app.schedule("reports"), "test-host")
+    work_inline(app, app.schedule("broken"), "test-host")  # max_retries=0: panicked
+    app.cancel(app.schedule("reports"))  # never ran
+    found = samples(client(app).get("/metrics").text)
+
+    def value(name: str, **labels: str) -> float:
+        return found[(name, tuple(sorted(labels.items())))]
+
+    finished = "kojo_jobs_finished_total"
+    assert value(finished, type="reports", outcome="complete_success") == 2
+    assert value(finished, type="reports", outcome="complete_terminated") == 1
+    assert value(finished, type="broken", outcome="panicked") == 1
+    assert value(finished, type="nightly", outcome="panicked") == 0  # a series before any
+    assert value("kojo_job_reruns_total", type="reports", outcome="retried") == 0
+    for name in ("kojo_job_duration_seconds", "kojo_job_wait_seconds"):
+        # The cancelled job never ran: 2 timed attempts of reports, 1 of broken.
+        assert value(f"{name}_count", type="reports") == 2
+        assert value(f"{name}_bucket", type="reports", le="+Inf") == 2
+        assert value(f"{name}_count", type="broken") == 1
+        assert value(f"{name}_count", type="nightly") == 0
+        cumulative = [
+            v
+            for (n, labels), v in found.items()
+            if n == f"{name}_bucket" and ("type", "reports") in labels
+        ]
+        assert cumulative == sorted(cumulative)  # buckets only grow with `le`
+        assert value(f"{name}_sum", type="reports") >= 0
+    # Inline runs take well under a minute: every one falls in the 60 s bucket.
+    assert value("kojo_job_duration_seconds_bucket", type="reports", le="60.0") == 2
+
+
+def test_throughput_json_and_the_overview_charts_show_the_last_hour(app: kojo.App) -> None:
+    for _ in range(3):
+        work_inline(app, app.schedule("reports"), "test-host")
+    work_inline(app, app.schedule("broken"), "test-host")
+    web = client(app)
+    body = web.get("/api/throughput").json()
+    assert body["minutes"] == 60 and len(body["points"]) == 60
+    assert sum(p["finished"] for p in body["points"]) == 4
+    assert sum(p["failed"] for p in body["points"]) == 1
+    now = body["points"][-1]
+    assert now["at"].endswith(":00+00:00") and now["finished"] >= 1
+    overview = web.get("/").text
+    assert overview.count('<svg class="chart') == 2
+    assert "Finished: 4" in overview and "Failed, terminated or panicked: 1" in overview
+    assert "<script" not in overview.split("<main>")[1]  # charts drawn on the server

@@ -68,6 +68,7 @@ TABLES = (
     "kojo_job_dependency",
     "kojo_job_event",
     "kojo_rate_slot",
+    "kojo_job_tally",
     "kojo_job",
     "kojo_process",
     "kojo_job_type",

@@ -21,6 +21,7 @@ from ..job_types import JobType
 from .driver import Row
 from .events import EventWriter
 from .start_limits import StartLimits
+from .tally_store import TallyStore, outcome_of
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
@@ -91,7 +92,7 @@ class Parents:
         return bool(self.pending or self.failed)
 
 
-class JobStore(StartLimits, EventWriter):
+class JobStore(StartLimits, EventWriter, TallyStore):
     """Job types and jobs."""
 
     # -- job types ----------------------------------------------------------------------
@@ -397,6 +398,7 @@ class JobStore(StartLimits, EventWriter):
             if int(cur.rowcount) != 1:
                 return False
             self.record_event(row, changes, *event)
+            self._tally_transition(row, changes)
             return True
         if row.get("limited"):  # the admission lock before the row's, as _admit takes them
             self.lock_limit_key(str(row["type_code"]), str(row["concurrency_key"]))
@@ -404,6 +406,7 @@ class JobStore(StartLimits, EventWriter):
         if len(returned) != 1:
             return False
         self.record_event(row, changes, *event)
+        self._tally_transition(row, changes)
         flags = returned[0]
         now = changes.get("last_transition_date_time") or utcnow()
         if changes["assigned_state"] == states.State.HOLD.value:
@@ -412,6 +415,15 @@ class JobStore(StartLimits, EventWriter):
         elif flags["awaited"] or flags["has_children"] or flags["limited"]:
             self._job_finished(int(row["kojo_job_id"]), str(changes["assigned_state"]), flags, now)
         return True
+
+    def _tally_transition(self, row: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        """Inside write(), once a transition was applied: add the attempt it ended (if any)
+        to the running totals."""
+        outcome = outcome_of(row, changes)
+        if outcome is not None:
+            ran = row["assigned_state"] == states.State.WORKING.value
+            now = changes["last_transition_date_time"]
+            self.tally(str(row["type_code"]), outcome, [row], now, ran=ran)
 
     def job_transition(
         self,
@@ -515,6 +527,7 @@ class JobStore(StartLimits, EventWriter):
             self.lock_serial_types(sorted(serial))
             self.notify("jobs")  # a serial type is free again
         completed = 0
+        done: list[Mapping[str, Any]] = []
         for interval, ids in by_interval.items():
             count, flagged = self._complete_success(
                 {
@@ -526,6 +539,7 @@ class JobStore(StartLimits, EventWriter):
                 len(ids),
             )
             completed += count
+            done += self._completed_now(jobs, ids, count, now)
             keys: set[tuple[str, str]] = set()  # one admission per key for the batch
             for job_id in flagged:
                 flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})
@@ -535,7 +549,51 @@ class JobStore(StartLimits, EventWriter):
                 self._job_finished(job_id, COMPLETE_SUCCESS, {**flags, "limited": False}, now)
             for type_code, key in sorted(keys):  # in one order: batches never deadlock
                 self._admit(type_code, key, now)
+        self._tally_completed(done, now)
         return completed
+
+    def _tally_completed(self, done: list[Mapping[str, Any]], now: datetime) -> None:
+        """Add a batch's completed jobs to the running totals: one statement per type
+        (usually one)."""
+        try:
+            codes = {job["type_code"] for job in done}
+        except KeyError:  # a caller gave ids only: read their types (they go untimed)
+            done = [{"type_code": self._type_of(int(job["kojo_job_id"]))} for job in done]
+            codes = {job["type_code"] for job in done}
+        if len(codes) == 1:
+            self.tally(str(codes.pop()), COMPLETE_SUCCESS, done, now)
+            return
+        for code in sorted(codes):
+            rows = [job for job in done if job["type_code"] == code]
+            self.tally(str(code), COMPLETE_SUCCESS, rows, now)
+
+    def _type_of(self, job_id: int) -> str:
+        row = self.job_get(job_id)
+        assert row is not None  # completed in this transaction: not deleted yet
+        return str(row["type_code"])
+
+    def _completed_now(
+        self, jobs: Sequence[Mapping[str, Any]], ids: list[int], count: int, now: datetime
+    ) -> list[Mapping[str, Any]]:
+        """The rows of `jobs` with these ids that job_complete_success completed (`count`
+        of them): all, unless some were cancelled or held meanwhile (then read again)."""
+        if len(ids) == len(jobs):  # one group: every job
+            rows = list(jobs)
+        else:
+            wanted = set(ids)
+            rows = [job for job in jobs if int(job["kojo_job_id"]) in wanted]
+        if count == len(rows):
+            return rows
+        done = []
+        for job in rows:
+            current = self.job_get(int(job["kojo_job_id"]))
+            if (
+                current is not None
+                and current["assigned_state"] == COMPLETE_SUCCESS
+                and current["completed_at_date_time"] == as_utc(now)
+            ):
+                done.append(job)
+        return done
 
     def _job_finished(
         self, job_id: int, state: str, flags: Mapping[str, Any], now: datetime

@@ -385,6 +385,12 @@ class MysqlBackend(Backend):
     def lock_child(self, child_id: int) -> None:
         self.fetchone("child_row_lock", {"child": child_id})
 
+    def _fold(self, before: int) -> int:
+        row = self.fetchone("tally_fold_lock", {"before": before})
+        self.execute("tally_fold_add_up", {"before": before})
+        self.execute("tally_fold_drop", {"before": before})
+        return int(row["folds"]) if row else 0
+
     def _id_list(self, ids: list[int]) -> Any:
         return json.dumps(ids)
 

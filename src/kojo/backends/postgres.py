@@ -160,6 +160,9 @@ class PostgresBackend(Backend):
         assert row is not None
         return int(row["completed"]), [int(i) for i in row["flagged"] or ()]
 
+    def _fold(self, before: int) -> int:
+        return self.execute("tally_fold_move", {"before": before})  # moves and adds at once
+
     def _is_missing_table(self, exc: Exception) -> bool:
         return is_missing_table(exc)
 

@@ -429,6 +429,11 @@ class SqliteBackend(Backend):
         }
         return [(row, periods[row["type_code"]]) for row in rows if row["type_code"] in periods]
 
+    def _fold(self, before: int) -> int:
+        folded = self.execute("tally_fold_sums", {"before": before})
+        self.execute("tally_fold_delete", {"before": before})
+        return folded
+
     def _id_list(self, ids: list[int]) -> Any:
         return json.dumps(ids)  # job_complete_success reads it with json_each
 

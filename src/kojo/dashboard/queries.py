@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import bounds, states
 from ..app import App
 from ..backends.errors import database_errors
+from ..backends.tally_store import FAILURES, minute_of
 from ..clock import utcnow
 from ..cron import next_fire_of_stored
 from ..why import Diagnosis
@@ -41,6 +42,59 @@ def process_counts(app: App) -> list[Row]:
     with database_errors():
         rows = app.backend.fetchall("dashboard_process_counts")
     return [{**row, "count": int(row["count"])} for row in rows]
+
+
+def finish_totals(app: App) -> list[Row]:
+    """The running totals of ended attempts per type and outcome since the schema was
+    installed (kojo_job_tally: a small table, never kojo_job): `{"type_code", "outcome",
+    "finished", "timed", "duration_sum", "wait_sum", "duration_5ms", ...}`."""
+    with database_errors():
+        rows = app.backend.fetchall("dashboard_tally_totals")
+    return [
+        {
+            key: (value if key in ("type_code", "outcome") else _number(key, value))
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
+def _number(key: str, value: Any) -> float | int:
+    """A summed column: PostgreSQL's sum() of bigint is numeric (a Decimal)."""
+    return float(value or 0) if key.endswith("_sum") else int(value or 0)
+
+
+THROUGHPUT_MINUTES = 60
+
+
+def throughput(app: App, now: datetime | None = None) -> Row:
+    """Jobs finished and failed per minute over the last hour, oldest first, a point per
+    minute (0 included; the current minute last): `{"minutes", "points": [{"at",
+    "finished", "failed"}]}`. "failed" counts complete_failed*, complete_terminated and
+    panicked; retries and crashes are not finishes."""
+    now = now or utcnow()
+    last = minute_of(now)
+    first = last - THROUGHPUT_MINUTES + 1
+    with database_errors():
+        rows = app.backend.fetchall("dashboard_tally_minutes", {"since": first})
+    finished = dict.fromkeys(range(first, last + 1), 0)
+    failed = dict(finished)
+    for row in rows:
+        minute, outcome = int(row["minute"]), str(row["outcome"])
+        if minute not in finished or not states.is_finished(outcome):
+            continue
+        finished[minute] += int(row["finished"])
+        if outcome in FAILURES:
+            failed[minute] += int(row["finished"])
+    points = [
+        {
+            "at": datetime.fromtimestamp(minute * 60, UTC),
+            "finished": finished[minute],
+            "failed": failed[minute],
+        }
+        for minute in finished
+    ]
+    return {"minutes": THROUGHPUT_MINUTES, "points": points}
 
 
 def job_types(app: App, now: datetime | None = None) -> list[Row]:

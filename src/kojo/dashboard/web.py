@@ -40,6 +40,7 @@ from ..errors import (
     UnknownJobType,
 )
 from . import metrics, queries
+from .charts import Bar, bar_chart
 from .security import COOKIE, CSRF_FIELD, CSRF_HEADER, Guard
 
 log = logging.getLogger("kojo.dashboard")
@@ -148,6 +149,7 @@ class Dashboard:
                 return KojoJSON(counts)
             hosts = await self.db(queries.process_counts, self.app)
             types = await self.db(queries.job_types, self.app)
+            points = (await self.db(queries.throughput, self.app))["points"]
             table = queries.count_table(counts)
             panics: list[dict[str, Any]] = []
             if table.state_totals.get("panicked"):  # else the newest-first walk finds none
@@ -161,7 +163,14 @@ class Dashboard:
                 hosts=hosts,
                 cron=[t for t in types if t["cron_expression"]],
                 panics=panics,
+                charts=throughput_charts(points),
             )
+
+        return await self.guarded(request, show)
+
+    async def throughput(self, request: Request) -> Response:
+        async def show() -> Response:
+            return KojoJSON(await self.db(queries.throughput, self.app))
 
         return await self.guarded(request, show)
 
@@ -364,10 +373,21 @@ class Dashboard:
             Route("/jobs/{job_id}/{action}", self.job_action, methods=["POST"]),
             Route("/hosts/{host}/{action}", self.host_action, methods=["POST"]),
             Route("/api/jobs/{job_id}/why", self.why),
+            Route("/api/throughput", self.throughput),
             Route("/metrics", self.metrics),
             Mount("/static", StaticFiles(packages=[("kojo.dashboard", "static")]), name="static"),
         ]
         return routes
+
+
+def throughput_charts(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The overview's two charts (queries.throughput's points) and their totals."""
+    charts: dict[str, Any] = {}
+    for key in ("finished", "failed"):
+        bars = [Bar(p["at"], int(p[key])) for p in points]
+        charts[key] = bar_chart(bars, key, f"chart-{key}")
+        charts[f"{key}_total"] = sum(bar.value for bar in bars)
+    return charts
 
 
 def integer(text: str | None, what: str, default: int | None) -> int | None:

@@ -118,4 +118,4 @@ def schema(dialect: str, version: int) -> str:
     return _read(f"{dialect}/schema_{version}.sql")
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6

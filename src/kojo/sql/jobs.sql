@@ -146,7 +146,7 @@ WHERE s.kojo_process_id IS NOT NULL
 SELECT j.kojo_job_id, j.type_code, j.assigned_state, j.next_state_request, j.previous_state,
     j.priority, j.times_worked, j.times_retried, j.times_held, j.times_crashed,
     j.times_panicked, j.kojo_process_id, j.can_work_in_parallel, j.last_transition_date_time,
-    t.max_crashes,
+    j.work_at_date_time, t.max_crashes,
     t.auto_delete_interval_duration, t.timeout
 FROM kojo_job j JOIN kojo_job_type t ON t.type_code = j.type_code
 WHERE j.kojo_process_id = :kojo_process_id AND j.assigned_state = 'working'
@@ -301,3 +301,89 @@ FROM kojo_job WHERE kojo_job_id = :kojo_job_id
 INSERT INTO kojo_job_event (kojo_job_id, at_date_time, transition, from_state, to_state,
     actor, kojo_process_id, note)
 VALUES (:kojo_job_id, :at, :transition, :from_state, :to_state, :actor, :process, :note)
+
+-- Running totals of finished jobs (kojo_job_tally, schema_6.sql; backends/tally_store.py).
+
+-- fragment: tally_columns
+    finished, timed, duration_sum, wait_sum, duration_5ms, duration_10ms, duration_25ms,
+    duration_50ms, duration_100ms, duration_250ms, duration_500ms, duration_1s,
+    duration_2_5s, duration_5s, duration_10s, duration_30s, duration_1m, duration_5m,
+    duration_15m, duration_1h, wait_5ms, wait_10ms, wait_25ms, wait_50ms, wait_100ms,
+    wait_250ms, wait_500ms, wait_1s, wait_2_5s, wait_5s, wait_10s, wait_30s, wait_1m,
+    wait_5m, wait_15m, wait_1h
+
+-- fragment: tally_sums
+    sum(finished) AS finished, sum(timed) AS timed, sum(duration_sum) AS duration_sum,
+    sum(wait_sum) AS wait_sum, sum(duration_5ms) AS duration_5ms,
+    sum(duration_10ms) AS duration_10ms, sum(duration_25ms) AS duration_25ms,
+    sum(duration_50ms) AS duration_50ms, sum(duration_100ms) AS duration_100ms,
+    sum(duration_250ms) AS duration_250ms, sum(duration_500ms) AS duration_500ms,
+    sum(duration_1s) AS duration_1s, sum(duration_2_5s) AS duration_2_5s,
+    sum(duration_5s) AS duration_5s, sum(duration_10s) AS duration_10s,
+    sum(duration_30s) AS duration_30s, sum(duration_1m) AS duration_1m,
+    sum(duration_5m) AS duration_5m, sum(duration_15m) AS duration_15m,
+    sum(duration_1h) AS duration_1h, sum(wait_5ms) AS wait_5ms,
+    sum(wait_10ms) AS wait_10ms, sum(wait_25ms) AS wait_25ms, sum(wait_50ms) AS wait_50ms,
+    sum(wait_100ms) AS wait_100ms, sum(wait_250ms) AS wait_250ms,
+    sum(wait_500ms) AS wait_500ms, sum(wait_1s) AS wait_1s, sum(wait_2_5s) AS wait_2_5s,
+    sum(wait_5s) AS wait_5s, sum(wait_10s) AS wait_10s, sum(wait_30s) AS wait_30s,
+    sum(wait_1m) AS wait_1m, sum(wait_5m) AS wait_5m, sum(wait_15m) AS wait_15m,
+    sum(wait_1h) AS wait_1h
+
+-- fragment: tally_added
+    finished = kojo_job_tally.finished + excluded.finished,
+    timed = kojo_job_tally.timed + excluded.timed,
+    duration_sum = kojo_job_tally.duration_sum + excluded.duration_sum,
+    wait_sum = kojo_job_tally.wait_sum + excluded.wait_sum,
+    duration_5ms = kojo_job_tally.duration_5ms + excluded.duration_5ms,
+    duration_10ms = kojo_job_tally.duration_10ms + excluded.duration_10ms,
+    duration_25ms = kojo_job_tally.duration_25ms + excluded.duration_25ms,
+    duration_50ms = kojo_job_tally.duration_50ms + excluded.duration_50ms,
+    duration_100ms = kojo_job_tally.duration_100ms + excluded.duration_100ms,
+    duration_250ms = kojo_job_tally.duration_250ms + excluded.duration_250ms,
+    duration_500ms = kojo_job_tally.duration_500ms + excluded.duration_500ms,
+    duration_1s = kojo_job_tally.duration_1s + excluded.duration_1s,
+    duration_2_5s = kojo_job_tally.duration_2_5s + excluded.duration_2_5s,
+    duration_5s = kojo_job_tally.duration_5s + excluded.duration_5s,
+    duration_10s = kojo_job_tally.duration_10s + excluded.duration_10s,
+    duration_30s = kojo_job_tally.duration_30s + excluded.duration_30s,
+    duration_1m = kojo_job_tally.duration_1m + excluded.duration_1m,
+    duration_5m = kojo_job_tally.duration_5m + excluded.duration_5m,
+    duration_15m = kojo_job_tally.duration_15m + excluded.duration_15m,
+    duration_1h = kojo_job_tally.duration_1h + excluded.duration_1h,
+    wait_5ms = kojo_job_tally.wait_5ms + excluded.wait_5ms,
+    wait_10ms = kojo_job_tally.wait_10ms + excluded.wait_10ms,
+    wait_25ms = kojo_job_tally.wait_25ms + excluded.wait_25ms,
+    wait_50ms = kojo_job_tally.wait_50ms + excluded.wait_50ms,
+    wait_100ms = kojo_job_tally.wait_100ms + excluded.wait_100ms,
+    wait_250ms = kojo_job_tally.wait_250ms + excluded.wait_250ms,
+    wait_500ms = kojo_job_tally.wait_500ms + excluded.wait_500ms,
+    wait_1s = kojo_job_tally.wait_1s + excluded.wait_1s,
+    wait_2_5s = kojo_job_tally.wait_2_5s + excluded.wait_2_5s,
+    wait_5s = kojo_job_tally.wait_5s + excluded.wait_5s,
+    wait_10s = kojo_job_tally.wait_10s + excluded.wait_10s,
+    wait_30s = kojo_job_tally.wait_30s + excluded.wait_30s,
+    wait_1m = kojo_job_tally.wait_1m + excluded.wait_1m,
+    wait_5m = kojo_job_tally.wait_5m + excluded.wait_5m,
+    wait_15m = kojo_job_tally.wait_15m + excluded.wait_15m,
+    wait_1h = kojo_job_tally.wait_1h + excluded.wait_1h
+
+-- name: tally_add
+-- One group of finishes (a type and outcome, in one minute, by one process) added to the
+-- process's own row: no other process writes it, so this never waits on a lock.
+INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
+{{tally_columns}}
+) VALUES (:minute, :type_code, :outcome, :writer,
+    :finished, :timed, :duration_sum, :wait_sum, :duration_5ms, :duration_10ms,
+    :duration_25ms, :duration_50ms, :duration_100ms, :duration_250ms, :duration_500ms,
+    :duration_1s, :duration_2_5s, :duration_5s, :duration_10s, :duration_30s, :duration_1m,
+    :duration_5m, :duration_15m, :duration_1h, :wait_5ms, :wait_10ms, :wait_25ms,
+    :wait_50ms, :wait_100ms, :wait_250ms, :wait_500ms, :wait_1s, :wait_2_5s, :wait_5s,
+    :wait_10s, :wait_30s, :wait_1m, :wait_5m, :wait_15m, :wait_1h
+)
+ON CONFLICT (minute, type_code, outcome, writer) DO UPDATE SET
+{{tally_added}}
+
+-- name: tally_oldest
+-- The oldest minute not folded yet (an index seek: the key starts with the minute).
+SELECT min(minute) AS minute FROM kojo_job_tally WHERE minute > 0

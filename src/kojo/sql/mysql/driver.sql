@@ -64,3 +64,29 @@ INSERT INTO kojo_ring (bell) VALUES (:bell)
 
 -- name: lock_rings_take
 DELETE FROM kojo_ring WHERE bell = :bell
+
+-- The maintainer's fold (tally_store.tally_fold): the minutes before :before become the
+-- one row per type and outcome (minute 0, writer 0), in one transaction: the rows are
+-- locked, summed into the folded rows, then deleted (writers add to the current minute
+-- only, never to one this old).
+
+-- name: tally_fold_lock
+-- Locks the rows to fold; how many folded rows they make (ON DUPLICATE KEY UPDATE counts
+-- a row it changes twice, so tally_fold_add_up's count is not that).
+SELECT count(DISTINCT type_code, outcome) AS folds FROM kojo_job_tally
+WHERE minute > 0 AND minute < :before FOR UPDATE
+
+-- name: tally_fold_add_up
+INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
+{{tally_columns}}
+)
+SELECT 0, type_code, outcome, 0,
+{{tally_sums}}
+FROM kojo_job_tally
+WHERE minute > 0 AND minute < :before
+GROUP BY type_code, outcome
+ON DUPLICATE KEY UPDATE
+{{tally_added_here}}
+
+-- name: tally_fold_drop
+DELETE FROM kojo_job_tally WHERE minute > 0 AND minute < :before

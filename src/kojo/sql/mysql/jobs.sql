@@ -303,3 +303,57 @@ LIMIT :free
 -- The job's payload JSON text contains :q (case-sensitive: utf8mb4_bin), or :q_ascii, the
 -- same text with non-ASCII characters as \u escapes (json_text.py writes them so).
 (INSTR(payload, :q) > 0 OR INSTR(payload, :q_ascii) > 0)
+
+-- fragment: tally_added_here
+-- tally_added with MySQL's words: ON DUPLICATE KEY UPDATE adds the row it would insert.
+    finished = finished + VALUES(finished),
+    timed = timed + VALUES(timed),
+    duration_sum = duration_sum + VALUES(duration_sum),
+    wait_sum = wait_sum + VALUES(wait_sum),
+    duration_5ms = duration_5ms + VALUES(duration_5ms),
+    duration_10ms = duration_10ms + VALUES(duration_10ms),
+    duration_25ms = duration_25ms + VALUES(duration_25ms),
+    duration_50ms = duration_50ms + VALUES(duration_50ms),
+    duration_100ms = duration_100ms + VALUES(duration_100ms),
+    duration_250ms = duration_250ms + VALUES(duration_250ms),
+    duration_500ms = duration_500ms + VALUES(duration_500ms),
+    duration_1s = duration_1s + VALUES(duration_1s),
+    duration_2_5s = duration_2_5s + VALUES(duration_2_5s),
+    duration_5s = duration_5s + VALUES(duration_5s),
+    duration_10s = duration_10s + VALUES(duration_10s),
+    duration_30s = duration_30s + VALUES(duration_30s),
+    duration_1m = duration_1m + VALUES(duration_1m),
+    duration_5m = duration_5m + VALUES(duration_5m),
+    duration_15m = duration_15m + VALUES(duration_15m),
+    duration_1h = duration_1h + VALUES(duration_1h),
+    wait_5ms = wait_5ms + VALUES(wait_5ms),
+    wait_10ms = wait_10ms + VALUES(wait_10ms),
+    wait_25ms = wait_25ms + VALUES(wait_25ms),
+    wait_50ms = wait_50ms + VALUES(wait_50ms),
+    wait_100ms = wait_100ms + VALUES(wait_100ms),
+    wait_250ms = wait_250ms + VALUES(wait_250ms),
+    wait_500ms = wait_500ms + VALUES(wait_500ms),
+    wait_1s = wait_1s + VALUES(wait_1s),
+    wait_2_5s = wait_2_5s + VALUES(wait_2_5s),
+    wait_5s = wait_5s + VALUES(wait_5s),
+    wait_10s = wait_10s + VALUES(wait_10s),
+    wait_30s = wait_30s + VALUES(wait_30s),
+    wait_1m = wait_1m + VALUES(wait_1m),
+    wait_5m = wait_5m + VALUES(wait_5m),
+    wait_15m = wait_15m + VALUES(wait_15m),
+    wait_1h = wait_1h + VALUES(wait_1h)
+
+-- override: tally_add
+-- (See sql/jobs.sql.)
+INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
+{{tally_columns}}
+) VALUES (:minute, :type_code, :outcome, :writer,
+    :finished, :timed, :duration_sum, :wait_sum, :duration_5ms, :duration_10ms,
+    :duration_25ms, :duration_50ms, :duration_100ms, :duration_250ms, :duration_500ms,
+    :duration_1s, :duration_2_5s, :duration_5s, :duration_10s, :duration_30s, :duration_1m,
+    :duration_5m, :duration_15m, :duration_1h, :wait_5ms, :wait_10ms, :wait_25ms,
+    :wait_50ms, :wait_100ms, :wait_250ms, :wait_500ms, :wait_1s, :wait_2_5s, :wait_5s,
+    :wait_10s, :wait_30s, :wait_1m, :wait_5m, :wait_15m, :wait_1h
+)
+ON DUPLICATE KEY UPDATE
+{{tally_added_here}}

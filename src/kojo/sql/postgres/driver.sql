@@ -96,3 +96,21 @@ SELECT pg_advisory_xact_lock(CAST(:namespace AS integer),
 -- Before looking whether a child's last edge went: two parents finishing at once must not
 -- each see the other's edge (the next statement's snapshot sees what the other committed).
 SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE
+
+-- The maintainer's fold (tally_store.tally_fold): the minutes before :before become the
+-- one row per type and outcome (minute 0, writer 0), in one statement, so that a row
+-- committed meanwhile is either moved whole or left for the next fold.
+
+-- name: tally_fold_move
+WITH old AS (
+    DELETE FROM kojo_job_tally WHERE minute > 0 AND minute < :before RETURNING *
+)
+INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
+{{tally_columns}}
+)
+SELECT 0, type_code, outcome, 0,
+{{tally_sums}}
+FROM old
+GROUP BY type_code, outcome
+ON CONFLICT (minute, type_code, outcome, writer) DO UPDATE SET
+{{tally_added}}
