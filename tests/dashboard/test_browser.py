@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Selenium), on both
 backends: log in with the token, open every page, follow the links, pause a type, hold
 a job and purge finished jobs through their confirmed forms and see each in the database;
-a browser without the token is refused. The SQLite run keeps a screenshot of each page in docs/images/.
+a browser without the token is refused. The SQLite run keeps a screenshot of each page in
+docs/images/.
 
 Skipped, saying why, where Selenium, Chromium or its driver is missing
 (`apt-get install chromium chromium-driver`, `pip install selenium`).
