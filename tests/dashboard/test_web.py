@@ -533,3 +533,16 @@ def test_a_purge_with_a_bad_value_is_refused_naming_it(
     assert response.status_code == 400
     assert words.replace("'", "&#39;") in response.text
     assert job_ids(app) == {*finished, *unfinished}
+
+
+def test_with_a_token_a_purge_needs_both_the_token_and_the_csrf_token(app: kojo.App) -> None:
+    finished, unfinished = finished_and_not(app)
+    web = client(app, TOKEN)
+    web.get(f"/?token={TOKEN}")
+    csrf = csrf_of(web.get("/jobs").text)
+    anonymous = client(app, TOKEN)
+    assert anonymous.post("/jobs/purge", data={"csrf_token": csrf}).status_code == 401
+    assert job_ids(app) == {*finished, *unfinished}
+    response = web.post("/jobs/purge", data={"csrf_token": csrf, "type": "reports"})
+    assert response.headers["location"] == "/jobs?purged=2"
+    assert job_ids(app) == {finished[2], *unfinished}
