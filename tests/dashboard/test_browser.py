@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Selenium), on both
-backends: log in with the token, open every page, follow the links, pause a type and hold
-a job through their confirmed forms and see both in the database; a browser without the
-token is refused. The SQLite run keeps a screenshot of each page in docs/images/.
+backends: log in with the token, open every page, follow the links, pause a type, hold
+a job and purge finished jobs through their confirmed forms and see each in the database;
+a browser without the token is refused. The SQLite run keeps a screenshot of each page in
+docs/images/.
 
 Skipped, saying why, where Selenium, Chromium or its driver is missing
 (`apt-get install chromium chromium-driver`, `pip install selenium`).
@@ -26,7 +27,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 TOKEN = "browser-test-token"
@@ -164,6 +165,24 @@ def test_a_browser_sees_and_steers_the_cluster(
                 lambda b: b.find_elements(By.CSS_SELECTOR, "#actions button[value=release]")
             )
             assert app.job(waiting)["assigned_state"] == "hold"
+
+            before = {job["kojo_job_id"]: job["assigned_state"] for job in app.jobs()}
+            browser.get(f"{base}/jobs")
+            purge = browser.find_element(By.ID, "purge")
+            Select(purge.find_element(By.NAME, "state")).select_by_value("complete_success")
+            Select(purge.find_element(By.NAME, "type")).select_by_value("reports")
+            purge.find_element(By.CSS_SELECTOR, "button[value=purge]").click()
+            WebDriverWait(browser, 10).until(expected_conditions.alert_is_present())
+            browser.switch_to.alert.dismiss()  # said no: nothing is deleted
+            assert len(app.jobs()) == len(before)
+            purge.find_element(By.CSS_SELECTOR, "button[value=purge]").click()
+            WebDriverWait(browser, 10).until(expected_conditions.alert_is_present())
+            browser.switch_to.alert.accept()  # "delete the finished jobs that match? ..."
+            WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "purged"))
+            assert browser.find_element(By.ID, "purged").text == "Deleted 1 finished job(s)."
+            after = {job["kojo_job_id"]: job["assigned_state"] for job in app.jobs()}
+            assert after == {i: s for i, s in before.items() if i != first}
+            assert before[first] == "complete_success"
 
             browser.delete_all_cookies()  # a browser without the token sees nothing
             browser.get(f"{base}/jobs")

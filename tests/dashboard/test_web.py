@@ -519,3 +519,87 @@ def test_throughput_json_and_the_overview_charts_show_the_last_hour(app: kojo.Ap
     assert overview.count('<svg class="chart') == 2
     assert "Finished: 4" in overview and "Failed, terminated or panicked: 1" in overview
     assert "<script" not in overview.split("<main>")[1]  # charts drawn on the server
+
+
+# -- purge --------------------------------------------------------------------------------
+
+
+def finished_and_not(app: kojo.App) -> tuple[list[int], list[int]]:
+    """Two finished reports jobs, a panicked broken one, and two unfinished ones."""
+    reports = [app.schedule("reports") for _ in range(2)]
+    for job_id in reports:
+        work_inline(app, job_id, "test-host")
+    failed = app.schedule("broken")
+    work_inline(app, failed, "test-host")
+    held = app.schedule("reports")
+    app.hold(held)
+    return [*reports, failed], [app.schedule("reports"), held]
+
+
+def job_ids(app: kojo.App) -> set[int]:
+    return {job["kojo_job_id"] for job in app.jobs(limit=1000)}
+
+
+def test_purge_deletes_the_matching_finished_jobs_only(app: kojo.App) -> None:
+    (first, second, failed), unfinished = finished_and_not(app)
+    assert app.job(failed)["assigned_state"] == "panicked"  # finished, but not purged
+    app.cancel(terminated := app.schedule("broken"))
+    web = client(app)
+    page = web.get("/jobs").text
+    assert 'action="/jobs/purge"' in page and 'data-confirm="delete the finished' in page
+    form = {"csrf_token": csrf_of(page), "state": "complete_success", "type": "reports"}
+    response = web.post("/jobs/purge", data={**form, "older_than": "P1D"})
+    assert response.status_code == 303 and response.headers["location"] == "/jobs?purged=0"
+    assert job_ids(app) == {first, second, failed, terminated, *unfinished}
+    response = web.post("/jobs/purge", data={**form, "older_than": ""})
+    assert response.status_code == 303 and response.headers["location"] == "/jobs?purged=2"
+    assert job_ids(app) == {failed, terminated, *unfinished}
+    shown = web.get(response.headers["location"]).text
+    assert 'id="purged">Deleted 2 finished job(s).' in shown
+    response = web.post("/jobs/purge", data={"csrf_token": form["csrf_token"]})
+    assert response.headers["location"] == "/jobs?purged=1"  # any finished state, any type
+    assert job_ids(app) == {failed, *unfinished}
+
+
+@pytest.mark.parametrize("form", [{}, {"csrf_token": "0" * 64}])
+def test_a_purge_without_the_right_csrf_token_deletes_nothing(
+    app: kojo.App, form: dict[str, str]
+) -> None:
+    finished, unfinished = finished_and_not(app)
+    response = client(app).post("/jobs/purge", data=form)
+    assert response.status_code == 403 and "CSRF" in response.text
+    assert job_ids(app) == {*finished, *unfinished}
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("state", "waiting", "state 'waiting' is not a finished state"),
+        ("state", "bogus", "state 'bogus' is not a finished state"),
+        ("older_than", "7 days", "not an ISO-8601 duration: '7 days'"),
+        ("type", "nope", "unknown job type 'nope'"),
+    ],
+)
+def test_a_purge_with_a_bad_value_is_refused_naming_it(
+    app: kojo.App, field: str, value: str, words: str
+) -> None:
+    finished, unfinished = finished_and_not(app)
+    web = client(app)
+    csrf = csrf_of(web.get("/jobs").text)
+    response = web.post("/jobs/purge", data={"csrf_token": csrf, field: value})
+    assert response.status_code == 400
+    assert words.replace("'", "&#39;") in response.text
+    assert job_ids(app) == {*finished, *unfinished}
+
+
+def test_with_a_token_a_purge_needs_both_the_token_and_the_csrf_token(app: kojo.App) -> None:
+    finished, unfinished = finished_and_not(app)
+    web = client(app, TOKEN)
+    web.get(f"/?token={TOKEN}")
+    csrf = csrf_of(web.get("/jobs").text)
+    anonymous = client(app, TOKEN)
+    assert anonymous.post("/jobs/purge", data={"csrf_token": csrf}).status_code == 401
+    assert job_ids(app) == {*finished, *unfinished}
+    response = web.post("/jobs/purge", data={"csrf_token": csrf, "type": "reports"})
+    assert response.headers["location"] == "/jobs?purged=2"
+    assert job_ids(app) == {finished[2], *unfinished}

@@ -1,5 +1,6 @@
 """The dashboard's web app: server-rendered pages, their JSON twins under /api/, the
-type actions (POST, CSRF-checked) and /metrics; Starlette routes over queries.py.
+actions on types, jobs and hosts and the purge of finished jobs (POST, CSRF-checked) and
+/metrics; Starlette routes over queries.py.
 
 The database is read on a small pool of threads of its own: the backend keeps one
 connection per thread, so the pool bounds the connections the dashboard holds.
@@ -29,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import timeline
+from .. import states, timeline
 from ..app import App
 from ..errors import (
     InvalidArgument,
@@ -49,6 +50,7 @@ DB_THREADS = 4
 TYPE_ACTIONS = ("pause", "resume", "enable", "disable")
 JOB_ACTIONS = tuple(queries.JOB_ACTIONS)
 HOST_ACTIONS = ("scale", "drain")
+FINISHED_STATES = sorted(s.value for s in states.TERMINAL_STATES)  # what purge deletes
 RECENT_PANICS = 5  # on the overview, newest first
 MAX_FORM = 64 * 1024  # an action's form is a few fields
 
@@ -232,6 +234,25 @@ class Dashboard:
 
         return await self.guarded(request, act)
 
+    async def purge(self, request: Request) -> Response:
+        """`kojo jobs purge --yes`: delete the finished jobs of the form's state, type and
+        older-than (each optional; App.purge refuses a bad one before deleting anything),
+        then back to /jobs saying how many went."""
+        form = await self.form(request)
+        if isinstance(form, Response):
+            return form
+        state = form.get("state") or None
+        type_code = form.get("type") or None
+        older_than = form.get("older_than", "").strip() or None
+
+        async def act() -> Response:
+            deleted = await self.db(self.app.purge, state, type_code, older_than)
+            chosen = f"state={state} type={type_code} older_than={older_than}"
+            self.logged(request, f"purge finished jobs ({chosen}): {deleted} deleted")
+            return RedirectResponse(f"/jobs?purged={deleted}", status_code=303)
+
+        return await self.guarded(request, act)
+
     async def host_action(self, request: Request) -> Response:
         host = request.path_params["host"]
         action = request.path_params["action"]
@@ -307,12 +328,15 @@ class Dashboard:
                     response.headers["Link"] = f'</api/jobs{older}>; rel="next"'
                 return response
             codes = [r["type_code"] for r in await self.db(queries.job_types, self.app)]
+            purged = integer(params.get("purged"), "purged", None)
             return self.page(
                 request,
                 "jobs.html",
                 jobs=rows,
                 codes=codes,
                 states=queries.STATE_ORDER,
+                finished_states=FINISHED_STATES,
+                purged=purged,
                 chosen={
                     "type": type_code or "",
                     "state": state or "",
@@ -370,6 +394,7 @@ class Dashboard:
             routes += [Route(path, endpoint), Route(api, endpoint)]
         routes += [
             Route("/types/{code}/{action}", self.type_action, methods=["POST"]),
+            Route("/jobs/purge", self.purge, methods=["POST"]),
             Route("/jobs/{job_id}/{action}", self.job_action, methods=["POST"]),
             Route("/hosts/{host}/{action}", self.host_action, methods=["POST"]),
             Route("/api/jobs/{job_id}/why", self.why),
