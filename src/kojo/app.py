@@ -462,15 +462,7 @@ class App:
         """`jobs()` as `kojo jobs list` shows them: cron jobs made ahead of their minute
         (waiting, not yet due) are left out unless `future_cron`; the rows, and how many
         were left out."""
-        if state is not None and (not isinstance(state, str) or state not in states.STATES):
-            raise InvalidArgument(
-                f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
-            )
-        if type_code is not None and not isinstance(type_code, str):
-            raise InvalidArgument(f"type code must be a string or None, got {type_code!r}")
-        limit = bounds.check_limit(limit)
-        if before is not None:
-            before = bounds.check_job_id(before)
+        limit, before = _check_page(type_code, state, limit, before)
         with database_errors():
             return self.backend.job_page(type_code, state, limit, before, utcnow(), future_cron)
 
@@ -503,15 +495,7 @@ class App:
         while older jobs remain. The rows, and the `before` of the next call (None: no
         older jobs). InvalidArgument naming a bad value."""
         text = check_search(text)
-        if state is not None and (not isinstance(state, str) or state not in states.STATES):
-            raise InvalidArgument(
-                f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}"
-            )
-        if type_code is not None and not isinstance(type_code, str):
-            raise InvalidArgument(f"type code must be a string or None, got {type_code!r}")
-        limit = bounds.check_limit(limit)
-        if before is not None:
-            before = bounds.check_job_id(before)
+        limit, before = _check_page(type_code, state, limit, before)
         with database_errors():
             return self.backend.job_search(text, type_code, state, limit, before, SEARCH_SCAN)
 
@@ -693,3 +677,15 @@ class App:
     def locks(self) -> list[dict[str, Any]]:
         """Held slots (state "held") and waiters (state "waiting"), cluster-wide."""
         return self.lock_engine.listing()
+
+
+def _check_page(
+    type_code: str | None, state: str | None, limit: int, before: int | None
+) -> tuple[int, int | None]:
+    """A page of jobs' filters checked (InvalidArgument naming a bad one): its limit and
+    `before`."""
+    if state is not None and (not isinstance(state, str) or state not in states.STATES):
+        raise InvalidArgument(f"unknown state {state!r}: one of {', '.join(sorted(states.STATES))}")
+    if type_code is not None and not isinstance(type_code, str):
+        raise InvalidArgument(f"type code must be a string or None, got {type_code!r}")
+    return bounds.check_limit(limit), None if before is None else bounds.check_job_id(before)

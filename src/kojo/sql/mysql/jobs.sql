@@ -348,12 +348,7 @@ LIMIT :free
 INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
 {{tally_columns}}
 ) VALUES (:minute, :type_code, :outcome, :writer,
-    :finished, :timed, :duration_sum, :wait_sum, :duration_5ms, :duration_10ms,
-    :duration_25ms, :duration_50ms, :duration_100ms, :duration_250ms, :duration_500ms,
-    :duration_1s, :duration_2_5s, :duration_5s, :duration_10s, :duration_30s, :duration_1m,
-    :duration_5m, :duration_15m, :duration_1h, :wait_5ms, :wait_10ms, :wait_25ms,
-    :wait_50ms, :wait_100ms, :wait_250ms, :wait_500ms, :wait_1s, :wait_2_5s, :wait_5s,
-    :wait_10s, :wait_30s, :wait_1m, :wait_5m, :wait_15m, :wait_1h
+{{tally_values}}
 )
 ON DUPLICATE KEY UPDATE
 {{tally_added_here}}
