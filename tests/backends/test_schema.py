@@ -98,12 +98,19 @@ def test_install_creates_the_tables_columns_and_indexes(database_url: str) -> No
     assert app.backend.schema_version() == SCHEMA_VERSION
 
 
-def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: str) -> None:
+def backend_at_version(database_url: str, last: int) -> Any:
+    """The database's backend, with the schema installed as versions 1 to `last` left it."""
     backend = kojo.App(database=database_url).backend
     with backend.write():
         backend.execute("schema_version_create")
-        backend._run_script(schema(backend.dialect, 1))
-        backend.execute("schema_version_set", {"version": 1, "now": utcnow()})
+        for version in range(1, last + 1):
+            backend._run_script(schema(backend.dialect, version))
+            backend.execute("schema_version_set", {"version": version, "now": utcnow()})
+    return backend
+
+
+def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: str) -> None:
+    backend = backend_at_version(database_url, 1)
     assert "kojo_job_ready" in index_names(backend)
     # A type and a job as version 1 stored them (today's statements name later columns).
     now = utcnow()
@@ -146,12 +153,7 @@ def test_install_upgrades_a_version_1_database_keeping_its_jobs(database_url: st
 def test_install_upgrades_a_version_4_database_to_keep_timelines(database_url: str) -> None:
     # Version 4's jobs have no started_at and no events: their timelines are read back
     # from their rows; once upgraded, a new transition is recorded (kojo_job_event).
-    backend = kojo.App(database=database_url).backend
-    with backend.write():
-        backend.execute("schema_version_create")
-        for version in range(1, 5):
-            backend._run_script(schema(backend.dialect, version))
-            backend.execute("schema_version_set", {"version": version, "now": utcnow()})
+    backend = backend_at_version(database_url, 4)
     assert "kojo_job_event" not in table_names(backend)
     assert "started_at_date_time" not in column_names(backend, "kojo_job")
     now = utcnow()
@@ -195,12 +197,7 @@ def test_install_upgrades_a_version_4_database_to_keep_timelines(database_url: s
 def test_install_upgrades_a_version_5_database_and_tallies_its_jobs_from_then_on(
     database_url: str,
 ) -> None:
-    backend = kojo.App(database=database_url).backend
-    with backend.write():
-        backend.execute("schema_version_create")
-        for version in range(1, 6):
-            backend._run_script(schema(backend.dialect, version))
-            backend.execute("schema_version_set", {"version": version, "now": utcnow()})
+    backend = backend_at_version(database_url, 5)
     assert "kojo_job_tally" not in table_names(backend)
     app = make_app(database_url, q={})  # installs version 6 over version 5
     assert backend.schema_version() == SCHEMA_VERSION == 6
