@@ -48,6 +48,7 @@ from .bells import Ringer
 from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .sqlite_bells import SocketRinger, bind_bell, receive
+from .sqlite_writers import WriterQueue
 
 log = get_logger("sqlite")
 
@@ -234,6 +235,9 @@ class SqliteBackend(Backend):
         self.path = path_from_url(url)
         self.state_dir = Path(f"{self.path}.kojo")
         self.owners_dir = self.state_dir / "owners"
+        self.writers = WriterQueue(
+            self.state_dir / "writers", lambda: self.secure_dirs(create=False)
+        )
         real = os.path.realpath(self.path)
         self.bell_prefix = "kojo." + hashlib.sha1(real.encode()).hexdigest()[:16] + "."
         self._sender: socket.socket | None = None
@@ -311,7 +315,19 @@ class SqliteBackend(Backend):
         return text
 
     def _begin(self, conn: Any) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        self.writers.enter()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.writers.leave()
+            raise
+
+    def _end(self, conn: Any) -> None:
+        self.writers.leave()
+
+    def after_fork(self) -> None:
+        self.writers.after_fork()
+        super().after_fork()
 
     def abandon_connection(self, conn: Any) -> None:
         # Never close an inherited SQLite connection: closing any descriptor of
@@ -380,6 +396,7 @@ class SqliteBackend(Backend):
             if not _secure_existing(folder, "kojo folder", os.O_DIRECTORY | os.O_NOFOLLOW):
                 raise DatabaseUnavailable(f"kojo folder {folder} was removed while checked")
         self._dirs_checked = True
+        self.writers.found()
         return True
 
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
