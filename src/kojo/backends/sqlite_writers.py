@@ -2,18 +2,22 @@
 just before BEGIN IMMEDIATE and dropped just after COMMIT or ROLLBACK.
 
 SQLite lets one writer in at a time. One that finds the write lock taken sleeps in the
-busy handler (1, 2, 5, 10 ms... between looks), so two job processes that take turns
+busy handler, 1, 2, 5, 10, 15 ms... between looks, so two job processes that take turns
 lose the time between a release and the sleeper's next look: at 50-job batches each
-transaction holds the lock about 2 ms, no longer than the sleeps. Queued on a flock, the
-next writer is woken by the kernel the moment the lock is dropped.
+transaction holds the lock 2-4 ms, no longer than those sleeps. A writer that finds the
+flock taken looks again after 0.1, 0.2, 0.4 ms..., never more than 1 ms apart: it gets in
+within a millisecond of the release. (A blocking flock would wake it at once, but could
+not time out: a frozen holder would hold every other writer, and their signals, for good.)
+After QUEUE_TIMEOUT it stops queueing and waits in SQLite's busy handler, whose 60 s
+timeout then ends the wait with "database is locked", as before.
 
 Only kojo's own connections queue here; another program's writes still meet SQLite's
-busy handler, as before. A holder that dies drops the flock with its descriptors, as it
-drops SQLite's lock. The file is used only in a folder this process has checked (ours,
+busy handler. A holder that dies drops the flock with its descriptors, as it drops
+SQLite's lock. The file is used only in a folder this process has checked (ours,
 writable by nobody else: SqliteBackend.secure_dirs), and only if it is a regular file of
-ours: nobody else can hold our writers up by holding a flock on a file they made. Until
-then (a client of a database no kojo process has registered with), writers go straight
-to BEGIN IMMEDIATE.
+ours: nobody else can hold our writers up with a flock on a file they made. Until then
+(a client of a database no kojo process has registered with), writers go straight to
+BEGIN IMMEDIATE.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from pathlib import Path
 
 # How long writers that found no usable folder go without looking again.
 RECHECK_SECONDS = 1.0
+FIRST_PAUSE = 0.0001  # seconds between looks at a taken queue, doubled up to LAST_PAUSE
+LAST_PAUSE = 0.001
+QUEUE_TIMEOUT = 5.0  # then SQLite's busy handler takes over the wait
 
 
 class WriterQueue:
@@ -49,8 +56,7 @@ class WriterQueue:
     def enter(self) -> None:
         """Wait for this thread's turn to write (at once when nobody of ours writes)."""
         fd = self._fd()
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        if fd is not None and _take(fd):
             self._local.held = fd
 
     def leave(self) -> None:
@@ -99,3 +105,23 @@ class WriterQueue:
             os.close(fd)
             return None
         return fd
+
+
+def _take(fd: int) -> bool:
+    """The queue's flock, looked at every FIRST_PAUSE..LAST_PAUSE seconds; False once
+    QUEUE_TIMEOUT has passed without it."""
+    pause = FIRST_PAUSE
+    deadline = 0.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + QUEUE_TIMEOUT
+        elif now > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, LAST_PAUSE)
