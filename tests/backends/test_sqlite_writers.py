@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from foundation_helpers import process_info
-from kojo.backends import open_backend
+from kojo.backends import open_backend, sqlite_writers
 from kojo.backends.sqlite import SqliteBackend
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -140,3 +140,21 @@ def test_no_queue_in_a_folder_no_kojo_process_has_checked(tmp_path: Path) -> Non
     with backend.write():
         pass
     assert not backend.writers.path.exists()
+
+
+def test_a_writer_stops_queueing_after_the_timeout_and_meets_sqlite_s_own_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder that keeps the queue (frozen, say) holds nobody for good: after
+    QUEUE_TIMEOUT a writer goes to BEGIN IMMEDIATE, whose busy timeout rules from there
+    (here SQLite's lock is free, so it gets in)."""
+    monkeypatch.setattr(sqlite_writers, "QUEUE_TIMEOUT", 0.3)
+    backend = registered(tmp_path / "k.db")
+    write_takes(backend)
+    pid = hold_queue_in_child(backend.writers.path, 60.0)
+    try:
+        waited = write_takes(backend)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert 0.25 < waited < 3.0, waited
