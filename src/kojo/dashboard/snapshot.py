@@ -92,7 +92,7 @@ class CountSnapshot:
         started = utcnow()  # what a count shows is the jobs as they were when it began
         counted = Counted(self._count(), started)
         with self._lock:
-            if self._last is None or self._last.at <= counted.at:
+            if self._last is None or self._last.at < counted.at:
                 self._last = counted
             return self._last
 
