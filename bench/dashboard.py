@@ -36,6 +36,7 @@ PATHS = (
     "/jobs",
     "/api/jobs",
     "/jobs?state=waiting",
+    "/jobs?state=panicked",  # a state with no job: no walk past 1,000,000 others
     "/api/jobs?q=no-such-text",  # a search's worst case: its whole scan window, no match
     "/jobs?q=no-such-text",
     "/jobs/1",

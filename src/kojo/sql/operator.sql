@@ -14,6 +14,27 @@ WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
 ORDER BY kojo_job_id DESC
 LIMIT :limit
 
+-- name: job_state_few
+-- Whether a state has few jobs: its jobs counted up to :few, through the
+-- kojo_job_type_state index (a range per type: every job's type is in kojo_job_type).
+SELECT count(*) AS jobs FROM (
+    SELECT 1 AS one FROM kojo_job
+    WHERE type_code IN (SELECT type_code FROM kojo_job_type) AND assigned_state = :state
+    LIMIT :few) AS f
+
+-- name: job_page_few
+-- job_page for a state that has few jobs: read through the kojo_job_type_state index (a
+-- range per type), then sorted. job_page walks the ids down and reads every newer job of
+-- another state first: 1,000,000 finished jobs before the first panicked one.
+SELECT * FROM kojo_job
+WHERE type_code IN (SELECT type_code FROM kojo_job_type) AND assigned_state = :state
+  AND (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
+  AND (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
+  AND (:future_cron OR cron_fire_date_time IS NULL OR assigned_state <> 'waiting'
+    OR cron_fire_date_time <= :now)
+ORDER BY kojo_job_id DESC
+LIMIT :limit
+
 -- name: job_page_future_cron
 -- How many jobs job_page leaves out as cron jobs made ahead of time.
 SELECT count(*) AS future FROM kojo_job
