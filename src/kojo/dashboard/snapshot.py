@@ -101,9 +101,14 @@ class CountSnapshot:
         with self._lock:
             self._last = None
 
-    def close(self) -> None:
-        """Stop the refresher (it ends within `interval`)."""
+    def close(self, wait: float = 10.0) -> None:
+        """Stop the refresher, waiting up to `wait` seconds for a count it has begun (so
+        that the database can be closed after)."""
         self._closed.set()
+        with self._lock:
+            refresher = self._refresher
+        if refresher is not None and refresher is not threading.current_thread():
+            refresher.join(wait)
 
     @property
     def refreshing(self) -> bool:
