@@ -502,6 +502,19 @@ def test_jobs_are_found_by_text_in_their_payload_and_paged(app: kojo.App) -> Non
     assert "No jobs match" in web.get("/jobs", params={"q": "zzz"}).text
 
 
+def test_a_search_finds_non_ascii_text_and_quoted_keys(app: kojo.App) -> None:
+    zurich = app.schedule("reports", payload={"city": "Zürich"})
+    other = app.schedule("reports", payload={"town": "Zug"})
+    web = client(app)
+
+    def found(text: str) -> list[int]:
+        return [j["kojo_job_id"] for j in web.get("/api/jobs", params={"q": text}).json()]
+
+    assert found("Zürich") == [zurich]  # stored as \u00fc on SQLite, as ü on PostgreSQL
+    assert found('"city"') == [zurich] and found("Zug") == [other]
+    assert found("Z") == [other, zurich]
+
+
 def test_a_search_scans_a_bounded_window_and_says_where_to_go_on(
     app: kojo.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:

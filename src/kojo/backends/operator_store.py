@@ -64,20 +64,25 @@ class OperatorStore(Driver):
         """Jobs newest first whose payload JSON text contains `text`, among the `scan` newest
         below `before` (a scan, bounded: the same cost at any table size); the rows, and
         where the next page starts (None: every job has been looked at)."""
+        escaped = json.dumps(text)[1:-1]  # as json_text.py writes it: \u escapes
         params = {
             "q": text,
-            "q_ascii": json.dumps(text)[1:-1],  # as json_text.py writes it: \u escapes
+            # NULL when it is the same text: a second test of every payload found nothing.
+            "q_ascii": escaped if escaped != text else None,
             "type_code": type_code,
             "state": state,
             "limit": limit,
             "before": before,
             "scan": scan,
         }
-        rows = self.fetchall("job_search", params)
+        # The window first, then the search within it: one walk of the ids, not two.
+        window = self.fetchone("job_search_window", params)
+        if window is None or window["lowest"] is None:
+            return [], None  # no job below `before`
+        rows = self.fetchall("job_search", {**params, "lowest": int(window["lowest"])})
         if len(rows) == limit:
             return rows, int(rows[-1]["kojo_job_id"])
-        window = self.fetchone("job_search_window", params)
-        if window is None or int(window["scanned"]) < scan or window["lowest"] is None:
+        if int(window["scanned"]) < scan:
             return rows, None
         return rows, int(window["lowest"])
 

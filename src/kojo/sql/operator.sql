@@ -109,19 +109,14 @@ WHERE e.kojo_job_id = :kojo_job_id
 ORDER BY e.kojo_job_event_id
 
 -- name: job_search
--- job_page's filters and a text in the payload: a scan of the :scan newest jobs below
--- :before (by id, newest first), so a page costs the same at any table size. The window
--- is a range of ids, from its lowest id (a walk of the primary key's :scan last entries)
--- to :before: with `kojo_job_id IN (the window's ids)`, PostgreSQL tested the payload of
--- every job in the table before reading the window; and `< COALESCE(...)`, not `:before
--- IS NULL OR < :before`, so that SQLite reads it as a range too.
+-- job_page's filters and a text in the payload, among the jobs from :lowest (the
+-- window's lowest id, job_search_window's) to below :before: a scan of a bounded window,
+-- so a page costs the same at any table size. A range of ids: with `kojo_job_id IN (the
+-- window's ids)`, PostgreSQL tested the payload of every job in the table before
+-- reading the window. `< COALESCE(...)`, not `:before IS NULL OR < :before`, so that
+-- SQLite reads it as a range too.
 SELECT * FROM kojo_job
-WHERE kojo_job_id >= (
-    SELECT min(kojo_job_id) FROM (
-        SELECT kojo_job_id FROM kojo_job
-        WHERE kojo_job_id < COALESCE(CAST(:before AS bigint), 9223372036854775807)
-        ORDER BY kojo_job_id DESC
-        LIMIT :scan) AS w)
+WHERE kojo_job_id >= :lowest
   AND kojo_job_id < COALESCE(CAST(:before AS bigint), 9223372036854775807)
   AND {{payload_has}}
   AND (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
@@ -130,7 +125,8 @@ ORDER BY kojo_job_id DESC
 LIMIT :limit
 
 -- name: job_search_window
--- The lowest id and the number of the jobs job_search scans.
+-- The window job_search scans: the :scan newest jobs below :before, its lowest id and
+-- how many (fewer than :scan: no older jobs are left).
 SELECT min(kojo_job_id) AS lowest, count(*) AS scanned FROM (
     SELECT kojo_job_id FROM kojo_job
     WHERE kojo_job_id < COALESCE(CAST(:before AS bigint), 9223372036854775807)
