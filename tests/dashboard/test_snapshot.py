@@ -107,6 +107,22 @@ def test_a_count_that_began_earlier_but_ended_last_does_not_replace_a_newer_one(
     snapshot.close()
 
 
+def test_a_count_begun_before_forget_is_not_kept() -> None:
+    begun: list[int] = []
+
+    def count() -> list[Row]:
+        begun.append(len(begun) + 1)
+        if len(begun) == 2:
+            snapshot.forget()  # an action changes the jobs while this count runs
+        return [{"count": len(begun)}]
+
+    snapshot = CountSnapshot(count, interval=3600)
+    snapshot.read()
+    snapshot.refresh()  # the count that began before the action: not kept
+    assert count_of(snapshot.read()) == 3 and len(begun) == 3
+    snapshot.close()
+
+
 def test_the_age_is_whole_seconds_since_the_count_never_negative() -> None:
     now = utcnow()
     assert Counted([], now - timedelta(seconds=3.7)).age_seconds(now) == 3

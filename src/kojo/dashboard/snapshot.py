@@ -69,6 +69,7 @@ class CountSnapshot:
         self.linger = linger
         self._lock = threading.Lock()
         self._last: Counted | None = None
+        self._not_before: datetime | None = None  # forget(): no count begun earlier is kept
         self._asked = 0.0  # time.monotonic() of the last read
         self._refresher: threading.Thread | None = None
         self._closed = threading.Event()
@@ -92,14 +93,16 @@ class CountSnapshot:
         started = utcnow()  # what a count shows is the jobs as they were when it began
         counted = Counted(self._count(), started)
         with self._lock:
-            if self._last is None or self._last.at < counted.at:
+            newer = self._last is None or self._last.at < counted.at
+            if newer and (self._not_before is None or counted.at > self._not_before):
                 self._last = counted
-            return self._last
+            return self._last or counted
 
     def forget(self) -> None:
         """Drop the snapshot: the next read counts (after an action changed the jobs)."""
         with self._lock:
             self._last = None
+            self._not_before = utcnow()  # a count running now may predate the change
 
     def close(self, wait: float = 10.0) -> None:
         """Stop the refresher, waiting up to `wait` seconds for a count it has begun (so
