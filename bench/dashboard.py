@@ -36,6 +36,7 @@ PATHS = (
     "/jobs",
     "/api/jobs",
     "/jobs?state=waiting",
+    "/jobs?state=panicked",  # a state with no job: no walk past 1,000,000 others
     "/api/jobs?q=no-such-text",  # a search's worst case: its whole scan window, no match
     "/jobs?q=no-such-text",
     "/jobs/1",
@@ -48,6 +49,7 @@ PATHS = (
 WAITING = 1000
 TALLY_WRITERS = 16  # job processes that finished jobs in each minute of the last hour
 FINISH_SERIES = "/metrics: finish series only"
+RECOUNT = "job counts, one recount"  # what the refresher does in the background
 
 
 def seed_tally(app: kojo.App, type_code: str) -> int:
@@ -111,6 +113,16 @@ def give_payloads(app: kojo.App) -> None:
         )
 
 
+def vacuum(url: str) -> None:
+    """What autovacuum does soon after the payloads' UPDATE: without it, every row of the
+    table has a dead version that index scans step over, which no table of inserted jobs
+    has for long."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE kojo_job")
+
+
 def measure(url: str, jobs: int, repeat: int, payload: bool = False) -> dict[str, Any]:
     app = kojo.App(database=url)
     app.install()
@@ -120,16 +132,23 @@ def measure(url: str, jobs: int, repeat: int, payload: bool = False) -> dict[str
     loaded = backlog.load(app, url, "finished", jobs)
     if payload:
         give_payloads(app)
+        if app.backend.dialect == "postgres":
+            vacuum(url)
     app.schedule_many("bench.waiting", list(range(WAITING)))
     tally_rows = seed_tally(app, backlog.RUNNABLE_TYPE)
-    web = TestClient(create_app(app))
+    dashboard = create_app(app)
+    web = TestClient(dashboard)
     timings: dict[str, float] = {}
-    best = float("inf")
-    for _ in range(repeat + 1):
-        started = time.perf_counter()
-        finish_series(app)
-        best = min(best, time.perf_counter() - started)
-    timings[FINISH_SERIES] = round(best * 1000, 1)
+    for name, step in (
+        (FINISH_SERIES, lambda: finish_series(app)),
+        (RECOUNT, dashboard.state.dashboard.counts.refresh),
+    ):
+        best = float("inf")
+        for _ in range(repeat + 1):
+            started = time.perf_counter()
+            step()
+            best = min(best, time.perf_counter() - started)
+        timings[name] = round(best * 1000, 1)
     for path in PATHS:
         assert web.get(path).status_code == 200, path  # warm-up, and a check
         best = float("inf")
@@ -139,6 +158,7 @@ def measure(url: str, jobs: int, repeat: int, payload: bool = False) -> dict[str
             best = min(best, time.perf_counter() - started)
             assert response.status_code == 200, path
         timings[path] = round(best * 1000, 1)
+    dashboard.state.dashboard.counts.close()
     app.backend.close()
     return {
         "jobs": jobs,
@@ -164,6 +184,9 @@ def main() -> None:
             result = measure(url, args.jobs, args.repeat, args.payload)
         print(f"{backend}: {args.jobs:,} finished jobs (loaded in {result['load_seconds']} s)")
         for path, ms in result["milliseconds"].items():
+            if path == RECOUNT:  # not a request: the refresher's work every few seconds
+                print(f"  {path:<22} {ms:>8.1f} ms  (in the background)")
+                continue
             budget = 200 if path.startswith("/metrics") else 100
             print(f"  {path:<22} {ms:>8.1f} ms  {'ok' if ms < budget else 'OVER ' + str(budget)}")
         print(json.dumps({"backend": backend, **result}))

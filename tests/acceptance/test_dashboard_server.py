@@ -4,12 +4,15 @@ backends; pages and the API answer, the token guards them, SIGTERM stops it clea
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import kojo
+from kojo.clock import utcnow
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 
@@ -37,6 +40,18 @@ def test_the_dashboard_serves_its_pages_and_api(app: kojo.App, tmp_path: Path) -
         assert status == 200 and [j["kojo_job_id"] for j in json.loads(body)] == [job_id]
         status, body = get(f"{base}/metrics")
         assert status == 200 and 'kojo_jobs{state="waiting",type="reports"} 1.0' in body
+
+
+def test_the_job_counts_are_counted_before_the_dashboard_listens(
+    app: kojo.App, tmp_path: Path
+) -> None:
+    app.schedule("reports")
+    with dashboard(app.database_url, tmp_path) as base:
+        asked = utcnow()  # it listens already: the first request is made now
+        with urllib.request.urlopen(f"{base}/api/stats", timeout=10) as response:
+            counted = datetime.fromisoformat(response.headers["X-Kojo-Counted-At"])
+            assert json.loads(response.read())[0]["count"] == 1
+        assert counted < asked
 
 
 def test_off_loopback_the_token_guards_every_path_but_metrics(

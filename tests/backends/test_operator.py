@@ -198,6 +198,34 @@ def test_job_page_leaves_out_cron_jobs_made_ahead(app: kojo.App) -> None:
     assert ([r["kojo_job_id"] for r in rows], hidden) == ([ahead, plain], 0)
 
 
+@pytest.mark.parametrize("few", [100, 1], ids=["through-the-index", "walking-the-ids"])
+def test_a_page_of_one_state_is_the_same_whether_it_has_few_jobs_or_many(
+    app: kojo.App, monkeypatch: pytest.MonkeyPatch, few: int
+) -> None:
+    monkeypatch.setattr(operator_store, "FEW_IN_STATE", few)
+    waiting = app.schedule_many("plain", [None] * 3)
+    held = [app.schedule("other"), app.schedule("plain"), app.schedule("other")]
+    for job_id in held:
+        app.hold(job_id)
+    app.schedule("other")
+    queries: list[str] = []
+    fetchall = app.backend.fetchall
+    monkeypatch.setattr(
+        app.backend, "fetchall", lambda name, *a: queries.append(name) or fetchall(name, *a)
+    )
+
+    def ids(**page: object) -> list[int]:
+        return [r["kojo_job_id"] for r in app.job_page(**page)[0]]  # type: ignore[arg-type]
+
+    assert ids(state="hold") == held[::-1]
+    assert ids(state="hold", limit=2) == [held[2], held[1]]
+    assert ids(state="hold", before=held[2]) == [held[1], held[0]]
+    assert ids(state="hold", type_code="other") == [held[2], held[0]]
+    assert ids(state="waiting", type_code="plain") == waiting[::-1]
+    expected = "job_page_few" if few == 100 else "job_page"
+    assert {q for q in queries if q in ("job_page", "job_page_few")} == {expected}
+
+
 def test_stats(app: kojo.App) -> None:
     assert app.stats() == []
     app.schedule_many("plain", [None] * 3)

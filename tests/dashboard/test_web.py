@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 import kojo
+from kojo.clock import utcnow
 from kojo.dashboard.metrics import NAMES
-from kojo.dashboard.web import create_app, to_json
+from kojo.dashboard.web import COUNTED_AT, create_app, to_json
 from kojo.inline import work_inline
 
 TOKEN = "s3cret-token"
@@ -50,8 +52,20 @@ def app(database_url: str) -> Iterator[kojo.App]:
     app.backend.close()
 
 
+OPENED: list[Any] = []  # the dashboards a test made: their count refreshers stop after it
+
+
+@pytest.fixture(autouse=True)
+def stop_refreshers() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().state.dashboard.counts.close()
+
+
 def client(app: kojo.App, token: str | None = None, **options: Any) -> TestClient:
-    return TestClient(create_app(app, token, **options), follow_redirects=False)
+    web = create_app(app, token, **options)
+    OPENED.append(web)
+    return TestClient(web, follow_redirects=False)
 
 
 def csrf_of(page: str) -> str:
@@ -310,6 +324,43 @@ def test_metrics_count_jobs_by_type_and_state_and_processes_by_host_and_kind(
     other.backend.close()
 
 
+def waiting_reports(web: TestClient) -> tuple[int, int, datetime]:
+    """The waiting reports jobs as /api/stats and /metrics count them, and when counted."""
+    stats = web.get("/api/stats")
+    [count] = [r["count"] for r in stats.json() if r["assigned_state"] == "waiting"]
+    scraped = samples(web.get("/metrics").text)
+    gauge = scraped[("kojo_jobs", (("state", "waiting"), ("type", "reports")))]
+    return count, int(gauge), datetime.fromisoformat(stats.headers[COUNTED_AT])
+
+
+def test_job_counts_are_a_snapshot_shown_with_its_age_until_a_refresh(app: kojo.App) -> None:
+    app.schedule("reports")
+    web = client(app)
+    assert waiting_reports(web)[:2] == (1, 1)
+    ago = re.search(r'id="counted"[^>]*>counted (\d+) s ago<', web.get("/").text)
+    assert ago and int(ago.group(1)) < 60
+    first = waiting_reports(web)[2]
+    assert utcnow() - timedelta(minutes=1) < first <= utcnow()
+    scraped = samples(web.get("/metrics").text)
+    assert scraped[("kojo_jobs_counted_timestamp_seconds", ())] == first.timestamp()
+    app.schedule_many("reports", [2, 3])  # not through the dashboard: the snapshot stays
+    assert waiting_reports(web) == (1, 1, first)
+    web.app.state.dashboard.counts.refresh()  # what the refresher does every few seconds
+    count, gauge, second = waiting_reports(web)
+    assert (count, gauge) == (3, 3) and second >= first
+
+
+def test_an_action_through_the_dashboard_shows_in_the_next_counts(app: kojo.App) -> None:
+    job_id = app.schedule("reports")
+    web = client(app)
+    assert web.get("/api/stats").json()[0]["assigned_state"] == "waiting"
+    csrf = csrf_of(web.get(f"/jobs/{job_id}").text)
+    assert web.post(f"/jobs/{job_id}/cancel", data={"csrf_token": csrf}).status_code == 303
+    assert web.get("/api/stats").json() == [
+        {"type_code": "reports", "assigned_state": "complete_terminated", "count": 1}
+    ]
+
+
 # -- job and host actions -------------------------------------------------------------------
 
 
@@ -449,6 +500,19 @@ def test_jobs_are_found_by_text_in_their_payload_and_paged(app: kojo.App) -> Non
     assert f"before={ids[4]}" in page  # the older page keeps the search
     assert "q=A-" in page.split('id="older"')[1]
     assert "No jobs match" in web.get("/jobs", params={"q": "zzz"}).text
+
+
+def test_a_search_finds_non_ascii_text_and_quoted_keys(app: kojo.App) -> None:
+    zurich = app.schedule("reports", payload={"city": "Zürich"})
+    other = app.schedule("reports", payload={"town": "Zug"})
+    web = client(app)
+
+    def found(text: str) -> list[int]:
+        return [j["kojo_job_id"] for j in web.get("/api/jobs", params={"q": text}).json()]
+
+    assert found("Zürich") == [zurich]  # stored as \u00fc on SQLite, as ü on PostgreSQL
+    assert found('"city"') == [zurich] and found("Zug") == [other]
+    assert found("Z") == [other, zurich]
 
 
 def test_a_search_scans_a_bounded_window_and_says_where_to_go_on(

@@ -11,6 +11,9 @@ from datetime import datetime
 from .driver import Driver, Row
 
 PURGE_BATCH = 500  # jobs per deleting transaction: short write locks on a big table
+# A state with at most this many jobs is paged through the type/state index (sorting
+# them costs little), not by walking the ids down past every job of other states.
+FEW_IN_STATE = 5000
 
 
 class OperatorStore(Driver):
@@ -35,11 +38,19 @@ class OperatorStore(Driver):
             "now": now,
             "future_cron": future_cron,
         }
-        rows = self.fetchall("job_page", params)
+        rows = self.fetchall(self._page_query(state), params)
         if future_cron:
             return rows, 0
         hidden = self.fetchone("job_page_future_cron", params)
         return rows, int(hidden["future"]) if hidden else 0
+
+    def _page_query(self, state: str | None) -> str:
+        """job_page_few for a state with few jobs (counted up to FEW_IN_STATE, a few
+        milliseconds at most), else job_page; both return the same rows."""
+        if state is None:
+            return "job_page"
+        row = self.fetchone("job_state_few", {"state": state, "few": FEW_IN_STATE + 1})
+        return "job_page_few" if row and int(row["jobs"]) <= FEW_IN_STATE else "job_page"
 
     def job_search(
         self,
@@ -53,20 +64,25 @@ class OperatorStore(Driver):
         """Jobs newest first whose payload JSON text contains `text`, among the `scan` newest
         below `before` (a scan, bounded: the same cost at any table size); the rows, and
         where the next page starts (None: every job has been looked at)."""
+        escaped = json.dumps(text)[1:-1]  # as json_text.py writes it: \u escapes
         params = {
             "q": text,
-            "q_ascii": json.dumps(text)[1:-1],  # as json_text.py writes it: \u escapes
+            # NULL when it is the same text: a second test of every payload found nothing.
+            "q_ascii": escaped if escaped != text else None,
             "type_code": type_code,
             "state": state,
             "limit": limit,
             "before": before,
             "scan": scan,
         }
-        rows = self.fetchall("job_search", params)
+        # The window first, then the search within it: one walk of the ids, not two.
+        window = self.fetchone("job_search_window", params)
+        if window is None or window["lowest"] is None:
+            return [], None  # no job below `before`
+        rows = self.fetchall("job_search", {**params, "lowest": int(window["lowest"])})
         if len(rows) == limit:
             return rows, int(rows[-1]["kojo_job_id"])
-        window = self.fetchone("job_search_window", params)
-        if window is None or int(window["scanned"]) < scan or window["lowest"] is None:
+        if int(window["scanned"]) < scan:
             return rows, None
         return rows, int(window["lowest"])
 

@@ -1,7 +1,9 @@
 """Prometheus metrics at /metrics, cluster-wide, read from the database at scrape time.
 
-Only cheap reads: two GROUP BYs (jobs over the kojo_job_type_state index, the small
-process table), the job types, and the running totals of finished jobs (kojo_job_tally,
+Only cheap reads: the dashboard's snapshot of the jobs per type and state (snapshot.py:
+counted in the background every few seconds while scraped, never at scrape time; its
+time is `kojo_jobs_counted_timestamp_seconds`), a GROUP BY of the small process table,
+the job types, and the running totals of finished jobs (kojo_job_tally,
 backends/tally_store.py: a row per type and outcome, plus the last hour's minute rows).
 Every registered type gets a `kojo_jobs` series for every state, and a
 `kojo_jobs_finished_total` series for every finished state, 0 included, so that an alert
@@ -31,11 +33,13 @@ from .. import states
 from ..app import App
 from ..backends.tally_store import BOUNDS, CRASHED, DURATION_COLUMNS, RETRIED, WAIT_COLUMNS
 from . import queries
+from .snapshot import CountSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The series served (docs/grafana-dashboard.json uses them).
 NAMES = (
     "kojo_jobs",
+    "kojo_jobs_counted_timestamp_seconds",
     "kojo_jobs_finished_total",
     "kojo_job_reruns_total",
     "kojo_job_duration_seconds",
@@ -49,8 +53,9 @@ RERUNS = (RETRIED, CRASHED)
 class ClusterCollector(Collector):
     """Reads the cluster's state from the database on each collect()."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, counts: CountSnapshot) -> None:
         self.app = app
+        self.counts = counts
 
     def describe(self) -> list[Metric]:
         return []  # nothing to read at registration: the database is read at scrape time
@@ -59,9 +64,8 @@ class ClusterCollector(Collector):
         jobs = GaugeMetricFamily(
             "kojo_jobs", "Jobs in the database by type and state.", labels=["type", "state"]
         )
-        counts = {
-            (r["type_code"], r["assigned_state"]): r["count"] for r in queries.job_counts(self.app)
-        }
+        counted = self.counts.read()
+        counts = {(r["type_code"], r["assigned_state"]): r["count"] for r in counted.rows}
         codes = {r["type_code"] for r in queries.job_types(self.app)}
         totals = queries.finish_totals(self.app)
         codes |= {c for c, _ in counts} | {r["type_code"] for r in totals}
@@ -69,6 +73,11 @@ class ClusterCollector(Collector):
             for state in queries.STATE_ORDER:
                 jobs.add_metric([code, state], counts.get((code, state), 0))
         yield jobs
+        yield GaugeMetricFamily(
+            "kojo_jobs_counted_timestamp_seconds",
+            "When kojo_jobs was counted (Unix time): the dashboard counts every few seconds.",
+            value=counted.at.timestamp(),
+        )
         yield from finish_metrics(sorted(codes), totals)
         processes = GaugeMetricFamily(
             "kojo_processes",
@@ -133,9 +142,9 @@ def buckets(
     return out
 
 
-def registry_for(app: App) -> CollectorRegistry:
+def registry_for(app: App, counts: CountSnapshot) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ClusterCollector(app))
+    registry.register(ClusterCollector(app, counts))
     return registry
 
 

@@ -9,11 +9,12 @@ connection per thread, so the pool bounds the connections the dashboard holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
@@ -43,6 +44,7 @@ from ..errors import (
 from . import metrics, queries
 from .charts import Bar, bar_chart
 from .security import COOKIE, CSRF_FIELD, CSRF_HEADER, Guard
+from .snapshot import CountSnapshot
 
 log = logging.getLogger("kojo.dashboard")
 T = TypeVar("T")
@@ -52,6 +54,7 @@ JOB_ACTIONS = tuple(queries.JOB_ACTIONS)
 HOST_ACTIONS = ("scale", "drain")
 FINISHED_STATES = sorted(s.value for s in states.TERMINAL_STATES)  # what purge deletes
 RECENT_PANICS = 5  # on the overview, newest first
+COUNTED_AT = "X-Kojo-Counted-At"  # /api/stats: when its counts were taken (ISO-8601, UTC)
 MAX_FORM = 64 * 1024  # an action's form is a few fields
 
 
@@ -104,7 +107,12 @@ class Dashboard:
         self.guard = guard
         self.env = templates()
         self.pool = ThreadPoolExecutor(db_threads, thread_name_prefix="kojo-dashboard-db")
-        self.registry = metrics.registry_for(app)
+        # Jobs per type and state, counted in the background (snapshot.py); the
+        # refresher's counts run on the pool like every other read.
+        self.counts = CountSnapshot(
+            partial(queries.job_counts, app), run=lambda count: self.pool.submit(count).result()
+        )
+        self.registry = metrics.registry_for(app, self.counts)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a database read or action on the dashboard's own threads."""
@@ -146,9 +154,10 @@ class Dashboard:
 
     async def overview(self, request: Request) -> Response:
         async def show() -> Response:
-            counts = await self.db(queries.job_counts, self.app)
+            counted = await self.db(self.counts.read)
+            counts = counted.rows
             if request.url.path.startswith("/api/"):
-                return KojoJSON(counts)
+                return KojoJSON(counts, headers={COUNTED_AT: counted.at.isoformat()})
             hosts = await self.db(queries.process_counts, self.app)
             types = await self.db(queries.job_types, self.app)
             points = (await self.db(queries.throughput, self.app))["points"]
@@ -162,6 +171,7 @@ class Dashboard:
                 request,
                 "overview.html",
                 table=table,
+                counted_ago=counted.age_seconds(),
                 hosts=hosts,
                 cron=[t for t in types if t["cron_expression"]],
                 panics=panics,
@@ -229,6 +239,7 @@ class Dashboard:
             job_id = integer(request.path_params["job_id"], "job id", None)
             assert job_id is not None
             row = await self.db(getattr(self.app, action), job_id)
+            self.counts.forget()  # the next overview shows the job's new state
             self.logged(request, f"{action} job {job_id}: now {row['assigned_state']}")
             return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
@@ -247,6 +258,7 @@ class Dashboard:
 
         async def act() -> Response:
             deleted = await self.db(self.app.purge, state, type_code, older_than)
+            self.counts.forget()
             chosen = f"state={state} type={type_code} older_than={older_than}"
             self.logged(request, f"purge finished jobs ({chosen}): {deleted} deleted")
             return RedirectResponse(f"/jobs?purged={deleted}", status_code=303)
@@ -499,10 +511,16 @@ def create_app(
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return dashboard.error(request, status, f"{detail}: {request.method} {request.url.path}")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        dashboard.counts.close()
+
     web = Starlette(
         exception_handlers={HTTPException: not_found},
         routes=dashboard.routes(),
         middleware=[Middleware(AccessControl, dashboard=dashboard, allowed_hosts=hosts)],
+        lifespan=lifespan,
     )
     web.state.dashboard = dashboard
     return web
@@ -517,6 +535,10 @@ def serve(app: App, host: str, port: int, token: str | None) -> None:
     allowed = None if token else [*LOOPBACK_NAMES, host.strip("[]").lower()]
     web = create_app(app, token, allowed_hosts=allowed)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:  # the job counts, before listening: no page waits for the first count
+        web.state.dashboard.counts.refresh()
+    except KojoError as exc:  # the first page counts instead (or says 503)
+        log.warning("counting jobs failed: %s: %s", type(exc).__name__, exc)
     shown = f"[{host}]" if ":" in host else host
     print(f"kojo dashboard on http://{shown}:{port}/", file=sys.stderr, flush=True)
     # uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again under

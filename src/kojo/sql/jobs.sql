@@ -217,9 +217,11 @@ SELECT rate_limit, rate_limit_count, rate_limit_seconds, rate_free_date_time FRO
 WHERE type_code = :type_code
 
 -- name: job_working_owners
+-- Ordered by owner first: in the order of the kojo_job_owner index (the working jobs
+-- only). Ordered by id alone, SQLite walked the whole table in id order instead.
 SELECT kojo_process_id, kojo_job_id FROM kojo_job
 WHERE assigned_state = 'working' AND kojo_process_id IS NOT NULL
-ORDER BY kojo_job_id
+ORDER BY kojo_process_id, kojo_job_id
 
 -- Every working job with the process that claimed it (`kojo ctl ping`).
 

@@ -14,6 +14,27 @@ WHERE (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
 ORDER BY kojo_job_id DESC
 LIMIT :limit
 
+-- name: job_state_few
+-- Whether a state has few jobs: its jobs counted up to :few, through the
+-- kojo_job_type_state index (a range per type: every job's type is in kojo_job_type).
+SELECT count(*) AS jobs FROM (
+    SELECT 1 AS one FROM kojo_job
+    WHERE type_code IN (SELECT type_code FROM kojo_job_type) AND assigned_state = :state
+    LIMIT :few) AS f
+
+-- name: job_page_few
+-- job_page for a state that has few jobs: read through the kojo_job_type_state index (a
+-- range per type), then sorted. job_page walks the ids down and reads every newer job of
+-- another state first: 1,000,000 finished jobs before the first panicked one.
+SELECT * FROM kojo_job
+WHERE type_code IN (SELECT type_code FROM kojo_job_type) AND assigned_state = :state
+  AND (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
+  AND (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
+  AND (:future_cron OR cron_fire_date_time IS NULL OR assigned_state <> 'waiting'
+    OR cron_fire_date_time <= :now)
+ORDER BY kojo_job_id DESC
+LIMIT :limit
+
 -- name: job_page_future_cron
 -- How many jobs job_page leaves out as cron jobs made ahead of time.
 SELECT count(*) AS future FROM kojo_job
@@ -88,14 +109,15 @@ WHERE e.kojo_job_id = :kojo_job_id
 ORDER BY e.kojo_job_event_id
 
 -- name: job_search
--- job_page's filters and a text in the payload: a scan of the :scan newest jobs below
--- :before (by id, newest first), so a page costs the same at any table size.
+-- job_page's filters and a text in the payload, among the jobs from :lowest (the
+-- window's lowest id, job_search_window's) to below :before: a scan of a bounded window,
+-- so a page costs the same at any table size. A range of ids: with `kojo_job_id IN (the
+-- window's ids)`, PostgreSQL tested the payload of every job in the table before
+-- reading the window. `< COALESCE(...)`, not `:before IS NULL OR < :before`, so that
+-- SQLite reads it as a range too.
 SELECT * FROM kojo_job
-WHERE kojo_job_id IN (
-    SELECT kojo_job_id FROM kojo_job
-    WHERE (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
-    ORDER BY kojo_job_id DESC
-    LIMIT :scan)
+WHERE kojo_job_id >= :lowest
+  AND kojo_job_id < COALESCE(CAST(:before AS bigint), 9223372036854775807)
   AND {{payload_has}}
   AND (CAST(:type_code AS text) IS NULL OR type_code = :type_code)
   AND (CAST(:state AS text) IS NULL OR assigned_state = :state)
@@ -103,9 +125,10 @@ ORDER BY kojo_job_id DESC
 LIMIT :limit
 
 -- name: job_search_window
--- The lowest id and the number of the jobs job_search scans.
+-- The window job_search scans: the :scan newest jobs below :before, its lowest id and
+-- how many (fewer than :scan: no older jobs are left).
 SELECT min(kojo_job_id) AS lowest, count(*) AS scanned FROM (
     SELECT kojo_job_id FROM kojo_job
-    WHERE (CAST(:before AS bigint) IS NULL OR kojo_job_id < :before)
+    WHERE kojo_job_id < COALESCE(CAST(:before AS bigint), 9223372036854775807)
     ORDER BY kojo_job_id DESC
     LIMIT :scan) AS w

@@ -301,7 +301,8 @@ LIMIT :free
 
 -- fragment: payload_has
 -- The job's payload JSON text contains :q (case-sensitive: utf8mb4_bin), or :q_ascii, the
--- same text with non-ASCII characters as \u escapes (json_text.py writes them so).
+-- same text with non-ASCII characters as \u escapes (json_text.py writes them so; NULL
+-- when that is :q itself).
 (INSTR(payload, :q) > 0 OR INSTR(payload, :q_ascii) > 0)
 
 -- fragment: tally_added_here

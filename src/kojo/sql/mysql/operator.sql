@@ -11,6 +11,16 @@ WHERE (:type_code IS NULL OR type_code = :type_code)
 ORDER BY kojo_job_id DESC
 LIMIT :limit
 
+-- override: job_page_few
+SELECT * FROM kojo_job
+WHERE type_code IN (SELECT type_code FROM kojo_job_type) AND assigned_state = :state
+  AND (:type_code IS NULL OR type_code = :type_code)
+  AND (:before IS NULL OR kojo_job_id < :before)
+  AND (:future_cron OR cron_fire_date_time IS NULL OR assigned_state <> 'waiting'
+    OR cron_fire_date_time <= :now)
+ORDER BY kojo_job_id DESC
+LIMIT :limit
+
 -- override: job_page_future_cron
 SELECT count(*) AS future FROM kojo_job
 WHERE (:type_code IS NULL OR type_code = :type_code)

@@ -209,5 +209,6 @@ SELECT p.value, c.value FROM json_each(:parents) AS p, json_each(:children) AS c
 
 -- fragment: payload_has
 -- The job's payload JSON text contains :q (case-sensitive), or :q_ascii, the same text
--- as kojo writes it here (json_text.py: non-ASCII characters as \u escapes).
+-- as kojo writes it here (json_text.py: non-ASCII characters as \u escapes; NULL when
+-- that is :q itself).
 (instr(payload, :q) > 0 OR instr(payload, :q_ascii) > 0)
