@@ -96,11 +96,10 @@ from workers_harness import (  # noqa: E402  (tests/processes)
 )
 
 import kojo  # noqa: E402
+import mysql_db  # noqa: E402  (tests/mysql_db.py)
 from foundation_helpers import count_by_state as _count_by_state  # noqa: E402  (tests/)
 from kojo.backends.errors import database_errors  # noqa: E402
 from pg_cluster import Cluster  # noqa: E402  (tests/pg_cluster.py)
-
-import mysql_db  # noqa: E402  (tests/mysql_db.py)
 
 BENCH = ROOT / "bench"
 APP_REF = "chaos_workers:app"
