@@ -116,7 +116,7 @@ def mysql_url(mysql_admin_url: str) -> Iterator[str]:
 
 # MySQL runs the backend suite so far; the process, CLI, dashboard and contrib suites are
 # a later step (docs/howto/mysql.md).
-MYSQL_SUITES = ("backends", "processes")
+MYSQL_SUITES = ("backends", "processes", "acceptance", "contrib", "dashboard", "docs", "unit")
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
