@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: one database per test, on SQLite and PostgreSQL.
+"""Shared pytest fixtures: one database per test, on SQLite, PostgreSQL and MySQL.
 
 Fixtures
 --------
@@ -114,14 +114,7 @@ def mysql_url(mysql_admin_url: str) -> Iterator[str]:
         mysql_db.drop_database(mysql_admin_url, url)
 
 
-# MySQL runs the backend suite so far; the process, CLI, dashboard and contrib suites are
-# a later step (docs/howto/mysql.md).
-MYSQL_SUITES = ("backends", "processes", "acceptance", "contrib", "dashboard", "docs", "unit")
-
-
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "mysql" and request.path.parent.name not in MYSQL_SUITES:
-        pytest.skip(f"MySQL runs only tests/{', tests/'.join(MYSQL_SUITES)} so far")
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
