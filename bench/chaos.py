@@ -719,32 +719,12 @@ def mysql_kill(run: Run) -> None:
     moment = run.at(2.0)
     while moment < run.end:
         run.wait_until(moment)
-        sessions += kill_mysql_sessions(run.tree.url, name)
+        sessions += mysql_db.kill_sessions(run.tree.url, name)
         run.fault("KILL of every session")
         run.back()
         moment += 2.0
     run.notes["sessions_killed"] = sessions
     run.fault_log = run.fault_log[:3] + (["..."] if len(run.fault_log) > 3 else [])
-
-
-def kill_mysql_sessions(url: str, database: str) -> int:
-    conn = mysql_db.connect(url)
-    killed = 0
-    try:
-        cur = conn.cursor()
-        cur.execute(
-            "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
-            (database,),
-        )
-        for (session,) in cur.fetchall():
-            try:
-                cur.execute(f"KILL {int(session)}")
-                killed += 1
-            except Exception:
-                pass  # gone meanwhile
-    finally:
-        conn.close()
-    return killed
 
 
 def process_age(pid: int) -> float | None:

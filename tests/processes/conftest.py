@@ -48,7 +48,8 @@ HERE = Path(__file__).resolve().parent
 
 def runs_on_mysql(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
-    return "mysql" in (params.get("database_url"), params.get("backend"))
+    on_mysql = "mysql" in (params.get("database_url"), params.get("backend"))
+    return on_mysql or "mysql_url" in getattr(item, "fixturenames", ())
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
