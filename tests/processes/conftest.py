@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 
 def runs_on_mysql(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
-    on_mysql = "mysql" in (params.get("database_url"), params.get("backend"))
+    on_mysql = any(value == "mysql" for value in params.values())  # database_url, backend...
     return on_mysql or "mysql_url" in getattr(item, "fixturenames", ())
 
 
