@@ -1,10 +1,11 @@
 """Chaos run: real kojo servers under database and process faults; one table row per fault.
 
     python bench/chaos.py [--quick | --seconds N] [--only NAME[,NAME]] [--jobs N]
-                          [--processes 2] [--locks 3] [--drain 120] [--seed 1]
+                          [--backend sqlite|postgres|mysql] [--processes 2] [--locks 3]
+                          [--drain 120] [--seed 1]
 
-Scenarios (`--only` takes these names; `kill-9` and `sigstop` run on both backends, and
-`kill-9/sqlite` etc. choose one):
+Scenarios (`--only` takes these names; `kill-9` and `sigstop` run on every backend, and
+`kill-9/sqlite` etc. choose one; `--backend mysql` runs the scenarios of one backend):
 
 - pg-restart     PostgreSQL `pg_ctl restart -m fast` every 20 s (every seconds/3 when
                  shorter), two servers (two host names) on one private cluster;
@@ -18,7 +19,13 @@ Scenarios (`--only` takes these names; `kill-9` and `sigstop` run on both backen
                  it is dead or 4 s have passed: the root must kill it, the job is crashed
                  and re-run (both backends);
 - disk-full      SQLite on a 32 MiB tmpfs (root only), filled with a ballast file three
-                 times (10 s each, or half of a third of the run), then freed.
+                 times (10 s each, or half of a third of the run), then freed;
+- mysql-kill     KILL of every session of the database every 2 s (MySQL's
+                 pg-terminate).
+
+MySQL runs on a database of its own in the server `KOJO_TEST_MYSQL_URL` names (run
+under scripts/with-mariadb for a throwaway one), dropped afterwards; the server itself
+is shared, so there is no restart or stop scenario for it yet.
 
 Every scenario runs the same load: `--jobs` short jobs (`chaos_work`, 2-10 ms; default
 5,000 per 60 s of run) made as the run starts but due evenly over it, so that there
@@ -89,6 +96,7 @@ from workers_harness import (  # noqa: E402  (tests/processes)
 )
 
 import kojo  # noqa: E402
+import mysql_db  # noqa: E402  (tests/mysql_db.py)
 from foundation_helpers import count_by_state as _count_by_state  # noqa: E402  (tests/)
 from kojo.backends.errors import database_errors  # noqa: E402
 from pg_cluster import Cluster  # noqa: E402  (tests/pg_cluster.py)
@@ -104,7 +112,16 @@ DUE_STEP = 0.1  # seconds between two due times of the load
 MIN_VICTIM_AGE = 1.0  # kill -9 spares younger processes (the root delays crash loops)
 FREEZE_HOLD = 4.0  # seconds after its job started a frozen process must be dead by
 TMPFS_SIZE = "32M"
-FAMILIES = ["pg-restart", "pg-stop", "pg-terminate", "kill-9", "sigstop", "disk-full"]
+FAMILIES = [
+    "pg-restart",
+    "pg-stop",
+    "pg-terminate",
+    "kill-9",
+    "sigstop",
+    "disk-full",
+    "mysql-kill",
+]
+BACKENDS = ("sqlite", "postgres", "mysql")
 
 
 # -- the harness: a Tree of chaos_workers, servers kept running as a supervisor would ----
@@ -571,6 +588,8 @@ def execute(
         if backend == "postgres":
             assert cluster is not None
             url = cluster.create_database(database)
+        elif backend == "mysql":
+            url = mysql_database(stack)
         elif name == "disk-full":
             disk = stack.enter_context(small_disk(tmp / "disk"))
             url = f"sqlite:///{disk}/kojo.db"
@@ -628,6 +647,17 @@ def execute(
     return result
 
 
+def mysql_database(stack: contextlib.ExitStack) -> str:
+    """A database of the run's own on the server KOJO_TEST_MYSQL_URL names, dropped at
+    the end (after the tree is closed: callbacks run last in, first out)."""
+    admin = mysql_db.admin_url_from_env()
+    if not admin:
+        raise RuntimeError(mysql_db.MISSING_URL_MESSAGE)
+    url = mysql_db.create_database(admin)
+    stack.callback(mysql_db.drop_database, admin, url)
+    return url
+
+
 def ensure_up(cluster: Cluster) -> None:
     """Start the cluster if a fault left it stopped (an error in the middle of pg-stop)."""
     try:
@@ -679,6 +709,21 @@ def pg_terminate(run: Run) -> None:
         run.back()
         moment += 2.0
     run.notes["sessions_terminated"] = sessions
+    run.fault_log = run.fault_log[:3] + (["..."] if len(run.fault_log) > 3 else [])
+
+
+def mysql_kill(run: Run) -> None:
+    """KILL every session in the run's database every 2 s (the harness's own too)."""
+    name = mysql_db.name_of(run.tree.url)
+    sessions = 0
+    moment = run.at(2.0)
+    while moment < run.end:
+        run.wait_until(moment)
+        sessions += mysql_db.kill_sessions(run.tree.url, name)
+        run.fault("KILL of every session")
+        run.back()
+        moment += 2.0
+    run.notes["sessions_killed"] = sessions
     run.fault_log = run.fault_log[:3] + (["..."] if len(run.fault_log) > 3 else [])
 
 
@@ -808,9 +853,12 @@ SCENARIOS: list[tuple[str, str, str, int, Callable[[Run], None]]] = [
     ("pg-terminate", "pg-terminate", "postgres", 2, pg_terminate),
     ("kill-9/sqlite", "kill-9", "sqlite", 1, kill_9),
     ("kill-9/postgres", "kill-9", "postgres", 2, kill_9),
+    ("kill-9/mysql", "kill-9", "mysql", 2, kill_9),
     ("sigstop/sqlite", "sigstop", "sqlite", 1, sigstop),
     ("sigstop/postgres", "sigstop", "postgres", 2, sigstop),
+    ("sigstop/mysql", "sigstop", "mysql", 2, sigstop),
     ("disk-full", "disk-full", "sqlite", 1, disk_full),
+    ("mysql-kill", "mysql-kill", "mysql", 2, mysql_kill),
 ]
 
 
@@ -958,15 +1006,18 @@ def failed(result: dict[str, Any]) -> list[str]:
 # -- main -----------------------------------------------------------------------------------
 
 
-def selected(only: str | None) -> list[tuple[str, str, str, int, Callable[[Run], None]]]:
+def selected(
+    only: str | None, backend: str | None = None
+) -> list[tuple[str, str, str, int, Callable[[Run], None]]]:
+    scenarios = [s for s in SCENARIOS if backend is None or s[2] == backend]
     if not only:
-        return SCENARIOS
+        return scenarios
     wanted = {name.strip() for name in only.split(",") if name.strip()}
     known = {s[0] for s in SCENARIOS} | {s[1] for s in SCENARIOS}
     unknown = wanted - known
     if unknown:
         raise SystemExit(f"unknown scenario(s) {sorted(unknown)}: choose from {sorted(known)}")
-    return [s for s in SCENARIOS if s[0] in wanted or s[1] in wanted]
+    return [s for s in scenarios if s[0] in wanted or s[1] in wanted]
 
 
 def main() -> int:
@@ -978,6 +1029,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="15 s per scenario")
     parser.add_argument("--only", help=f"comma-separated, of {', '.join(FAMILIES)}")
     parser.add_argument("--jobs", type=int, help="per scenario (5,000 per 60 s)")
+    parser.add_argument("--backend", choices=BACKENDS, help="only this backend's scenarios")
     parser.add_argument("--processes", type=int, default=2, help="job processes per server")
     parser.add_argument("--locks", type=int, default=3, help="mutex client processes")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait at the end")
@@ -988,7 +1040,11 @@ def main() -> int:
         args.seconds = 15.0
     if args.seconds < 6:
         parser.error("--seconds must be at least 6")
-    scenarios = selected(args.only)
+    scenarios = selected(args.only, args.backend)
+    if not scenarios:
+        parser.error(f"no scenario of {args.only!r} runs on {args.backend}")
+    if any(s[2] == "mysql" for s in scenarios) and not mysql_db.admin_url_from_env():
+        parser.error(mysql_db.MISSING_URL_MESSAGE)
     become_subreaper()
     results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:

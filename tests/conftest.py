@@ -1,11 +1,13 @@
-"""Shared pytest fixtures: one database per test, on SQLite and PostgreSQL.
+"""Shared pytest fixtures: one database per test, on SQLite, PostgreSQL and MySQL.
 
 Fixtures
 --------
 ``database_url``
     Parametrized over ``sqlite``, ``postgres`` and ``mysql`` (test ids ``[sqlite]`` /
     ``[postgres]`` / ``[mysql]``; select one with ``-k sqlite`` and so on).
-    Each test gets a brand-new, empty database.
+    Each test gets a brand-new, empty database. A test marked
+    ``@pytest.mark.one_backend("why")`` checks nothing of the database and skips
+    all but SQLite.
 ``sqlite_url``
     ``sqlite:///<tmp_path>/kojo.db`` (an absolute path, so four slashes).
 ``postgres_url``
@@ -114,14 +116,12 @@ def mysql_url(mysql_admin_url: str) -> Iterator[str]:
         mysql_db.drop_database(mysql_admin_url, url)
 
 
-# MySQL runs the backend suite so far; the process, CLI, dashboard and contrib suites are
-# a later step (docs/howto/mysql.md).
-MYSQL_SUITES = ("backends",)
-
-
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "mysql" and request.path.parent.name not in MYSQL_SUITES:
-        pytest.skip(f"MySQL runs only tests/{', tests/'.join(MYSQL_SUITES)} so far")
+    # A test whose subject is not the database (a signal, a log format, an option) runs
+    # once: its other runs would cost CI minutes and check nothing more.
+    one = request.node.get_closest_marker("one_backend")
+    if one and request.param != "sqlite":
+        pytest.skip(f"runs on SQLite only: {one.args[0]}")
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url

@@ -70,13 +70,12 @@ def create_database(admin_url: str) -> str:
     return with_database(admin_url, name)
 
 
-def drop_database(admin_url: str, url: str) -> None:
-    name = unquote(urlsplit(url).path.lstrip("/"))
-    assert name.startswith(DB_PREFIX), name
+def kill_sessions(admin_url: str, name: str) -> int:
+    """KILL every session in database `name` but this one; how many were killed."""
     conn = _connect(admin_url)
+    killed = 0
     try:
         cur = conn.cursor()
-        # Sessions still in it (a test's leftover owners) would hold their metadata locks.
         cur.execute(
             "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
             (name,),
@@ -84,8 +83,21 @@ def drop_database(admin_url: str, url: str) -> None:
         for (session,) in cur.fetchall():
             try:
                 cur.execute(f"KILL {int(session)}")
+                killed += 1
             except Exception:
-                pass
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                pass  # it ended meanwhile
+    finally:
+        conn.close()
+    return killed
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = unquote(urlsplit(url).path.lstrip("/"))
+    assert name.startswith(DB_PREFIX), name
+    # Sessions still in it (a test's leftover owners) would hold their metadata locks.
+    kill_sessions(admin_url, name)
+    conn = _connect(admin_url)
+    try:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
     finally:
         conn.close()

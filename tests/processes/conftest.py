@@ -8,6 +8,11 @@ Every test here runs with the pytest process as a child subreaper, so orphans
 of the test re-parent to it. After the test (and after its servers were
 stopped), no descendant process may be alive: anything left is recorded,
 SIGKILLed, reaped, and fails the test.
+
+CI (scripts/run-tests) runs this directory on two xdist workers with ``--dist loadgroup``:
+the MySQL tests are the group ``mysql``, everything else the group ``serial``, so each
+group still runs one test at a time, and the MySQL tests' minutes pass beside the
+others' instead of after them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,21 @@ from workers_harness import (  # noqa: E402
 import pg  # noqa: E402
 
 LEFTOVER_GRACE = 3.0  # seconds children of a stopped server get to die
+HERE = Path(__file__).resolve().parent
+
+
+def runs_on_mysql(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    on_mysql = any(value == "mysql" for value in params.values())  # database_url, backend...
+    return on_mysql or "mysql_url" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            group = "mysql" if runs_on_mysql(item) else "serial"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)

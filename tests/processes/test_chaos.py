@@ -1,6 +1,7 @@
 """The CI cut of bench/chaos.py: kill -9 of random kojo processes (job, root, maintainer,
-server) every second on both backends, servers restarted as a supervisor would, with
-mutex clients and a cron type. The run checks its own invariants (nothing lost,
+server) every second on each backend, servers restarted as a supervisor would, with
+mutex clients and a cron type (MySQL: a database of its own on the server of
+``KOJO_TEST_MYSQL_URL``). The run checks its own invariants (nothing lost,
 nothing panicked, no mutex overlap, tokens increasing, no job run by two live
 processes at once, nothing left behind) and exits non-zero when one fails. The
 database faults have their own tests (test_database_faults.py); the longer run is
@@ -17,8 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_kill_9_of_any_kojo_process_loses_nothing(backend: str, postgres_admin_url: str) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_kill_9_of_any_kojo_process_loses_nothing(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend != "sqlite":  # skips, saying why, without a server of that kind
+        request.getfixturevalue(f"{backend}_admin_url")
     done = subprocess.run(
         [
             sys.executable,

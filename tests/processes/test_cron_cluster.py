@@ -1,4 +1,5 @@
-"""Cron in real time: three servers (three host names) on one PostgreSQL for about three minutes.
+"""Cron in real time: three servers (three host names) on one PostgreSQL (or MySQL) database
+for about three minutes.
 
 One job per due minute, no gap, no duplicate, each run once, even though one
 server stops halfway (if it held the maintainer mutex, another server takes
@@ -33,9 +34,9 @@ class CronTree(Tree):
         return env
 
 
-@pytest.fixture
-def cron_tree(postgres_url: str, tmp_path: Path) -> Iterator[CronTree]:
-    harness = CronTree(postgres_url, tmp_path)
+@pytest.fixture(params=["postgres", "mysql"])
+def cron_tree(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CronTree]:
+    harness = CronTree(request.getfixturevalue(f"{request.param}_url"), tmp_path)
     try:
         yield harness
     finally:

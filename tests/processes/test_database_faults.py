@@ -25,6 +25,7 @@ import pytest
 from workers_harness import Server, Tree, wait_for
 
 import kojo
+import mysql_db
 from pg_cluster import Cluster
 
 T = TypeVar("T")
@@ -139,7 +140,19 @@ def test_a_server_started_while_postgres_is_down_waits_for_it(
 
 
 def test_killed_sessions_are_ridden_through(cluster: Cluster, fault_tree: Tree) -> None:
-    tree = fault_tree
+    ride_through_killed_sessions(fault_tree, cluster.terminate)
+
+
+def test_killed_mysql_sessions_are_ridden_through(mysql_url: str, tmp_path: Path) -> None:
+    """KILL of every session of the test's database (anchors, whose named locks go with
+    them, and query connections) on the shared server: MySQL's pg_terminate_backend."""
+    admin, name = mysql_db.admin_url_from_env(), mysql_db.name_of(mysql_url)
+    assert admin
+    with closing(Tree(mysql_url, tmp_path)) as tree:
+        ride_through_killed_sessions(tree, lambda: mysql_db.kill_sessions(admin, name))
+
+
+def ride_through_killed_sessions(tree: Tree, kill_all: Callable[[], int]) -> None:
     server = tree.start(max_processes=2)
     ids = tree.app.schedule_many("noop", [{"seconds": 0.005}] * JOBS)
     kills = 0
@@ -147,7 +160,7 @@ def test_killed_sessions_are_ridden_through(cluster: Cluster, fault_tree: Tree) 
     while len({r["id"] for r in tree.records("end")}) < JOBS // 2:
         assert server.exited() is None, f"the server exited: {server.stderr()}"
         assert time.monotonic() < deadline, "the jobs stopped progressing"
-        kills += cluster.terminate()  # every kojo session, the test's own included
+        kills += kill_all()  # every kojo session, the test's own included
         time.sleep(1.0)
     rows = all_done(tree, ids, 60.0)
     assert kills > 0

@@ -1,17 +1,30 @@
-"""PostgreSQL: two servers (two host names) on one database share the work exactly once."""
+"""PostgreSQL and MySQL: two servers (two host names) on one database share the work
+exactly once."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
+import pytest
 from workers_harness import Tree, wait_for
 
 JOBS = 5000
 
 
-def test_two_hosts_work_5000_jobs_with_none_lost_and_none_run_twice(pg_tree: Tree) -> None:
-    tree = pg_tree
+@pytest.fixture(params=["postgres", "mysql"])
+def cluster_tree(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tree]:
+    """A `Tree` on a database that several hosts can share."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    with closing(Tree(url, tmp_path)) as harness:
+        yield harness
+
+
+def test_two_hosts_work_5000_jobs_with_none_lost_and_none_run_twice(cluster_tree: Tree) -> None:
+    tree = cluster_tree
     host_a = tree.start(host_name="host-a", max_processes=2, tag="a")
     host_b = tree.start(host_name="host-b", max_processes=2, tag="b")
     ids = tree.app.schedule_many("noop", [None] * JOBS)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 
+import pytest
 from workers_harness import Tree, wait_for
 
 LINE_START = re.compile(
@@ -15,6 +16,7 @@ LINE_START = re.compile(
 )
 
 
+@pytest.mark.one_backend("the text log format")
 def test_log_format_text_wins_over_the_environment(tree: Tree) -> None:
     server = tree.start(
         max_processes=1, extra_env={"KOJO_LOG_FORMAT": "json"}, args=("--log-format", "text")

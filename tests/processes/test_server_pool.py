@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from workers_harness import Tree, wait_for
 
 
@@ -30,6 +31,7 @@ def test_the_pool_shrinks_when_idle_and_grows_back_with_due_work(tree: Tree) -> 
     assert server.exited() is None
 
 
+@pytest.mark.one_backend("an option refused before the database is opened")
 def test_a_bad_idle_retire_setting_is_refused_at_start(tree: Tree) -> None:
     server = tree.start(extra_env={"KOJO_IDLE_RETIRE_SECONDS": "soon"}, ready=False)
     assert server.wait(15.0) == 2  # a bad value

@@ -10,6 +10,8 @@ from collections import Counter
 import pytest
 from workers_harness import Server, Tree, kojo_processes, wait_for
 
+SAME_AS_SIGTERM = "another signal to the same stop, which sigterm-twice checks on every backend"
+
 
 def test_drain_finishes_the_short_job_and_kills_the_long_one_after_the_timeout(
     tree: Tree,
@@ -50,8 +52,8 @@ def test_drain_finishes_the_short_job_and_kills_the_long_one_after_the_timeout(
     ("first", "second"),
     [
         (signal.SIGTERM, signal.SIGTERM),
-        (signal.SIGINT, signal.SIGINT),
-        (None, signal.SIGQUIT),
+        pytest.param(signal.SIGINT, signal.SIGINT, marks=pytest.mark.one_backend(SAME_AS_SIGTERM)),
+        pytest.param(None, signal.SIGQUIT, marks=pytest.mark.one_backend(SAME_AS_SIGTERM)),
     ],
     ids=["sigterm-twice", "sigint-twice", "sigquit"],
 )
@@ -117,6 +119,9 @@ def test_sigttin_and_sigttou_add_and_remove_a_job_process(tree: Tree) -> None:
     assert set(workers) == set(two)
 
 
+@pytest.mark.one_backend(
+    "which signal drains and which kills (the drain's crash of a running job: above)"
+)
 @pytest.mark.parametrize(
     "how",
     ["SIGHUP", "SIGUSR1", "SIGINT-to-group", "SIGABRT"],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from workers_harness import MANAGED, Server, Tree, wait_for
 
 import kojo
@@ -72,6 +73,7 @@ def test_jobs_of_an_unimportable_worker_wait_then_run_once_it_is_deployed(tree: 
     assert not [ln for ln in server.log_lines() if ln["level"] == "critical"]
 
 
+@pytest.mark.one_backend("the import path of the console script")
 def test_the_console_script_finds_workers_in_the_folder_it_is_started_from(tree: Tree) -> None:
     """`kojo server start` without --app, from the code's folder: the installed script,
     unlike `python -m`, does not put that folder on the import path itself (here: -P)."""

@@ -65,7 +65,7 @@ FINISH_FLAGS = ("awaited", "has_children", "limited", "type_code", "concurrency_
 NO_SKIP = "[]"  # the :skip of the claim's lanes when every type may be claimed
 
 
-def _skip_param(codes: Collection[str]) -> str:
+def skip_param(codes: Collection[str]) -> str:
     """Type codes as the lanes' :skip takes them: a JSON array (both dialects)."""
     return json.dumps(sorted(codes)) if codes else NO_SKIP
 
@@ -292,7 +292,7 @@ class JobStore(StartLimits, EventWriter, TallyStore):
 
     def job_next_work_at(self, now: datetime, skip: Collection[str] = ()) -> datetime | None:
         """When the next job that is not yet due becomes due (of a type not in `skip`)."""
-        row = self.fetchone("job_next_work_at", {"now": now, "skip": _skip_param(skip)})
+        row = self.fetchone("job_next_work_at", {"now": now, "skip": skip_param(skip)})
         value: datetime | None = row["work_at"] if row else None
         return value
 
@@ -321,7 +321,7 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 raise OwnerLost(LOST.format(owner_id))
             if completed:
                 self.job_complete_many(completed, owner_id, now)
-            params = {"owner": owner_id, "limit": limit, "now": now, "skip": _skip_param(skip)}
+            params = {"owner": owner_id, "limit": limit, "now": now, "skip": skip_param(skip)}
             if not self.claim_races:
                 rows = self.fetchall("job_claim", params)
             else:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from .base import (
 from .bells import Ringer
 from .driver import TABLES
 from .errors import DriverErrors, register_driver
+from .job_store import skip_param
 from .lock_records import Released, Waiter
 from .mysql_names import LockNames
 from .mysql_wakeups import MysqlOwner, TableRinger, abandon_socket
@@ -74,6 +76,11 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 # result set as :_ids and the previous statement's row count as :_rowcount.
 _STATEMENT_END = re.compile(r";\s*\n")
 TEXT_COLUMNS = frozenset({"bell", "data", "topic"})
+# A claim that found nothing while another claim held the row of a type with due work
+# (SKIP LOCKED) tries again this many times, this many seconds apart, rather than idle
+# until its next poll: without it a busy type's jobs went to whichever process won first.
+CONTENDED_TRIES = 3
+CONTENDED_PAUSE = 0.02
 TIME_SUFFIXES = ("date_time",)
 # Tables of MySQL's own: wake-ups and lock rings (mysql_wakeups.py), message order.
 MYSQL_TABLES = ("kojo_wakeup", "kojo_ring", "kojo_message_order")
@@ -375,6 +382,28 @@ class MysqlBackend(Backend):
             "owner_vouch", {"owner": owner_id, "lock_name": self.names.owner(owner_id)}
         )
         return bool(row and row["vouched"])
+
+    def job_claim(
+        self,
+        owner_id: int,
+        limit: int,
+        now: datetime,
+        completed: Sequence[Mapping[str, Any]] = (),
+        skip: Collection[str] = (),
+    ) -> list[Row]:
+        """job_claim, tried again a few times when it came back empty only because other
+        claims held the rows of the types with due work (claims split types, not jobs)."""
+        rows = super().job_claim(owner_id, limit, now, completed, skip)
+        for _ in range(CONTENDED_TRIES):
+            if rows or self.in_transaction() or not self._claim_contended(now, skip):
+                break
+            time.sleep(CONTENDED_PAUSE)
+            rows = super().job_claim(owner_id, limit, now, (), skip)
+        return rows
+
+    def _claim_contended(self, now: datetime, skip: Collection[str]) -> bool:
+        params = {"now": now, "skip": skip_param(skip)}
+        return self.fetchone("job_claim_contended", params) is not None
 
     def lock_serial_types(self, codes: Iterable[str]) -> None:
         self.fetchall("type_rows_lock", {"codes": json.dumps(sorted(set(codes)))})

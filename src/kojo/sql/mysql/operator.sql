@@ -28,6 +28,27 @@ WHERE (:type_code IS NULL OR type_code = :type_code)
   AND (:before IS NULL OR kojo_job_id < :before)
   AND cron_fire_date_time > :now AND assigned_state = 'waiting'
 
+-- override: job_search
+-- The window of the :scan newest jobs is a derived table: MariaDB takes no LIMIT inside IN.
+SELECT j.* FROM (
+    SELECT kojo_job_id FROM kojo_job
+    WHERE (:before IS NULL OR kojo_job_id < :before)
+    ORDER BY kojo_job_id DESC
+    LIMIT :scan) AS w
+JOIN kojo_job j ON j.kojo_job_id = w.kojo_job_id
+WHERE {{payload_has}}
+  AND (:type_code IS NULL OR j.type_code = :type_code)
+  AND (:state IS NULL OR j.assigned_state = :state)
+ORDER BY j.kojo_job_id DESC
+LIMIT :limit
+
+-- override: job_search_window
+SELECT min(kojo_job_id) AS lowest, count(*) AS scanned FROM (
+    SELECT kojo_job_id FROM kojo_job
+    WHERE (:before IS NULL OR kojo_job_id < :before)
+    ORDER BY kojo_job_id DESC
+    LIMIT :scan) AS w
+
 -- override: job_purge_count
 SELECT count(*) AS purged FROM kojo_job
 WHERE assigned_state IN ('complete_success', 'complete_failed',
