@@ -65,6 +65,8 @@ class MysqlOwner(Owner):
         self._lost = False
         self._closed = False
         self.anchor: MysqlConnection = backend.connect_anchor()
+        # The poller's thread and, on a server, its voucher (mysql_vouching.py) share it.
+        self.anchor_lock = threading.Lock()
         try:
             params = backend.process_info_params(info, now)
             self.anchor.execute("START TRANSACTION")
@@ -98,13 +100,16 @@ class MysqlOwner(Owner):
         interval = POLL_INTERVAL
         while not self._stop.wait(interval):
             try:
-                if self._poll():
+                with self.anchor_lock:
+                    woken = self._poll()
+                if woken:
                     last_woken = time.monotonic()
                 quiet = time.monotonic() - last_woken > IDLE_AFTER
                 interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
                 if time.monotonic() - pruned > PRUNE_EVERY:
                     pruned = time.monotonic()
-                    self._prune()
+                    with self.anchor_lock:
+                        self._prune()
             except Exception as exc:
                 if not self._stop.is_set():
                     self._lost = True
