@@ -19,8 +19,9 @@ A lock waiter's bell is a name; a release inserts a `kojo_ring` row for it in it
 transaction, and the waiting thread polls for (and deletes) its rows every
 RING_POLL_INTERVAL on its own connection.
 
-Idle cost: one indexed read per owner per IDLE_POLL_INTERVAL (docs/howto/mysql.md has
-the measured CPU and latency).
+Idle cost: one indexed read per anchor per IDLE_POLL_INTERVAL; a server's anchor polls
+for its whole tree (mysql_vouching.py). docs/howto/mysql.md has the measured CPU and
+latency.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ if TYPE_CHECKING:
     from .mysql import MysqlBackend, MysqlConnection
 
 # Polls come every POLL_INTERVAL while wake-ups arrive, and slow down to every
-# IDLE_POLL_INTERVAL once none has come for IDLE_AFTER seconds: an idle server's owners
-# then cost a few reads a second in all (under 1% of a core), and the first wake-up after
-# a quiet spell waits up to IDLE_POLL_INTERVAL.
+# IDLE_POLL_INTERVAL once none has come for IDLE_AFTER seconds: an idle server's tree
+# then costs two reads a second (its server's anchor polls for it), and the first wake-up
+# after a quiet spell waits up to IDLE_POLL_INTERVAL.
 POLL_INTERVAL = 0.05
 IDLE_POLL_INTERVAL = 0.5
 IDLE_AFTER = 5.0
