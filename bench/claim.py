@@ -1,7 +1,8 @@
 """Claims per second: kojo's batched claim path beside a one-job-per-transaction baseline.
 
-    python bench/claim.py [--backend sqlite|postgres|both] [--jobs 20000] [--processes 2]
-                          [--batch 50] [--repeat 1] [--postgres URL]
+    python bench/claim.py [--backend sqlite|postgres|mysql|both|all] [--jobs 20000]
+                          [--processes 2] [--batch 50] [--repeat 1] [--postgres URL]
+                          [--mysql URL]
 
 For each backend, each method gets a fresh database holding `--jobs` ready
 no-op jobs of one parallel type in kojo's own tables, and `--processes` forked
@@ -14,8 +15,12 @@ job in the transaction that claimed it:
   (the path the process tree uses for auto-completed jobs);
 - baseline: raw SQL, one job per transaction over the same table and indexes.
   PostgreSQL: BEGIN; SELECT … ORDER BY … LIMIT 1 FOR UPDATE SKIP LOCKED;
-  UPDATE (claim); UPDATE (complete); COMMIT. SQLite: BEGIN IMMEDIATE;
+  UPDATE (claim); UPDATE (complete); COMMIT. MySQL / MariaDB: the same at READ
+  COMMITTED (kojo's isolation level there). SQLite: BEGIN IMMEDIATE;
   UPDATE … RETURNING (claim); UPDATE (complete); COMMIT.
+
+`both` is SQLite and PostgreSQL; `all` adds MySQL (`--mysql URL` or
+KOJO_TEST_MYSQL_URL, e.g. through scripts/with-mariadb).
 
 Every run checks that each job was claimed exactly once. Results are printed
 and written to bench/results/claim-<time>.json.
@@ -41,6 +46,7 @@ import psycopg
 from harness import ROOT, database
 
 import kojo
+import mysql_db
 from foundation_helpers import count_by_state
 from kojo.backends import ProcessInfo, open_backend
 from kojo.backends.sqlite import path_from_url
@@ -61,6 +67,13 @@ PG_COMPLETE = (
     "UPDATE kojo_job SET assigned_state = 'complete_success', previous_state = 'working', "
     "last_transition_date_time = %(now)s, completed_at_date_time = %(now)s, "
     "delete_after_date_time = %(delete_after)s WHERE kojo_job_id = %(id)s"
+)
+# MySQL assigns left to right: previous_state first, while assigned_state is the old one.
+MY_CLAIM = (
+    "UPDATE kojo_job SET previous_state = assigned_state, assigned_state = 'working', "
+    "next_state_request = 'none', times_worked = times_worked + 1, "
+    "last_transition_date_time = %(now)s, kojo_process_id = %(owner)s "
+    "WHERE kojo_job_id = %(id)s"
 )
 SQLITE_CLAIM = (
     "UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none', "
@@ -130,6 +143,31 @@ def drain_baseline_postgres(url: str, ready: Any, go: Any) -> int:
     return done
 
 
+def drain_baseline_mysql(url: str, ready: Any, go: Any) -> int:
+    conn = mysql_db.connect(url)
+    cur = conn.cursor()
+    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    owner = os.getpid()
+    ready.wait()
+    go.wait()
+    done = 0
+    while True:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        cur.execute("START TRANSACTION")
+        cur.execute(PG_PICK, {"now": now})
+        row = cur.fetchone()
+        if row is not None:
+            params = {"id": row[0], "now": now, "owner": owner, "delete_after": now}
+            cur.execute(MY_CLAIM, params)
+            cur.execute(PG_COMPLETE, params)
+        cur.execute("COMMIT")
+        if row is None:
+            break
+        done += 1
+    conn.close()
+    return done
+
+
 def drain_baseline_sqlite(url: str, ready: Any, go: Any) -> int:
     # The same connection settings as kojo's SQLite backend.
     conn = sqlite3.connect(path_from_url(url), isolation_level=None, timeout=60.0)
@@ -165,6 +203,8 @@ def child(method: str, url: str, batch: int, ready: Any, go: Any, results: Any) 
             count = drain_kojo(url, batch, ready, go)
         elif url.startswith("sqlite"):
             count = drain_baseline_sqlite(url, ready, go)
+        elif url.startswith("mysql"):
+            count = drain_baseline_mysql(url, ready, go)
         else:
             count = drain_baseline_postgres(url, ready, go)
         results.put((count, None))
@@ -239,6 +279,15 @@ def versions(backend: str, admin_url: str | None) -> str:
     if backend == "sqlite":
         return f"SQLite {sqlite3.sqlite_version} (journal_mode=WAL, synchronous=NORMAL)"
     assert admin_url is not None
+    if backend == "mysql":
+        conn = mysql_db.connect(admin_url)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit, @@log_bin")
+            version, flush, log_bin = cur.fetchone()
+        finally:
+            conn.close()
+        return f"MySQL {version} (innodb_flush_log_at_trx_commit={flush}, log_bin={log_bin})"
     with psycopg.connect(admin_url) as conn:
         settings = [
             f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}"  # type: ignore[index]
@@ -250,7 +299,9 @@ def versions(backend: str, admin_url: str | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument(
+        "--backend", choices=("sqlite", "postgres", "mysql", "both", "all"), default="both"
+    )
     parser.add_argument("--jobs", type=positive, default=20_000)
     parser.add_argument("--processes", type=positive, default=2)
     parser.add_argument("--batch", type=positive, default=50, help="kojo's claim batch size")
@@ -260,27 +311,35 @@ def main() -> None:
         default=os.environ.get("KOJO_TEST_POSTGRES_URL"),
         help="admin URL of a PostgreSQL server (default: KOJO_TEST_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--mysql",
+        default=os.environ.get("KOJO_TEST_MYSQL_URL"),
+        help="admin URL of a MySQL / MariaDB server (default: KOJO_TEST_MYSQL_URL)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    if "postgres" in backends and not args.postgres:
-        if args.backend == "both":
-            print("postgres skipped: give --postgres URL or set KOJO_TEST_POSTGRES_URL")
-            backends.remove("postgres")
-        else:
-            parser.error("postgres needs --postgres URL or KOJO_TEST_POSTGRES_URL")
+    groups = {"both": ["sqlite", "postgres"], "all": ["sqlite", "postgres", "mysql"]}
+    backends = groups.get(args.backend, [args.backend])
+    admin_urls = {"sqlite": None, "postgres": args.postgres, "mysql": args.mysql}
+    for server, env in (("postgres", "KOJO_TEST_POSTGRES_URL"), ("mysql", "KOJO_TEST_MYSQL_URL")):
+        if server in backends and not admin_urls[server]:
+            if args.backend in groups:
+                print(f"{server} skipped: give --{server} URL or set {env}")
+                backends.remove(server)
+            else:
+                parser.error(f"{server} needs --{server} URL or {env}")
 
     results: list[dict[str, Any]] = []
     print(f"{args.jobs} jobs, {args.processes} processes, kojo batch {args.batch}")
     for backend in backends:
-        print(f"{backend}: {versions(backend, args.postgres)}")
+        print(f"{backend}: {versions(backend, admin_urls[backend])}")
     for backend in backends:
         # Alternate the methods so that a busy machine slows both alike.
         times: dict[str, list[float]] = {"baseline": [], "kojo": []}
         for _ in range(args.repeat):
             for method in times:
-                times[method].append(run(method, backend, args.postgres, args))
+                times[method].append(run(method, backend, admin_urls[backend], args))
         rates: dict[str, float] = {}
         print(f"{'backend':<10} {'method':<10} {'seconds':>8} {'jobs/s':>9}")
         for method, seconds in times.items():
@@ -290,7 +349,7 @@ def main() -> None:
             results.append(
                 {
                     "backend": backend,
-                    "database": versions(backend, args.postgres),
+                    "database": versions(backend, admin_urls[backend]),
                     "method": method,
                     "seconds": seconds,
                     "best_seconds": best,

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import mysql_db  # noqa: E402  (tests/mysql_db.py: the same on MySQL / MariaDB)
 import pg  # noqa: E402  (tests/pg.py: create and drop throwaway databases)
 
 if TYPE_CHECKING:
@@ -29,10 +30,19 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def database(backend: str, admin_url: str | None) -> Iterator[str]:
-    """A fresh, empty database URL for `backend` ("sqlite" or "postgres")."""
+    """A fresh, empty database URL for `backend` ("sqlite", "postgres" or "mysql")."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="kojo-bench-") as folder:
             yield f"sqlite:///{folder}/bench.db"
+        return
+    if backend == "mysql":
+        if not admin_url:
+            raise SystemExit("mysql: give --mysql URL or set KOJO_TEST_MYSQL_URL")
+        url = mysql_db.create_database(admin_url)
+        try:
+            yield url
+        finally:
+            mysql_db.drop_database(admin_url, url)
         return
     if not admin_url:
         raise SystemExit("postgres: give --postgres URL or set KOJO_TEST_POSTGRES_URL")

@@ -11,6 +11,13 @@ an idle owner costs (its poller), on the database named by KOJO_TEST_MYSQL_URL.
 - idle: one registered owner doing nothing for --idle-seconds; the CPU time of this
   process (the poller thread) and of the database server (its pid from the
   server's pid file, when readable), as a percentage of one core.
+- a server tree (`kojo server start --max-processes 2` with bench_app.py, unless
+  --tree-seconds 0): enqueue→start latency of `bench.latency` jobs while busy (one every
+  20 ms) and after quiet spells, which the job processes learn of through the tree's
+  wake-ups; then, idle, the CPU of every process of the tree (utime + stime from
+  /proc/PID/stat, read before and after --tree-seconds) as a percentage of one core,
+  and of the database server meanwhile. `--tree-backend sqlite` measures the same tree
+  on SQLite instead, for comparison.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import harness
 
 import mysql_db
 from kojo.backends import ProcessInfo, open_backend
@@ -51,6 +60,58 @@ def server_cpu_seconds(admin: str) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` so far (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
+
+
+def server_tree(url: str, admin: str | None, seconds: float, quiet_samples: int) -> None:
+    """Latency through a server tree's wake-ups, then its idle CPU (see the docstring)."""
+    app = harness.bench_app_client(url)
+    start_log = Path(f"/tmp/kojo-bench-starts-{os.getpid()}.log")
+    start_log.unlink(missing_ok=True)
+    with harness.server(url, 2, {"KOJO_BENCH_START_LOG": str(start_log)}) as pid:
+        harness.wait_for(lambda: harness.job_processes(app) == 2, 60, "job processes")
+        time.sleep(1.0)
+        busy = harness.start_latencies_ms(app, start_log, 100, spacing=0.02)
+        report("enqueue→start, tree busy", [ms / 1000 for ms in busy])
+        quiet = []
+        for _ in range(quiet_samples):
+            time.sleep(IDLE_AFTER + 1 + random.uniform(0, IDLE_POLL_INTERVAL))
+            quiet += harness.start_latencies_ms(app, start_log, 1)
+        report("enqueue→start, tree after a quiet spell", [ms / 1000 for ms in quiet])
+        time.sleep(IDLE_AFTER + 5)  # every poller slows down to its idle polls
+        pids = harness.descendants(pid)
+        db_before = server_cpu_seconds(admin) if admin else None
+        before = {p: process_cpu_seconds(p) for p in pids}
+        time.sleep(seconds)
+        after = {p: process_cpu_seconds(p) for p in pids}
+        db_after = server_cpu_seconds(admin) if admin else None
+        total = 0.0
+        for p in pids:
+            share = 100 * (after[p] - before[p]) / seconds
+            total += share
+            print(f"  {share:5.2f}%  {process_title(p)}")
+        print(
+            f"idle server tree ({len(pids)} processes) over {seconds:.0f} s: {total:.2f}% of a core"
+        )
+        if db_before is not None and db_after is not None:
+            db = 100 * (db_after - db_before) / seconds
+            print(f"database server meanwhile: {db:.2f}% of a core")
+    app.backend.close()
+
+
 def report(what: str, latencies: list[float]) -> None:
     ms = sorted(x * 1000 for x in latencies)
     print(
@@ -64,8 +125,27 @@ def main() -> None:
     parser.add_argument("--wakeups", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--quiet-samples", type=int, default=5)
+    parser.add_argument("--tree-seconds", type=float, default=60.0)
+    parser.add_argument("--tree-backend", choices=["mysql", "sqlite"], default="mysql")
+    parser.add_argument("--skip-owners", action="store_true", help="measure the tree only")
     args = parser.parse_args()
     admin = os.environ[mysql_db.ENV_URL]
+    if args.tree_backend == "sqlite":
+        with harness.database("sqlite", None) as url:
+            server_tree(url, None, args.tree_seconds, args.quiet_samples)
+        return
+    if not args.skip_owners:
+        owners(admin, args)
+    if args.tree_seconds > 0:
+        url = mysql_db.create_database(admin)
+        try:
+            server_tree(url, admin, args.tree_seconds, args.quiet_samples)
+        finally:
+            mysql_db.drop_database(admin, url)
+
+
+def owners(admin: str, args: argparse.Namespace) -> None:
+    """Two owners of this process: latency from one's notify() to the other's wait()."""
     url = mysql_db.create_database(admin)
     try:
         backend = open_backend(url)

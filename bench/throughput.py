@@ -1,12 +1,14 @@
 """Throughput and latency of a kojo server, beside a raw one-job-per-transaction loop.
 
-    python bench/throughput.py [--backend sqlite|postgres|both] [--jobs 20000]
-                               [--processes 2] [--postgres URL] [--latency-samples 300]
+    python bench/throughput.py [--backend sqlite|postgres|mysql|both|all] [--jobs 20000]
+                               [--processes 2] [--postgres URL] [--mysql URL]
+                               [--latency-samples 300]
 
 For each backend, in one run:
 - baseline: 2 forked processes claim and complete one job per transaction
-  (PostgreSQL: SELECT … FOR UPDATE SKIP LOCKED LIMIT 1 + UPDATE; SQLite:
-  BEGIN IMMEDIATE + UPDATE … RETURNING) over the same number of rows;
+  (PostgreSQL, and MySQL / MariaDB at READ COMMITTED: SELECT … FOR UPDATE SKIP
+  LOCKED LIMIT 1 + UPDATE; SQLite: BEGIN IMMEDIATE + UPDATE … RETURNING) over the
+  same number of rows;
 - kojo: bulk enqueue of N no-op jobs (jobs/s), then the drain by a running
   server with 2 job processes, from the enqueue's commit to the last
   completion as recorded in the database (every job claimed and completed
@@ -45,6 +47,8 @@ from harness import (
     wait_for,
 )
 
+import mysql_db
+
 # -- baseline: one job per transaction, raw SQL ---------------------------------------------
 
 
@@ -58,6 +62,16 @@ def _baseline_setup(url: str, jobs: int) -> None:
         conn.executemany("INSERT INTO bench_queue (state) VALUES ('ready')", [()] * jobs)
         conn.execute("COMMIT")
         conn.close()
+        return
+    if url.startswith("mysql"):
+        my = mysql_db.connect(url)
+        cur = my.cursor()
+        cur.execute(
+            "CREATE TABLE bench_queue (id bigint AUTO_INCREMENT PRIMARY KEY, "
+            "state varchar(8) NOT NULL, KEY bench_ready (state, id)) ENGINE = InnoDB"
+        )
+        cur.execute("INSERT INTO bench_queue (state) VALUES " + ", ".join(["('ready')"] * jobs))
+        my.close()
         return
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_queue (id bigserial PRIMARY KEY, state text NOT NULL)")
@@ -83,6 +97,25 @@ def _baseline_worker(url: str) -> None:
             if row is None:
                 break
             done += 1
+        return
+    if url.startswith("mysql"):
+        my = mysql_db.connect(url)
+        cur = my.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        while True:
+            cur.execute("START TRANSACTION")
+            cur.execute(
+                "SELECT id FROM bench_queue WHERE state = 'ready' ORDER BY id LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED"
+            )
+            found = cur.fetchone()
+            if found is not None:
+                cur.execute("UPDATE bench_queue SET state = 'done' WHERE id = %s", found)
+            cur.execute("COMMIT")
+            if found is None:
+                break
+            done += 1
+        my.close()
         return
     with psycopg.connect(url, autocommit=True) as pgconn:
         while True:
@@ -145,18 +178,23 @@ def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgres", "mysql", "both", "all"], default="both"
+    )
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    parser.add_argument("--mysql", default=os.environ.get("KOJO_TEST_MYSQL_URL"))
     args = parser.parse_args()
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    groups = {"both": ["sqlite", "postgres"], "all": ["sqlite", "postgres", "mysql"]}
+    backends = groups.get(args.backend, [args.backend])
+    admin_urls = {"sqlite": None, "postgres": args.postgres, "mysql": args.mysql}
     results: dict[str, Any] = {"jobs": args.jobs, "processes": args.processes}
     for backend in backends:
-        with database(backend, args.postgres) as url:
+        with database(backend, admin_urls[backend]) as url:
             base = baseline(url, args.jobs, args.processes)
-        with database(backend, args.postgres) as url:
+        with database(backend, admin_urls[backend]) as url:
             measured = kojo_run(url, args.jobs, args.processes, args.latency_samples)
         measured["baseline_jobs_per_s"] = base
         measured["ratio_to_baseline"] = measured["drain_jobs_per_s"] / base

@@ -136,11 +136,14 @@ def count_by_state(backend: Backend) -> list[dict[str, Any]]:
 def last_completion(backend: Backend, type_code: str) -> datetime | None:
     """The latest completed_at_date_time of a type's jobs (the name aliased, so that
     SQLite's rows convert it to a datetime)."""
-    marker = "%s" if backend.dialect == "postgres" else "?"
+    marker = "?" if backend.dialect == "sqlite" else "%s"
     cursor = backend.connection().execute(
         "SELECT max(completed_at_date_time) AS completed_at_date_time FROM kojo_job "
         f"WHERE type_code = {marker}",
         (type_code,),
     )
     row = cursor.fetchone()
-    return row["completed_at_date_time"] if row else None
+    value: datetime | None = row["completed_at_date_time"] if row else None
+    if value is not None and value.tzinfo is None:  # MySQL's DATETIME: UTC, naive
+        value = value.replace(tzinfo=UTC)
+    return value

@@ -1,6 +1,7 @@
 """One session per host (backends/vouching.py): the server's anchor holds the liveness
 keys of the processes it vouches for, forwards their wake-ups, and frees a key when the
-process's parent reports it reaped, when its doorbell hangs up, or with its session."""
+process's parent reports it reaped, when its doorbell hangs up, or with its session.
+On PostgreSQL and MySQL (SQLite vouches for no one)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def served(voucher: Voucher, request: Callable[[], T]) -> T:
 
 
 def key_holder(backend: Backend, owner_id: int) -> int | None:
-    """The backend pid of the session holding `owner_id`'s liveness key, if any."""
+    """The id of the session holding `owner_id`'s liveness key, if any."""
+    if backend.dialect == "mysql":
+        name = backend.names.owner(owner_id)  # type: ignore[attr-defined]
+        return scalar(backend, "SELECT IS_USED_LOCK(:name)", name=name)  # type: ignore[no-any-return]
     return scalar(  # type: ignore[no-any-return]
         backend,
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -58,9 +62,25 @@ def key_holder(backend: Backend, owner_id: int) -> int | None:
     )
 
 
-@pytest.fixture
-def app(postgres_url: str) -> kojo.App:
-    return make_app(postgres_url, work={})
+def session_id(anchor: Owner) -> int:
+    """The id of the anchor's database session."""
+    conn: Any = anchor.anchor  # type: ignore[attr-defined]
+    if hasattr(conn, "raw"):  # MySQL
+        return int(conn.raw.thread_id())
+    return int(conn.info.backend_pid)
+
+
+def end_session(backend: Backend, anchor: Owner) -> None:
+    """End the anchor's session from another one, as an administrator would."""
+    if backend.dialect == "mysql":
+        backend.connection().execute(f"KILL {session_id(anchor)}")
+    else:
+        scalar(backend, "SELECT pg_terminate_backend(:pid)", pid=session_id(anchor))
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def app(request: pytest.FixtureRequest) -> kojo.App:
+    return make_app(request.getfixturevalue(f"{request.param}_url"), work={})
 
 
 @pytest.fixture
@@ -82,7 +102,7 @@ def test_a_vouched_process_is_alive_by_the_anchors_session_and_claims(
 ) -> None:
     backend, anchor, voucher = host
     owner = served(voucher, lambda: voucher.line.register(process_info("job")))
-    assert key_holder(backend, owner.id) == anchor.anchor.info.backend_pid  # type: ignore[attr-defined]
+    assert key_holder(backend, owner.id) == session_id(anchor)
     assert not backend.owner_is_dead(owner.id)
     assert not owner.is_lost()
     job_id = app.schedule("work")
@@ -124,7 +144,7 @@ def test_the_end_of_the_anchors_session_ends_every_vouched_process(
 ) -> None:
     backend, anchor, voucher = host
     owners = [served(voucher, lambda: voucher.line.register(process_info("job"))) for _ in "ab"]
-    scalar(backend, "SELECT pg_terminate_backend(:pid)", pid=anchor.anchor.info.backend_pid)  # type: ignore[attr-defined]
+    end_session(backend, anchor)
     # The session ends a moment after pg_terminate_backend returns.
     deadline = time.monotonic() + 10
     while not all(backend.owner_is_dead(owner.id) for owner in owners):

@@ -267,9 +267,10 @@ class JobStore(StartLimits, EventWriter, TallyStore):
             self._rate_take(code, seconds, 1, now)
         return row
 
-    def job_due_count(self, now: datetime, limit: int) -> int:
-        """Due jobs a job process could claim now, counted up to `limit`."""
-        row = self.fetchone("job_due_count", {"now": now, "limit": limit, "skip": NO_SKIP})
+    def job_due_count(self, now: datetime, limit: int, skip: Collection[str] = ()) -> int:
+        """Due jobs a job process could claim now (of types not in `skip`), up to `limit`."""
+        params = {"now": now, "limit": limit, "skip": skip_param(skip)}
+        row = self.fetchone("job_due_count", params)
         return int(row["due"]) if row else 0
 
     def job_owner_process(self, job_id: int) -> Row | None:

@@ -12,9 +12,11 @@ their names at most 64 characters: each name starts with a prefix made from the
 database's name (mysql_names.py). Every transaction runs at READ COMMITTED, and
 claims take rows with FOR UPDATE SKIP LOCKED (InnoDB).
 
-There is no LISTEN/NOTIFY: wake-ups are rows of a small table that each owner's
+There is no LISTEN/NOTIFY: wake-ups are rows of a small table that each anchor's
 poller reads a few times a second (mysql_wakeups.py); they are hints, like
-SQLite's datagrams (wakeups_are_reliable is False).
+SQLite's datagrams (wakeups_are_reliable is False). As on PostgreSQL, a server's
+anchor vouches for its whole tree (mysql_vouching.py): it holds their named locks and
+forwards its wake-ups to them, so a host has one anchor session and one poller.
 
 DDL is not transactional on MySQL (each statement commits): the schema scripts are
 idempotent (IF NOT EXISTS everywhere), so an install cut short is finished by the
@@ -56,8 +58,10 @@ from .errors import DriverErrors, register_driver
 from .job_store import skip_param
 from .lock_records import Released, Waiter
 from .mysql_names import LockNames
+from .mysql_vouching import MysqlVoucher
 from .mysql_wakeups import MysqlOwner, TableRinger, abandon_socket
 from .url_secrets import mask_url, redact
+from .vouching import Voucher
 
 DEFAULT_PORT = 3306
 # MySQL error numbers that say "not now" rather than "wrong": the server gone or
@@ -365,6 +369,15 @@ class MysqlBackend(Backend):
 
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
         return MysqlOwner(self, info, now or utcnow())
+
+    def vouch_for_descendants(self, anchor: Owner) -> Voucher | None:
+        return MysqlVoucher(self, self.anchor_of(anchor))
+
+    def anchor_of(self, owner: Owner) -> MysqlOwner:
+        """`owner` as the anchor it must be to vouch for others."""
+        if not isinstance(owner, MysqlOwner):
+            raise TypeError(f"only an anchor can vouch for other processes, not {owner!r}")
+        return owner
 
     def owner_is_dead(self, owner_id: int) -> bool:
         row = self.fetchone("owner_lock_free", {"lock_name": self.names.owner(owner_id)})

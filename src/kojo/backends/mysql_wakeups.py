@@ -8,16 +8,20 @@ a socket pair, so that fileno() works with select() as on the other dialects. Th
 poll doubles as the anchor's health check: a failed one marks the owner lost.
 
 Auto-increment ids are handed out before commit, so a row may become visible after
-one with a higher id: each poll looks REORDER_WINDOW ids back and skips those it has
-seen. Wake-ups are hints (wakeups_are_reliable is False): readers look at the tables
-anyway when woken and every so often, so a late one costs latency, never a job.
+one with a higher id: the poller notes the ids it skipped (gaps: a transaction still
+open, or one rolled back) and reads again from the oldest gap, for at most
+GAP_PATIENCE seconds and REORDER_WINDOW ids, skipping the rows it has seen; without a
+gap a poll reads only new rows. Wake-ups are hints (wakeups_are_reliable is False):
+readers look at the tables anyway when woken and every so often, so a late one costs
+latency, never a job.
 
 A lock waiter's bell is a name; a release inserts a `kojo_ring` row for it in its
 transaction, and the waiting thread polls for (and deletes) its rows every
 RING_POLL_INTERVAL on its own connection.
 
-Idle cost: one indexed read per owner per IDLE_POLL_INTERVAL (docs/howto/mysql.md has
-the measured CPU and latency).
+Idle cost: one indexed read per anchor per IDLE_POLL_INTERVAL; a server's anchor polls
+for its whole tree (mysql_vouching.py). docs/howto/mysql.md has the measured CPU and
+latency.
 """
 
 from __future__ import annotations
@@ -39,14 +43,15 @@ if TYPE_CHECKING:
     from .mysql import MysqlBackend, MysqlConnection
 
 # Polls come every POLL_INTERVAL while wake-ups arrive, and slow down to every
-# IDLE_POLL_INTERVAL once none has come for IDLE_AFTER seconds: an idle server's owners
-# then cost a few reads a second in all (under 1% of a core), and the first wake-up after
-# a quiet spell waits up to IDLE_POLL_INTERVAL.
+# IDLE_POLL_INTERVAL once none has come for IDLE_AFTER seconds: an idle server's tree
+# then costs two reads a second (its server's anchor polls for it), and the first wake-up
+# after a quiet spell waits up to IDLE_POLL_INTERVAL.
 POLL_INTERVAL = 0.05
 IDLE_POLL_INTERVAL = 0.5
 IDLE_AFTER = 5.0
 RING_POLL_INTERVAL = 0.05
 REORDER_WINDOW = 256
+GAP_PATIENCE = 10.0  # seconds a skipped id is waited for (a transaction still open)
 PRUNE_EVERY = 30.0  # seconds between an owner's deletions of old wake-ups
 KEEP_WAKEUPS = timedelta(seconds=60)
 
@@ -65,6 +70,8 @@ class MysqlOwner(Owner):
         self._lost = False
         self._closed = False
         self.anchor: MysqlConnection = backend.connect_anchor()
+        # The poller's thread and, on a server, its voucher (mysql_vouching.py) share it.
+        self.anchor_lock = threading.Lock()
         try:
             params = backend.process_info_params(info, now)
             self.anchor.execute("START TRANSACTION")
@@ -82,6 +89,7 @@ class MysqlOwner(Owner):
             raise
         self._after = int(last[0]["last_id"] or 0) if last else 0
         self._seen: set[int] = set()
+        self._gaps: dict[int, float] = {}  # ids skipped, not seen yet: when first missed
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
@@ -98,13 +106,16 @@ class MysqlOwner(Owner):
         interval = POLL_INTERVAL
         while not self._stop.wait(interval):
             try:
-                if self._poll():
+                with self.anchor_lock:
+                    woken = self._poll()
+                if woken:
                     last_woken = time.monotonic()
                 quiet = time.monotonic() - last_woken > IDLE_AFTER
                 interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
                 if time.monotonic() - pruned > PRUNE_EVERY:
                     pruned = time.monotonic()
-                    self._prune()
+                    with self.anchor_lock:
+                        self._prune()
             except Exception as exc:
                 if not self._stop.is_set():
                     self._lost = True
@@ -115,24 +126,39 @@ class MysqlOwner(Owner):
     def _poll(self) -> bool:
         """Hand the new wake-ups to wait(); whether there were any."""
         low = max(0, self._after - REORDER_WINDOW)
-        rows = self.backend.fetchall_on(self.anchor, "wakeup_since", {"after": low})
+        after = min(self._gaps) - 1 if self._gaps else self._after
+        rows = self.backend.fetchall_on(self.anchor, "wakeup_since", {"after": after})
         payloads = []
+        previous = self._after
         for row in rows:
             wakeup_id = int(row["kojo_wakeup_id"])
             if wakeup_id in self._seen or wakeup_id <= low:
                 continue
             self._seen.add(wakeup_id)
+            self._gaps.pop(wakeup_id, None)
             note = Notification(str(row["topic"]), str(row["data"] or ""))
             payloads.append(self.backend.encode_notification(note).encode())
             self._after = max(self._after, wakeup_id)
-        floor = self._after - REORDER_WINDOW
-        self._seen = {i for i in self._seen if i > floor}
+        self._note_gaps(previous)
         for payload in payloads:
             try:
                 self._writer.send(payload + b"\n")
             except BlockingIOError:
                 break  # its reader is behind: wake-ups are hints, it looks anyway
         return bool(payloads)
+
+    def _note_gaps(self, previous: int) -> None:
+        """Note the ids skipped past `previous` (the last id before this poll); forget
+        those out of the window or waited for long enough, and the seen ids below it."""
+        now = time.monotonic()
+        for skipped in range(max(previous, self._after - REORDER_WINDOW) + 1, self._after):
+            if skipped not in self._seen:
+                self._gaps.setdefault(skipped, now)
+        floor = self._after - REORDER_WINDOW
+        self._gaps = {
+            i: since for i, since in self._gaps.items() if i > floor and now - since < GAP_PATIENCE
+        }
+        self._seen = {i for i in self._seen if i > floor}
 
     def _prune(self) -> None:
         from ..clock import utcnow

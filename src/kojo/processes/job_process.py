@@ -403,13 +403,20 @@ class JobProcess:
         """Wait for work; True when a claim is worth trying."""
         timeout = POLL
         now = self.clock.now()
-        next_at = self.app.backend.job_next_work_at(now, self.unimportable.skipped())
-        if next_at is not None:
-            timeout = max(0.001, min(POLL, (next_at - now).total_seconds()))
+        backend = self.app.backend
+        skipped = self.unimportable.skipped()
+        next_at = backend.job_next_work_at(now, skipped)
+        falls_due = False  # the wait ends when a job falls due
+        if next_at is not None and (next_at - now).total_seconds() < POLL:
+            timeout = max(0.001, (next_at - now).total_seconds())
+            falls_due = True
         owner_fd = owner.fileno()
         ready, _, _ = select.select([owner_fd, signals.fileno()], [], [], timeout)
         if not ready:
-            return True
+            # The safety poll (a wake-up may have been lost): a look for a due job costs
+            # less than a claim (a third of it on MySQL), and an idle host pays it each
+            # second in every job process.
+            return falls_due or backend.job_due_count(self.clock.now(), 1, skipped) > 0
         if owner_fd in ready:
             try:
                 notes = owner.wait(0)

@@ -1,0 +1,78 @@
+"""MySQL's polled wake-ups (backends/mysql_wakeups.py): a wake-up committed after one
+with a higher id still arrives (its id was a gap the poller waited for), and a poll with
+no gap to wait for reads only the rows it has not seen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from foundation_helpers import process_info
+from kojo.backends import open_backend
+from kojo.backends.base import Backend
+from kojo.backends.mysql_wakeups import MysqlOwner
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def backend(mysql_url: str) -> Iterator[Backend]:
+    backend = open_backend(mysql_url)
+    backend.install()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def received(owner: Any, wanted: set[str]) -> set[str]:
+    """The data of the wake-ups `owner` gets, until all of `wanted` came or WAIT passed."""
+    got: set[str] = set()
+    for _ in range(50):
+        got |= {note.data for note in owner.wait(WAIT / 50)}
+        if wanted <= got:
+            break
+    return got
+
+
+def test_a_wake_up_committed_after_a_higher_id_still_arrives(backend: Backend) -> None:
+    owner = backend.register_owner(process_info("waiter"))
+    other = open_backend(backend.url)
+    try:
+        with other.write():
+            other.notify("test", "late")  # its id is taken now, its row seen at commit
+            backend.notify("test", "early")  # a higher id, committed first
+            assert received(owner, {"early"}) == {"early"}
+        assert received(owner, {"late"}) == {"late"}
+    finally:
+        other.close()
+        owner.close()
+
+
+def test_without_a_gap_a_poll_reads_only_new_rows(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = backend.register_owner(process_info("waiter"))
+    assert isinstance(owner, MysqlOwner)
+    try:
+        for n in range(20):
+            backend.notify("test", str(n))
+        assert received(owner, {str(n) for n in range(20)}) == {str(n) for n in range(20)}
+        read: list[int] = []
+        fetch = backend.fetchall_on
+
+        def counted(conn: Any, name: str, params: Any) -> Any:
+            rows = fetch(conn, name, params)
+            if name == "wakeup_since":
+                read.append(len(rows))
+            return rows
+
+        monkeypatch.setattr(backend, "fetchall_on", counted)
+        backend.notify("test", "next")
+        assert received(owner, {"next"}) == {"next"}
+        assert sum(read) == 1, read  # the new row only, not the twenty before it
+        assert owner.wait(0.2) == []
+    finally:
+        owner.close()
