@@ -194,15 +194,28 @@ class App:
         return [self.add_job_type(t) for t in load_yaml(path)]
 
     def register_job_types(self, codes: Iterable[str] | None = None) -> list[str]:
-        """Store this app's job types in the database (insert or update)."""
+        """Store this app's job types in the database (insert or update). Types stored as
+        defined here are left alone: a restart that changed none reads, and writes
+        nothing (no transaction, no commit to wait for: docs/architecture.md, Start-up)."""
         chosen = list(codes) if codes is not None else list(self.job_types)
-        with database_errors(), self.backend.write():  # one transaction for them all
-            for code in chosen:
-                self.backend.type_register(self.job_types[code])
+        with database_errors():
+            stored = self._stored_types(chosen)
+            changed = [c for c in chosen if not self.job_types[c].is_stored_in(stored.get(c))]
+            if changed:
+                with self.backend.write():  # one transaction for them all
+                    for code in changed:
+                        self.backend.type_register(self.job_types[code])
         for code in chosen:
             self._registered.add(code)
             self._type_rows.pop(code, None)
         return chosen
+
+    def _stored_types(self, codes: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored rows of these types, by code (one read)."""
+        if len(codes) == 1:
+            row = self.backend.type_get(codes[0])
+            return {} if row is None else {codes[0]: row}
+        return {str(row["type_code"]): row for row in self.backend.type_list()}
 
     def _ensure_registered(self, code: str) -> None:
         if code in self.job_types and code not in self._registered:
