@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 REGISTER_TIMEOUT = 2.0
 RELEASE_TIMEOUT = 0.5
 MAX_MESSAGE = 65536
+# A registration's key, taken in the transaction that inserts its process row. That
+# transaction need not wait for the disk: a crash that loses it also ends the session
+# holding the key (the process registers again), and whatever the process then does that
+# must outlive a crash (a claim) commits synchronously, which flushes it first.
+TAKE_KEY = "SELECT pg_advisory_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -260,7 +265,7 @@ class PostgresVoucher(Voucher):
             row = conn.execute(self.backend.query("process_register"), params).fetchone()
             assert row is not None
             owner_id = int(row["kojo_process_id"])
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", (self._namespace, owner_id))
+            conn.execute(TAKE_KEY, (self._namespace, owner_id))
         bell.setblocking(False)
         self._vouched[bell.fileno()] = _Vouched(
             owner_id, int(info["process_id"]), int(info["parent_process_id"]), bell
