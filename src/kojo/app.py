@@ -36,11 +36,10 @@ from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
 from .refusals import operator_action
 from .search import SEARCH_SCAN, check_search
-from .timeline import timeline
-from .why import Diagnosis, Situation, diagnose
 
 if TYPE_CHECKING:
     from .backends import Owner
+    from .why import Diagnosis
 
 DEFAULT_DATABASE = "sqlite:///kojo.db"
 TYPE_CACHE_SECONDS = 5.0
@@ -488,6 +487,8 @@ class App:
 
     def job_detail(self, job_id: int) -> dict[str, Any]:
         """Every column of a job and its `timeline` (`kojo jobs show --json`)."""
+        from .timeline import timeline  # for operators: not imported by a server
+
         row = self.job(job_id)
         with database_errors():
             events = self.backend.job_events(int(row["kojo_job_id"]))
@@ -521,6 +522,7 @@ class App:
     def why(self, job_id: int) -> Diagnosis:
         """Why the job is not running now (`kojo jobs why`); JobNotFound if there is none."""
         from .rows import JobRow, TypeRow
+        from .why import Situation, diagnose  # for operators: not imported by a server
 
         row = self.job(job_id)
         with database_errors():
