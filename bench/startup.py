@@ -16,6 +16,11 @@ nothing is written beside the sources) and one untimed run per backend comes fir
 `__pycache__`, and kojo's sources are compiled at every start unless the tree has one
 (what PYTHONDONTWRITEBYTECODE=1 does to a source checkout).
 
+CPU: at the first job's start (seen within ~10 ms), the CPU time (user+sys) the server's
+whole tree has used so far, from each thread's /proc/PID/task/TID/schedstat (Linux):
+the start-up's cost, less noisy on a busy host than the wall time, which also waits
+for the CPUs and the disk.
+
 Baseline, in the same run and interleaved with the servers: the wall time of a bare
 interpreter (`python -c pass`), of `python -c "import kojo"` and, with PostgreSQL, of
 `python -c "import psycopg"`: the floor any Python server pays before it can do
@@ -35,6 +40,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -86,12 +92,16 @@ def use_bytecode_cache(folder: Path, cached: bool) -> None:
         PYTHON_ENV["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
-def interpreter_seconds(code: str) -> float:
-    """Wall time of `python -c CODE`, spawn to exit."""
+def interpreter_seconds(code: str) -> dict[str, float]:
+    """Wall time of `python -c CODE`, spawn to exit, and its CPU time (user+sys)."""
     env = _env({})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    return time.time() - started
+    seconds = time.time() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"seconds": seconds, "cpu": cpu}
 
 
 def server_start_seconds(
@@ -125,6 +135,7 @@ def server_start_seconds(
                 SERVER_TIMEOUT,
                 "the first job to start",
             )
+            cpu = tree_cpu_seconds(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -140,10 +151,27 @@ def server_start_seconds(
     row = app.backend.job_get(job_id)
     if row is None or row["assigned_state"] != "complete_success":
         raise SystemExit(f"job {job_id} did not complete: {row}")
-    result: dict[str, Any] = {"seconds": float(started_at) - spawned}
+    result: dict[str, Any] = {"seconds": float(started_at) - spawned, "cpu": cpu}
     if timeline:
         result["timeline"] = _timeline(log_path, spawned)
     return result
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user+sys) used so far by process `pid`, its threads and descendants."""
+    total = 0.0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return 0.0  # exited meanwhile
+    children: set[int] = set()
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0]) / 1e9
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue
+    return total + sum(tree_cpu_seconds(child) for child in children)
 
 
 def _timeline(log_path: Path, spawned: float) -> list[str]:
@@ -197,7 +225,7 @@ def main() -> None:
     baselines = {"python -c pass": "pass", "python -c 'import kojo'": "import kojo"}
     if "postgres" in backends:  # what any Python process pays to use PostgreSQL
         baselines["python -c 'import psycopg'"] = "import psycopg"
-    times: dict[str, list[float]] = {name: [] for name in baselines}
+    times: dict[str, list[dict[str, float]]] = {name: [] for name in baselines}
     runs: dict[str, list[dict[str, Any]]] = {case.name: [] for case in cases}
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kojo-startup-")))
@@ -224,12 +252,16 @@ def main() -> None:
         "python": sys.version.split()[0],
         "before": None if args.before is None else str(args.before),
     }
-    results["baseline"] = {name: stats(values) for name, values in times.items()}
+    results["baseline"] = {}
+    for name, measured in times.items():
+        results["baseline"][name] = summary = stats([m["seconds"] for m in measured])
+        summary["cpu"] = stats([m["cpu"] for m in measured])
     floor = results["baseline"]["python -c pass"]["p50"]
     for name, summary in results["baseline"].items():
         print(_line(name, summary, floor), flush=True)
     for name, measured in runs.items():
         summary = stats([m["seconds"] for m in measured])
+        summary["cpu"] = stats([m["cpu"] for m in measured])
         results[name] = summary
         print(_line(f"kojo {name}", summary, floor), flush=True)
         if args.timeline:
@@ -245,9 +277,11 @@ def main() -> None:
 
 
 def _line(name: str, summary: dict[str, Any], floor: float) -> str:
+    cpu = summary["cpu"]
     return (
         f"{name:26}  p50 {summary['p50'] * 1000:6.0f} ms  min {summary['min'] * 1000:6.0f} ms  "
-        f"max {summary['max'] * 1000:6.0f} ms  ({summary['p50'] / floor:.1f}x python -c pass)"
+        f"max {summary['max'] * 1000:6.0f} ms  ({summary['p50'] / floor:.1f}x python -c pass)  "
+        f"CPU p50 {cpu['p50'] * 1000:4.0f} ms  min {cpu['min'] * 1000:4.0f} ms"
     )
 
 

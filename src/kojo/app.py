@@ -36,11 +36,10 @@ from .locks import LockRequest, Locks
 from .process_owner import ProcessOwner
 from .refusals import operator_action
 from .search import SEARCH_SCAN, check_search
-from .timeline import timeline
-from .why import Diagnosis, Situation, diagnose
 
 if TYPE_CHECKING:
     from .backends import Owner
+    from .why import Diagnosis
 
 DEFAULT_DATABASE = "sqlite:///kojo.db"
 TYPE_CACHE_SECONDS = 5.0
@@ -194,15 +193,28 @@ class App:
         return [self.add_job_type(t) for t in load_yaml(path)]
 
     def register_job_types(self, codes: Iterable[str] | None = None) -> list[str]:
-        """Store this app's job types in the database (insert or update)."""
+        """Store this app's job types in the database (insert or update). Types stored as
+        defined here are left alone: a restart that changed none reads, and writes
+        nothing (no transaction, no commit to wait for: docs/architecture.md, Start-up)."""
         chosen = list(codes) if codes is not None else list(self.job_types)
-        with database_errors(), self.backend.write():  # one transaction for them all
-            for code in chosen:
-                self.backend.type_register(self.job_types[code])
+        with database_errors():
+            stored = self._stored_types(chosen)
+            changed = [c for c in chosen if not self.job_types[c].is_stored_in(stored.get(c))]
+            if changed:
+                with self.backend.write():  # one transaction for them all
+                    for code in changed:
+                        self.backend.type_register(self.job_types[code])
         for code in chosen:
             self._registered.add(code)
             self._type_rows.pop(code, None)
         return chosen
+
+    def _stored_types(self, codes: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored rows of these types, by code (one read)."""
+        if len(codes) == 1:
+            row = self.backend.type_get(codes[0])
+            return {} if row is None else {codes[0]: row}
+        return {str(row["type_code"]): row for row in self.backend.type_list()}
 
     def _ensure_registered(self, code: str) -> None:
         if code in self.job_types and code not in self._registered:
@@ -475,6 +487,8 @@ class App:
 
     def job_detail(self, job_id: int) -> dict[str, Any]:
         """Every column of a job and its `timeline` (`kojo jobs show --json`)."""
+        from .timeline import timeline  # for operators: not imported by a server
+
         row = self.job(job_id)
         with database_errors():
             events = self.backend.job_events(int(row["kojo_job_id"]))
@@ -508,6 +522,7 @@ class App:
     def why(self, job_id: int) -> Diagnosis:
         """Why the job is not running now (`kojo jobs why`); JobNotFound if there is none."""
         from .rows import JobRow, TypeRow
+        from .why import Situation, diagnose  # for operators: not imported by a server
 
         row = self.job(job_id)
         with database_errors():

@@ -28,7 +28,6 @@ from .errors import InvalidArgument, InvalidJobType, InvalidPayload, KojoError, 
 from .logs import FORMATS
 from .search import check_search
 from .settings import DEFAULT_SHUTDOWN_TIMEOUT, MAX_PROCESSES, default_max_processes
-from .timeline import lines as timeline_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -641,6 +640,8 @@ def jobs_show(ctx: Context, job_id: int, as_json: bool) -> None:
     who made it (`process ID PATH`, `operator`, `crash`, `dependency`, `maintenance`,
     `kojo`) and a note (an error's last line, `retry 2 of 5`). --json: the fields and
     `timeline`, a list of objects."""
+    from .timeline import lines as timeline_lines
+
     detail = ctx.app().job_detail(job_id)
     if as_json:
         emit_one(detail, True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +15,7 @@ from . import bounds, cron, settings
 from .clock import utcnow
 from .durations import DurationTooLong, format_duration, parse_duration
 from .errors import InvalidJobType
+from .rows import TypeRow
 
 CODE_PATTERN = re.compile(r"^[a-z0-9_.-]{1,255}$")
 CATCH_UP_POLICIES = ("none", "latest", "all")
@@ -67,6 +68,19 @@ class JobType:
         values["rate_limit_count"] = count
         values["rate_limit_seconds"] = period.total_seconds()
         return values
+
+    def is_stored_in(self, row: Mapping[str, Any] | None) -> bool:
+        """Whether `row` (of kojo_job_type) holds this definition as registering it would
+        write it: every column compared as read back (rows.TypeRow), but `is_enabled`,
+        the operator's once the type exists."""
+        if row is None:
+            return False
+        convert = TypeRow.CONVERT
+        return all(
+            convert[name](value) == convert[name](row[name])
+            for name, value in self.columns().items()
+            if name != "is_enabled"
+        )
 
 
 def rate_limit_parts(text: str) -> tuple[int, timedelta]:

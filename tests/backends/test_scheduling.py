@@ -90,6 +90,57 @@ def test_register_again_keeps_an_operators_disable(database_url: str) -> None:
     assert app.type_row("t", max_age=0)["is_enabled"] is True
 
 
+def writes_of(app: kojo.App) -> list[int]:
+    """Counts the write transactions `app`'s backend opens from now on (one item each)."""
+    opened: list[int] = []
+    write = app.backend.write
+
+    def counted() -> Any:
+        if not app.backend.in_transaction():  # a nested write joins the outer one
+            opened.append(1)
+        return write()
+
+    app.backend.write = counted  # type: ignore[method-assign]
+    return opened
+
+
+def test_registering_unchanged_types_again_writes_nothing(database_url: str) -> None:
+    # Every server start registers the app's types: when none changed that is one read,
+    # no write transaction (nor, on PostgreSQL, a commit waiting for the disk).
+    types: dict[str, dict[str, Any]] = {
+        "every": EVERY_FIELD,
+        "plain": {},
+        "rated": {"rate_limit": "5/PT1S", "concurrency_limit": 2},
+    }
+    first = make_app(database_url, **types)
+    first.set_type_enabled("plain", False)  # the operator's: not a change of definition
+    stored = {r["type_code"]: r for r in first.backend.type_list()}
+
+    def restarted(**changes: Any) -> kojo.App:
+        app = kojo.App(database=database_url)
+        for code, fields in types.items():
+            app.job_type(code, **{**fields, **changes.get(code, {})})(noop)
+        return app
+
+    again = restarted()
+    writes = writes_of(again)
+    assert again.register_job_types() == ["every", "plain", "rated"]
+    assert writes == []
+    assert {r["type_code"]: r for r in again.backend.type_list()} == stored
+    assert again.register_job_types(["rated"]) == ["rated"]  # one type: read alone
+    assert writes == []
+
+    changed = restarted(rated={"max_retries": 4})
+    writes = writes_of(changed)
+    changed.register_job_types()
+    assert len(writes) == 1
+    rows = {r["type_code"]: r for r in changed.backend.type_list()}
+    assert rows["rated"]["max_retries"] == 4
+    assert rows["rated"]["updated_at_date_time"] > stored["rated"]["updated_at_date_time"]
+    assert rows["every"] == stored["every"] and rows["plain"] == stored["plain"]
+    assert rows["plain"]["is_enabled"] is False
+
+
 def test_several_types_in_one_run(database_url: str) -> None:
     app = make_app(database_url, a={}, b={"cron_expression": "@daily"}, c={"schedule_limit": 2})
     assert [r["type_code"] for r in app.backend.type_list()] == ["a", "b", "c"]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
 import kojo
@@ -107,6 +108,40 @@ def test_a_vouched_process_is_alive_by_the_anchors_session_and_claims(
     assert not owner.is_lost()
     job_id = app.schedule("work")
     assert claim(backend, owner, 1) == [job_id]
+
+
+def test_registrations_commit_without_waiting_for_the_disk(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash that loses a registration also ends the session holding its key (the
+    # process registers again), and the next claim's synchronous commit flushes it first:
+    # the server's and every vouched process's registration spare a disk flush at start.
+    app = make_app(postgres_url, work={})  # PostgreSQL's synchronous_commit
+    settings: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def spied(conn: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        cursor = execute(conn, query, *args, **kwargs)
+        if "pg_advisory_lock(" in str(query):  # the key: what its transaction commits as
+            row = execute(conn, "SELECT current_setting('synchronous_commit') AS s").fetchone()
+            settings.append(row["s"] if isinstance(row, dict) else row[0])
+        return cursor
+
+    backend = app.backend
+    default = scalar(backend, "SELECT current_setting('synchronous_commit')")
+    monkeypatch.setattr(psycopg.Connection, "execute", spied)
+    anchor = backend.register_owner(process_info("server"))
+    voucher = backend.vouch_for_descendants(anchor)
+    assert voucher is not None
+    try:
+        served(voucher, lambda: voucher.line.register(process_info("job")))
+        assert settings == ["off", "off"]
+        # Only those transactions: the session's own setting is untouched.
+        row = anchor.anchor.execute("SHOW synchronous_commit").fetchone()  # type: ignore[attr-defined]
+        assert row["synchronous_commit"] == default
+    finally:
+        voucher.drop_all()
+        anchor.close()
 
 
 def test_wake_ups_reach_the_vouched_through_their_doorbell(

@@ -90,6 +90,33 @@ def test_the_idle_board_stamps_with_the_clock() -> None:
     assert board.free() == SLOTS
 
 
+class RegistrationStopsTheTest(Exception):
+    pass
+
+
+class NoSignals:
+    def pop_all(self) -> list[int]:
+        return []
+
+
+def test_the_root_forks_its_job_processes_before_it_registers() -> None:
+    # The first job waits neither for the root's registration nor for its first look at
+    # the commands (each a round trip; on PostgreSQL, a connection of the root's own).
+    clock = FakeClock()
+    root = make_root(clock, max_processes=2)
+    root._reap_children = lambda block=False: None  # type: ignore[method-assign]
+    forked_when_registering: list[list[int]] = []
+
+    def register_owner(info: Any) -> None:
+        forked_when_registering.append(jobs(root))
+        raise RegistrationStopsTheTest
+
+    root.app.backend.register_owner = register_owner
+    with pytest.raises(RegistrationStopsTheTest):
+        root._loop(NoSignals())  # type: ignore[arg-type]
+    assert forked_when_registering == [[101, 102]]
+
+
 def test_the_pool_fills_then_retires_surplus_idlers_after_idle_retire() -> None:
     clock = FakeClock()
     root = make_root(clock)

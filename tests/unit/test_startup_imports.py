@@ -2,7 +2,8 @@
 
 Every module the server imports is paid for by every start-up (bench/startup.py).
 psycopg is only for PostgreSQL; yaml only for `--file`; croniter only for cron types
-(the maintainer, or an app that defines one). Each check runs a fresh interpreter,
+(the maintainer, or an app that defines one); the operators' views (why a job waits,
+its timeline, the dashboard) only when asked for. Each check runs a fresh interpreter,
 since this test process has imported them all already.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 OPTIONAL = ("psycopg", "yaml", "croniter")
+OPERATORS = ("kojo.why", "kojo.timeline", "kojo.dashboard")
 
 # What `kojo server start` imports before forking, up to the job process's module.
 SERVER_IMPORTS = """
@@ -24,12 +26,27 @@ import kojo.cli
 from kojo.processes.server import Server
 from kojo.processes.job_process import JobProcess
 app = kojo.App(database=sys.argv[1])
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {optional})))
+watched = {watched}
+found = {{w for m in sys.modules for w in watched if m == w or m.startswith(w + ".")}}
+print(json.dumps(sorted(found)))
+"""
+
+# What `import kojo` (an app, a client) imports of the command line and operators' views.
+KOJO_IMPORTS = """
+import json, sys
+import kojo
+watched = {watched}
+found = {{w for m in sys.modules for w in watched if m == w or m.startswith(w + ".")}}
+print(json.dumps(sorted(found)))
 """
 
 
 def imported_by_server(url: str, tmp_path: Path) -> set[str]:
-    code = SERVER_IMPORTS.format(optional=repr(set(OPTIONAL)))
+    return set(run(SERVER_IMPORTS.format(watched=repr(set(OPTIONAL + OPERATORS))), url, tmp_path))
+
+
+def run(code: str, url: str, tmp_path: Path) -> list[str]:
+    """The JSON list `code` prints, run in a fresh interpreter with `url` as its argument."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
@@ -42,13 +59,21 @@ def imported_by_server(url: str, tmp_path: Path) -> set[str]:
         cwd=tmp_path,
         env=env,
     )
-    return {name.split(".")[0] for name in json.loads(done.stdout)}
+    names: list[str] = json.loads(done.stdout)
+    return names
 
 
-def test_a_sqlite_server_imports_neither_psycopg_nor_yaml_nor_croniter(tmp_path: Path) -> None:
+def test_a_sqlite_server_imports_no_driver_yaml_croniter_or_operators_view(tmp_path: Path) -> None:
     assert imported_by_server(f"sqlite:///{tmp_path}/kojo.db", tmp_path) == set()
 
 
 def test_a_postgres_server_imports_psycopg_only(tmp_path: Path) -> None:
     # No connection is made: opening the backend imports its driver.
     assert imported_by_server("postgresql://nobody@127.0.0.1:1/none", tmp_path) == {"psycopg"}
+
+
+def test_import_kojo_imports_neither_the_command_line_nor_the_operators_views(
+    tmp_path: Path,
+) -> None:
+    code = KOJO_IMPORTS.format(watched=repr({"click", "kojo.cli", *OPERATORS}))
+    assert run(code, "", tmp_path) == []

@@ -34,7 +34,7 @@ from .errors import DriverErrors, register_driver
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
 from .postgres_pooler import LOST_PREPARED_CODES, PoolerTolerantConnection
-from .postgres_vouching import PostgresVoucher
+from .postgres_vouching import TAKE_KEY, PostgresVoucher
 from .url_secrets import mask_url, redact
 from .vouching import Voucher
 
@@ -360,7 +360,7 @@ class PostgresOwner(Owner):
             row = self.anchor.execute(backend.query("process_register"), params).fetchone()
             assert row is not None
             self.id = int(row["kojo_process_id"])
-            self.anchor.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.id))
+            self.anchor.execute(TAKE_KEY, (LOCK_NAMESPACE, self.id))
         self.anchor.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self._watch_forks()
 

@@ -16,6 +16,12 @@ from .session_vouching import SessionVoucher
 if TYPE_CHECKING:
     from .postgres import PostgresBackend, PostgresOwner
 
+# A registration's key, taken in the transaction that inserts its process row. That
+# transaction need not wait for the disk: a crash that loses it also ends the session
+# holding the key (the process registers again), and whatever the process then does that
+# must outlive a crash (a claim) commits synchronously, which flushes it first.
+TAKE_KEY = "SELECT pg_advisory_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
+
 
 class PostgresVoucher(SessionVoucher):
     anchor: PostgresOwner
@@ -31,7 +37,7 @@ class PostgresVoucher(SessionVoucher):
             row = conn.execute(self.backend.query("process_register"), params).fetchone()
             assert row is not None
             owner_id = int(row["kojo_process_id"])
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", (self._namespace, owner_id))
+            conn.execute(TAKE_KEY, (self._namespace, owner_id))
         return owner_id
 
     def _free_key(self, owner_id: int) -> None:

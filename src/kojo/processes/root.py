@@ -190,6 +190,11 @@ class Root:
     # -- main loop -------------------------------------------------------------------
 
     def _loop(self, signals: SignalQueue) -> int:
+        # The job processes first: the first job then waits neither for the root's own
+        # registration nor for its first look at the commands (round trips, and on
+        # PostgreSQL a connection of its own). Children may be forked before the root is
+        # registered anyway (the database may be away); they register themselves.
+        self.turn(self.clock.monotonic())
         while True:
             for signum in signals.pop_all():
                 if signum == signal.SIGQUIT:
