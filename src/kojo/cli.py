@@ -603,7 +603,7 @@ def jobs_list(
     of each job (the keys of `jobs show --json` but its timeline), newest first too.
 
     --search TEXT keeps the jobs whose payload's JSON text contains TEXT, future cron
-    jobs included; it scans at most 40,000 jobs per call, newest first, so a page can
+    jobs included; it scans at most 20,000 jobs per call, newest first, so a page can
     be short, even empty, and still end with `more: --before ID`."""
     if search is not None:
         rows, older = ctx.app().job_search(search, type_code, state, limit, before=before)

@@ -8,7 +8,7 @@ from .errors import InvalidArgument
 MAX_SEARCH_CHARS = 200  # a value or a key to find, not a document
 # Jobs one search call looks at, newest first: a search costs the same at any table
 # size, and the next call goes on where it stopped.
-SEARCH_SCAN = 40_000
+SEARCH_SCAN = 20_000
 
 
 def check_search(text: object) -> str:
