@@ -438,25 +438,3 @@ def test_closing_an_owner_crashes_its_claims_at_once(database_url: str) -> None:
         assert (row["assigned_state"], row["times_crashed"]) == ("crashed", 1), round_
         assert backend.process_get(owner.id) is None
         app.cancel(job_id)
-
-
-def test_a_mysql_claim_that_met_a_type_held_by_another_claim_looks_again(
-    mysql_url: str,
-) -> None:
-    """MySQL's claim takes its types' rows with SKIP LOCKED: one that finds the only type
-    with due work held by another claim comes back empty though a job is due. Inside the
-    job process's own transaction (as here, in write()), it looks again a few times
-    rather than idle until its next poll (backends/mysql.py, CONTENDED_TRIES)."""
-    app = make_app(mysql_url, q={})
-    job_id = app.schedule("q")
-    owner = app.backend.register_owner(process_info())
-    holder = app.backend.new_connection()
-    holder.execute("BEGIN")
-    holder.execute("SELECT type_code FROM kojo_job_type WHERE type_code = 'q' FOR UPDATE")
-    release = threading.Timer(0.03, holder.execute, ["COMMIT"])  # during the second look
-    release.start()
-    try:
-        assert claim(app.backend, owner, 1) == [job_id]
-    finally:
-        release.join()
-        holder.close()

@@ -408,9 +408,7 @@ class MysqlBackend(Backend):
         claims held the rows of the types with due work (claims split types, not jobs)."""
         rows = super().job_claim(owner_id, limit, now, completed, skip)
         for _ in range(CONTENDED_TRIES):
-            # Inside the job process's transaction too (READ COMMITTED: each statement
-            # reads afresh); what this claim completed stays locked for the pauses.
-            if rows or not self._claim_contended(now, skip):
+            if rows or self.in_transaction() or not self._claim_contended(now, skip):
                 break
             time.sleep(CONTENDED_PAUSE)
             rows = super().job_claim(owner_id, limit, now, (), skip)
