@@ -393,8 +393,9 @@ class App:
         with database_errors():
             self._ensure_registered(type_code)
             backend = self.backend
-            ids: list[int] = []
-            with backend.write():
+
+            def insert() -> list[int]:
+                ids: list[int] = []
                 for start in range(0, len(encoded), BATCH_INSERT_ROWS):
                     chunk = encoded[start : start + BATCH_INSERT_ROWS]
                     inserted = backend.job_insert_batch(type_code, chunk, **options)
@@ -402,7 +403,11 @@ class App:
                         self._refuse(type_code)
                     ids.extend(inserted)
                 backend.notify("jobs")
-        return ids
+                return ids
+
+            # A deadlock victim (a child scheduled `after` a parent that is finishing, on
+            # MySQL) is run again when this call owns its transaction.
+            return backend.retrying(insert)
 
     def _insert_options(
         self,

@@ -498,3 +498,30 @@ def test_jobs_refuses_a_bad_filter_in_one_line(
     with pytest.raises(kojo.InvalidArgument) as refused:
         app.jobs(**arguments)
     assert needle in str(refused.value)
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # what each dialect's deadlock error carries (driver.retrying)
+
+
+def test_a_schedule_chosen_as_a_deadlock_victim_is_run_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database may abort a schedule as a deadlock victim (MySQL: a child scheduled
+    `after` a parent that is finishing): the call owns its transaction, so it runs again
+    and creates its jobs once."""
+    app = make_app(database_url, q={})
+    real = app.backend.job_insert_batch
+    calls = []
+
+    def once_a_victim(*args: Any, **kwargs: Any) -> list[int]:
+        calls.append(1)
+        if len(calls) == 1:
+            real(*args, **kwargs)  # written, then rolled back with the transaction
+            raise _Deadlock("deadlock detected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.backend, "job_insert_batch", once_a_victim)
+    job_id = app.schedule("q")
+    assert len(calls) == 2
+    assert [int(j["kojo_job_id"]) for j in app.jobs(type_code="q")] == [job_id]
