@@ -94,17 +94,5 @@ DELETE FROM kojo_job_tally WHERE minute > 0 AND minute < :before
 -- name: job_claim_contended
 -- After an empty claim: a type job_claim's first step would take, read without its lock.
 -- Found, it was most likely skipped because another claim holds its row (MySQL).
-SELECT t.type_code FROM kojo_job_type t
-WHERE NOT t.is_paused
-  AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
-  AND t.type_code NOT IN ({{skip_types}})
-  AND (EXISTS (SELECT 1 FROM kojo_job k WHERE k.type_code = t.type_code
-      AND k.can_work_in_parallel = true AND k.next_state_request = 'working'
-      AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now)
-    OR ((
-        SELECT 1 FROM kojo_job k FORCE INDEX (kojo_job_due) WHERE k.type_code = t.type_code
-      AND k.can_work_in_parallel = false AND k.next_state_request = 'working'
-      AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
-      LIMIT 1) IS NOT NULL
-      AND (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL))
+{{due_types}}
 LIMIT 1

@@ -20,18 +20,9 @@ lane (type_code, parallel, rate_seconds) AS (
           AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
 )
 
--- name: job_claim
--- First the rows of the types that may run now and have a due job in a lane that may run,
--- with SKIP LOCKED: concurrent claims split the types between them, so two never pick one
--- serial type, and a rate-limited type's slots are counted under its row (as on
--- PostgreSQL). Then the due jobs of those types in selection order: every parallel job,
--- the first of each serial or rate-limited lane (a serial lane only while no job of its
--- type works); then the compare-and-set claim, and the claimed rows.
--- Unlike PostgreSQL's lane walk, the second step reads every due job of the lanes it
--- takes from (MySQL has no LATERAL): a first slice (docs/howto/mysql.md). The serial
--- lane's probes are scalar subqueries, the second on kojo_job_due (forced): MariaDB
--- materialized an EXISTS under OR, or picked an index, that read every job of the type
--- (tests/backends/test_claim_walk.py counts the rows read).
+-- fragment: due_types
+-- The types that may run now and have a due job in a lane that may run (job_claim's
+-- first step; job_claim_contended).
 SELECT t.type_code FROM kojo_job_type t
 WHERE NOT t.is_paused
   AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
@@ -45,6 +36,20 @@ WHERE NOT t.is_paused
       AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
       LIMIT 1) IS NOT NULL
       AND (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL))
+
+-- name: job_claim
+-- First the rows of the types that may run now and have a due job in a lane that may run,
+-- with SKIP LOCKED: concurrent claims split the types between them, so two never pick one
+-- serial type, and a rate-limited type's slots are counted under its row (as on
+-- PostgreSQL). Then the due jobs of those types in selection order: every parallel job,
+-- the first of each serial or rate-limited lane (a serial lane only while no job of its
+-- type works); then the compare-and-set claim, and the claimed rows.
+-- Unlike PostgreSQL's lane walk, the second step reads every due job of the lanes it
+-- takes from (MySQL has no LATERAL): a first slice (docs/howto/mysql.md). The serial
+-- lane's probes are scalar subqueries, the second on kojo_job_due (forced): MariaDB
+-- materialized an EXISTS under OR, or picked an index, that read every job of the type
+-- (tests/backends/test_claim_walk.py counts the rows read).
+{{due_types}}
 ORDER BY t.type_code
 FOR UPDATE SKIP LOCKED;
 SELECT kojo_job_id FROM (
