@@ -438,3 +438,62 @@ def test_closing_an_owner_crashes_its_claims_at_once(database_url: str) -> None:
         assert (row["assigned_state"], row["times_crashed"]) == ("crashed", 1), round_
         assert backend.process_get(owner.id) is None
         app.cancel(job_id)
+
+
+def hold_type_row(backend: Any, type_code: str) -> Any:
+    """Another session holding a type's row, as a claim in flight does (MySQL)."""
+    holder = backend.new_connection()
+    holder.execute("BEGIN")
+    holder.execute(
+        f"SELECT type_code FROM kojo_job_type WHERE type_code = '{type_code}' FOR UPDATE"
+    )
+    return holder
+
+
+def test_a_mysql_claim_that_met_a_type_held_by_another_claim_looks_again(
+    mysql_url: str,
+) -> None:
+    """MySQL's claim takes its types' rows with SKIP LOCKED: one that finds the only type
+    with due work held by another claim comes back empty though a job is due. Inside the
+    job process's own transaction (as here, in write()), having completed nothing, it
+    looks again a few times rather than idle until its next poll (CONTENDED_TRIES): a
+    pool's second job process once got none of 4 jobs."""
+    app = make_app(mysql_url, q={})
+    job_id = app.schedule("q")
+    owner = app.backend.register_owner(process_info())
+    holder = hold_type_row(app.backend, "q")
+    release = threading.Timer(0.03, holder.execute, ["COMMIT"])  # during the second look
+    release.start()
+    try:
+        assert claim(app.backend, owner, 1) == [job_id]
+        assert not app.backend.claim_contended()
+    finally:
+        release.join()
+        holder.close()
+
+
+def test_a_mysql_claim_that_completed_jobs_and_met_a_held_type_says_so_at_once(
+    mysql_url: str,
+) -> None:
+    """A claim that completed jobs does not pause holding their rows (a schedule(after=)
+    of a child may wait on them): it comes back empty at once and claim_contended() tells
+    the job process to claim again after the commit."""
+    app = make_app(mysql_url, q={"auto_delete_interval_duration": "PT1H"})
+    backend = app.backend
+    first, second = app.schedule("q"), app.schedule("q")
+    with owner_of(backend) as owner:
+        assert claim(backend, owner, 1) == [first]
+        done = [{"kojo_job_id": first, "auto_delete_interval_duration": "PT1H"}]
+        holder = hold_type_row(backend, "q")
+        try:
+            started = time.monotonic()
+            with backend.write():
+                assert backend.job_claim(owner.id, 1, FAR, done) == []
+            assert time.monotonic() - started < 0.02  # no pause
+            assert backend.claim_contended()
+            assert app.job(first)["assigned_state"] == "complete_success"
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        assert claim(backend, owner, 1) == [second]
+        assert not backend.claim_contended()

@@ -339,6 +339,12 @@ class JobStore(StartLimits, EventWriter, TallyStore):
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 
+    def claim_contended(self) -> bool:
+        """After an empty job_claim on this thread: True when it came back empty only
+        because other claims held what it would have taken and it could not look again
+        itself (MySQL, a claim that completed jobs): claiming again at once is worth it."""
+        return False
+
     def _claim_retrying(self, params: Mapping[str, Any]) -> list[Row]:
         """The claim statement, retried when it loses a race on a serial type.
 

@@ -405,14 +405,29 @@ class MysqlBackend(Backend):
         skip: Collection[str] = (),
     ) -> list[Row]:
         """job_claim, tried again a few times when it came back empty only because other
-        claims held the rows of the types with due work (claims split types, not jobs)."""
+        claims held the rows of the types with due work (claims split types, not jobs).
+
+        Inside a transaction too (the job process claims in retrying()'s), but only when
+        it completed nothing: the pauses then hold no job's row, only the shared lock on
+        its own process row. A claim that completed jobs and met a held type comes back
+        empty at once and says so (claim_contended): its caller commits the completions
+        and claims again, instead of idling until its next poll while work is due."""
+        self._local.contended = False
         rows = super().job_claim(owner_id, limit, now, completed, skip)
+        if rows or not self._claim_contended(now, skip):
+            return rows
+        if completed and self.in_transaction():
+            self._local.contended = True
+            return rows
         for _ in range(CONTENDED_TRIES):
-            if rows or self.in_transaction() or not self._claim_contended(now, skip):
-                break
             time.sleep(CONTENDED_PAUSE)
             rows = super().job_claim(owner_id, limit, now, (), skip)
+            if rows or not self._claim_contended(now, skip):
+                break
         return rows
+
+    def claim_contended(self) -> bool:
+        return bool(getattr(self._local, "contended", False))
 
     def _claim_contended(self, now: datetime, skip: Collection[str]) -> bool:
         params = {"now": now, "skip": skip_param(skip)}

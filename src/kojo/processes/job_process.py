@@ -372,6 +372,9 @@ class JobProcess:
                     rows = backend.retrying(claim)
                     completed = []
                 if not rows:
+                    if backend.claim_contended():
+                        wake = True  # work was due but held: look again, not after a poll
+                        continue
                     if self.board is not None and self.board.idle_since(self.slot) is None:
                         self.board.mark_idle(self.slot)
                     wake = keeper.take_woken() or self._idle(owner, signals)
