@@ -1,8 +1,8 @@
 """Publish→receive latency and messages per second of kojo's pub/sub, beside a raw baseline.
 
-    python bench/ipc.py [--backend sqlite|postgres|both] [--latency-messages 500]
+    python bench/ipc.py [--backend sqlite|postgres|mysql|both|all] [--latency-messages 500]
                         [--throughput-messages 5000] [--subscribers 1] [--size 100]
-                        [--postgres URL]
+                        [--postgres URL] [--mysql URL] [--table-poll 0.05]
 
 Subscribers run in their own processes (spawned), publishers in this one.
 
@@ -19,6 +19,10 @@ Methods, each on a fresh database:
   a durable row in kojo_message plus a wake-up, committed per message.
 - baseline, PostgreSQL: raw `SELECT pg_notify(channel, payload)` in autocommit
   → a raw `LISTEN` connection's `notifies()` (no table, nothing durable).
+- baseline, MySQL (no LISTEN/NOTIFY): a raw polled table, as kojo's wake-ups are:
+  `INSERT` of the message in autocommit into a table of its own; the subscriber
+  reads the rows past the last id it saw, every `--table-poll` seconds while none
+  came (kojo's anchor polls kojo_wakeup every 50 ms while wake-ups come).
 - baseline, SQLite: a raw datagram sent to an abstract unix socket bound by
   the subscriber (kojo's doorbell without the table).
 
@@ -45,9 +49,11 @@ import psycopg
 from harness import ROOT, database, summary
 
 import kojo
+import mysql_db
 
 CHANNEL = "bench"
 PG_CHANNEL = "kojo_bench"
+TABLE = "bench_note"  # the MySQL baseline's messages
 RECEIVE_TIMEOUT = 60.0
 
 
@@ -69,6 +75,28 @@ def pg_messages(url: str, ready: Callable[[], None]) -> Iterator[Any]:
             yield json.loads(note.payload)
 
 
+def table_messages(url: str, ready: Callable[[], None], poll: float) -> Iterator[Any]:
+    conn = mysql_db.connect(url)  # autocommit: each read sees the latest commits
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}")  # a fixed name
+        (last,) = cursor.fetchone()
+        ready()
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < RECEIVE_TIMEOUT:
+            cursor.execute(f"SELECT id, payload FROM {TABLE} WHERE id > %s ORDER BY id", (last,))
+            rows = cursor.fetchall()
+            if not rows:
+                time.sleep(poll)
+                continue
+            quiet_since = time.monotonic()
+            last = rows[-1][0]
+            for _, payload in rows:
+                yield json.loads(payload)
+    finally:
+        conn.close()
+
+
 def datagram_messages(address: str, ready: Callable[[], None]) -> Iterator[Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as bell:
         bell.bind(address)
@@ -82,13 +110,18 @@ def datagram_messages(address: str, ready: Callable[[], None]) -> Iterator[Any]:
             yield json.loads(packet)
 
 
-def subscriber(method: str, target: str, pipe: Connection) -> None:
+def subscriber(method: str, target: str, pipe: Connection, poll: float) -> None:
     """Receive messages; report each latency (mode "latency") or a summary ("throughput")."""
     sources = {"kojo": kojo_messages, "pg": pg_messages, "datagram": datagram_messages}
     expected_next = 0
     received = 0
     in_order = True
-    for message in sources[method](target, lambda: pipe.send("ready")):
+    ready = lambda: pipe.send("ready")  # noqa: E731
+    if method == "table":
+        messages = table_messages(target, ready, poll)
+    else:
+        messages = sources[method](target, ready)
+    for message in messages:
         now = time.monotonic()
         if message.get("stop"):
             break
@@ -114,6 +147,9 @@ class Publisher:
             self.app = kojo.App(database=url)
         elif method == "pg":
             self.conn = psycopg.connect(url, autocommit=True)
+        elif method == "table":
+            self.my = mysql_db.connect(url)
+            self.cursor = self.my.cursor()
         else:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.addresses = addresses
@@ -123,6 +159,10 @@ class Publisher:
             self.app.publish(CHANNEL, message)
         elif self.method == "pg":
             self.conn.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, json.dumps(message)))
+        elif self.method == "table":
+            self.cursor.execute(
+                f"INSERT INTO {TABLE} (payload) VALUES (%s)", (json.dumps(message),)
+            )
         else:
             packet = json.dumps(message).encode()
             for address in self.addresses:
@@ -133,18 +173,22 @@ class Publisher:
             self.app.backend.close()
         elif self.method == "pg":
             self.conn.close()
+        elif self.method == "table":
+            self.my.close()
         else:
             self.sock.close()
 
 
 @contextmanager
-def subscribers(method: str, url: str, count: int) -> Iterator[tuple[list[Connection], list[str]]]:
+def subscribers(
+    method: str, url: str, count: int, poll: float
+) -> Iterator[tuple[list[Connection], list[str]]]:
     context = multiprocessing.get_context("spawn")
     pipes, procs, targets = [], [], []
     for index in range(count):
         target = f"\0kojo-bench-{os.getpid()}-{index}" if method == "datagram" else url
         mine, theirs = context.Pipe()
-        proc = context.Process(target=subscriber, args=(method, target, theirs), daemon=True)
+        proc = context.Process(target=subscriber, args=(method, target, theirs, poll), daemon=True)
         proc.start()
         pipes.append(mine)
         procs.append(proc)
@@ -164,7 +208,16 @@ def subscribers(method: str, url: str, count: int) -> Iterator[tuple[list[Connec
 
 def run(method: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     padding = "x" * args.size
-    with subscribers(method, url, args.subscribers) as (pipes, targets):
+    if method == "table":
+        conn = mysql_db.connect(url)
+        try:
+            conn.cursor().execute(
+                f"CREATE TABLE {TABLE} (id bigint AUTO_INCREMENT PRIMARY KEY, "
+                "payload longtext NOT NULL) ENGINE=InnoDB"
+            )
+        finally:
+            conn.close()
+    with subscribers(method, url, args.subscribers, args.table_poll) as (pipes, targets):
         publisher = Publisher(method, url, targets)
         try:
             for _ in range(20):  # warm-up: connections, prepared plans
@@ -201,6 +254,15 @@ def run(method: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def settings(backend: str, url: str) -> dict[str, Any]:
+    if backend == "mysql":
+        conn = mysql_db.connect(url)
+        try:
+            cursor = conn.cursor()
+            cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
+            version, flush = cursor.fetchone()
+        finally:
+            conn.close()
+        return {"server_version": version, "innodb_flush_log_at_trx_commit": flush}
     if backend != "postgres":
         return {"sqlite_synchronous": "NORMAL", "journal_mode": "WAL"}
     with psycopg.connect(url) as conn:
@@ -212,28 +274,42 @@ def settings(backend: str, url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgres", "mysql", "both", "all"], default="both"
+    )
     parser.add_argument("--latency-messages", type=int, default=500)
     parser.add_argument("--throughput-messages", type=int, default=5000)
     parser.add_argument("--subscribers", type=int, default=1)
     parser.add_argument("--size", type=int, default=100, help="padding bytes per message")
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    parser.add_argument("--mysql", default=os.environ.get("KOJO_TEST_MYSQL_URL"))
+    parser.add_argument(
+        "--table-poll", type=float, default=0.05, help="the MySQL baseline's poll, seconds"
+    )
     args = parser.parse_args()
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    if args.backend == "both" and not args.postgres:
-        print("no --postgres URL nor KOJO_TEST_POSTGRES_URL: SQLite only", file=sys.stderr)
-        backends = ["sqlite"]
+    admin_urls = {"sqlite": None, "postgres": args.postgres, "mysql": args.mysql}
+    groups = {"both": ["sqlite", "postgres"], "all": ["sqlite", "postgres", "mysql"]}
+    backends = groups.get(args.backend, [args.backend])
+    for server in ("postgres", "mysql"):
+        if server in backends and not admin_urls[server]:
+            if args.backend not in groups:
+                parser.error(f"{server} needs --{server} URL or KOJO_TEST_{server.upper()}_URL")
+            print(
+                f"no --{server} URL nor KOJO_TEST_{server.upper()}_URL: {server} skipped",
+                file=sys.stderr,
+            )
+            backends.remove(server)
     results: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "parameters": vars(args) | {"postgres": bool(args.postgres)},
+        "parameters": vars(args) | {"postgres": bool(args.postgres), "mysql": bool(args.mysql)},
         "backends": {},
     }
     for backend in backends:
-        baseline = "pg" if backend == "postgres" else "datagram"
+        baseline = {"postgres": "pg", "mysql": "table"}.get(backend, "datagram")
         entry: dict[str, Any] = {}
         for method in (baseline, "kojo"):
-            with database(backend, args.postgres) as url:
+            with database(backend, admin_urls[backend]) as url:
                 if method == "kojo":
                     kojo.App(database=url).install()
                 entry.setdefault("settings", settings(backend, url))

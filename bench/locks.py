@@ -1,24 +1,28 @@
 """Mutex speed, hand-off latency and the cost of idle waiters, beside the raw primitive.
 
-    python bench/locks.py [--backend sqlite|postgres|both] [--cycles 2000]
+    python bench/locks.py [--backend sqlite|postgres|mysql|both|all] [--cycles 2000]
                           [--handoffs 400] [--processes 4] [--idle-waiters 100]
-                          [--idle-seconds 10] [--postgres URL]
+                          [--idle-seconds 10] [--postgres URL] [--mysql URL]
 
 Each backend runs on a fresh database, kojo and its baseline in the same run:
 
 - uncontended: acquire+release of one mutex in a loop, in this process.
   kojo: `with app.mutex(name): pass`. Baseline, PostgreSQL: `SELECT
-  pg_advisory_lock(k)` / `pg_advisory_unlock(k)` on one connection; SQLite:
+  pg_advisory_lock(k)` / `pg_advisory_unlock(k)` on one connection; MySQL:
+  `SELECT GET_LOCK(name, -1)` / `RELEASE_LOCK(name)` on one connection; SQLite:
   `flock(LOCK_EX)` / `flock(LOCK_UN)` on a file (what kojo's liveness rests on).
 - hand-off: `--processes` forked processes take one mutex in turn; each holds
   it 2 ms, then sleeps 5 ms after releasing, so the others are blocked waiting
   when it lets go. Hand-off latency = the next holder's "got it" time minus the
   previous holder's time just before it called release (CLOCK_MONOTONIC is
   system-wide). The baseline is the same loop over a blocking
-  `pg_advisory_lock` / `flock`, which the kernel or server hands over directly.
+  `pg_advisory_lock` / `GET_LOCK` / `flock`, which the kernel or server hands over
+  directly.
 - idle waiters: this process holds a mutex while `--idle-waiters` forked
   processes block on it; the CPU they use (user + system, from /proc) over
-  `--idle-seconds`, plus on PostgreSQL that of their server backends, as a
+  `--idle-seconds`, plus on PostgreSQL that of their server backends, on MySQL
+  that of the whole server process (its other clients included: an upper bound,
+  when the server runs on this machine and its pid file is readable), as a
   percentage of one core. Then the mutex is released and every waiter must get
   it in turn and exit.
 
@@ -47,6 +51,7 @@ import psycopg
 from harness import ROOT, database, summary, wait_for
 
 import kojo
+import mysql_db
 
 HOLD = 0.002
 GAP = 0.005
@@ -111,6 +116,18 @@ def raw_lock(url: str, lock_file: Path) -> Iterator[tuple[Callable[[], None], Ca
             yield (lambda: fcntl.flock(fd, fcntl.LOCK_EX), lambda: fcntl.flock(fd, fcntl.LOCK_UN))
         finally:
             os.close(fd)
+        return
+    if url.startswith("mysql"):
+        my = mysql_db.connect(url)
+        name = f"kojo-bench-raw.{mysql_db.name_of(url)}"[:64]  # named locks are server-wide
+        cursor = my.cursor()
+        try:
+            yield (
+                lambda: cursor.execute("SELECT GET_LOCK(%s, -1)", (name,)),
+                lambda: cursor.execute("SELECT RELEASE_LOCK(%s)", (name,)),
+            )
+        finally:
+            my.close()
         return
     with psycopg.connect(url, autocommit=True) as conn:
         yield (
@@ -187,7 +204,22 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def server_backends(url: str) -> list[int]:
-    """Pids of the PostgreSQL backends serving `url`'s database (same machine only)."""
+    """Pids of the PostgreSQL backends serving `url`'s database (same machine only); on
+    MySQL, the server's own pid (one process, a thread per connection), if readable."""
+    if url.startswith("sqlite"):
+        return []
+    if url.startswith("mysql"):
+        my = mysql_db.connect(url)
+        try:
+            cursor = my.cursor()
+            cursor.execute("SELECT @@pid_file")
+            (pid_file,) = cursor.fetchone()
+        finally:
+            my.close()
+        try:
+            return [int(Path(pid_file).read_text().strip())]
+        except (OSError, ValueError):
+            return []
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
@@ -214,7 +246,7 @@ def idle_waiters(url: str, waiters: int, seconds: float) -> dict[str, Any]:
 
         wait_for(all_waiting, 120, f"{waiters} waiters")
         time.sleep(1.0)  # let start-up settle
-        backends = server_backends(url) if url.startswith("postgres") else []
+        backends = server_backends(url)
         clients_before, server_before = cpu_seconds(pids), cpu_seconds(backends)
         started = time.monotonic()
         time.sleep(seconds)
@@ -250,7 +282,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kojo-bench-locks-") as tmp:
         folder = Path(tmp)
-        with database(backend, args.postgres) as url:
+        with database(backend, args.admin_urls[backend]) as url:
             kojo.App(database=url).install()
             raw = uncontended_raw(url, folder / "raw.lock", args.cycles)
             ours = uncontended_kojo(url, args.cycles)
@@ -283,27 +315,48 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                         name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
                         for name in ("fsync", "synchronous_commit", "server_version")
                     }
+            if backend == "mysql":
+                my = mysql_db.connect(url)
+                try:
+                    cursor = my.cursor()
+                    cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
+                    version, flush = cursor.fetchone()
+                finally:
+                    my.close()
+                entry["settings"] = {
+                    "server_version": version,
+                    "innodb_flush_log_at_trx_commit": flush,
+                }
     return entry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgres", "mysql", "both", "all"], default="both"
+    )
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--handoffs", type=int, default=400)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--idle-waiters", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
+    parser.add_argument("--mysql", default=os.environ.get("KOJO_TEST_MYSQL_URL"))
     args = parser.parse_args()
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    if args.backend == "both" and not args.postgres:
-        backends = ["sqlite"]
-        print("postgres: skipped (no --postgres and no KOJO_TEST_POSTGRES_URL)")
+    args.admin_urls = {"sqlite": None, "postgres": args.postgres, "mysql": args.mysql}
+    groups = {"both": ["sqlite", "postgres"], "all": ["sqlite", "postgres", "mysql"]}
+    backends = groups.get(args.backend, [args.backend])
+    for server in ("postgres", "mysql"):
+        if server in backends and not args.admin_urls[server]:
+            if args.backend not in groups:
+                parser.error(f"{server} needs --{server} URL or KOJO_TEST_{server.upper()}_URL")
+            backends.remove(server)
+            print(f"{server}: skipped (no --{server} and no KOJO_TEST_{server.upper()}_URL)")
     results: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "args": vars(args) | {"postgres": bool(args.postgres)},
+        "args": {k: v for k, v in vars(args).items() if k != "admin_urls"}
+        | {"postgres": bool(args.postgres), "mysql": bool(args.mysql)},
         "backends": {},
     }
     for backend in backends:
