@@ -452,6 +452,7 @@ class MysqlBackend(Backend):
         return json.dumps(ids)
 
     def _complete_success(self, params: Mapping[str, Any], count: int) -> tuple[int, list[int]]:
+        params = {**params, "id_list": json.loads(params["ids"])}  # PyMySQL writes (1, 2)
         completed = self.execute("job_complete_success", params)
         flagged = self.fetchall("job_flagged_after_complete", params) if completed else []
         return completed, [int(r["flagged"]) for r in flagged]

@@ -21,11 +21,17 @@ FOR UPDATE SKIP LOCKED;
 SELECT (SELECT count(*) FROM kojo_process WHERE kojo_process_id = :kojo_process_id) AS present,
     :_rowcount AS guarded
 
+-- A locking read of listed rows starts from the list and seeks each row (STRAIGHT_JOIN):
+-- as `IN (SELECT ... JSON_TABLE)`, MariaDB scanned a small table's whole index instead,
+-- locking (and waiting for) every row on its way, which deadlocked a schedule(after=) with
+-- a job process completing and claiming other jobs. The list comes sorted: rows are
+-- locked in its order.
+
 -- name: type_rows_lock
-SELECT type_code FROM kojo_job_type
-WHERE type_code IN (
-    SELECT code FROM JSON_TABLE(:codes, '$[*]' COLUMNS (code varchar(255) PATH '$')) AS c)
-ORDER BY type_code
+SELECT t.type_code
+FROM JSON_TABLE(:codes, '$[*]' COLUMNS (code varchar(255) PATH '$')) AS c
+STRAIGHT_JOIN kojo_job_type t ON t.type_code = c.code
+ORDER BY t.type_code
 FOR UPDATE
 
 -- Serialises admissions under a type's concurrency limit (per type, not per key: MySQL
@@ -39,7 +45,7 @@ SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = :child FOR UPDATE
 
 -- name: job_flagged_after_complete
 SELECT kojo_job_id AS flagged FROM kojo_job
-WHERE kojo_job_id IN (SELECT id FROM JSON_TABLE(:ids, '$[*]' COLUMNS (id bigint PATH '$')) AS i)
+WHERE kojo_job_id IN :id_list
   AND assigned_state = 'complete_success' AND (awaited OR has_children OR limited)
 
 -- Wake-ups (mysql_wakeups.py): a row per notification, read by every owner's poller.
