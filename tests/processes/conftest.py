@@ -46,16 +46,6 @@ LEFTOVER_GRACE = 3.0  # seconds children of a stopped server get to die
 HERE = Path(__file__).resolve().parent
 
 
-# The process tests on MySQL failed in two of three CI rehearsals, each time differently
-# (a pool's second job process got none of 4 jobs; a job of a type its process cannot
-# import was seen working; a schedule(after=) was a deadlock victim): they run only when
-# KOJO_TEST_MYSQL_PROCESSES=1, until those are understood (issue 17, docs/howto/mysql.md).
-MYSQL_PROCESSES_SKIP = (
-    "MySQL process tests run only with KOJO_TEST_MYSQL_PROCESSES=1: intermittent failures "
-    "on MySQL under investigation (docs/howto/mysql.md)"
-)
-
-
 def runs_on_mysql(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     on_mysql = any(value == "mysql" for value in params.values())  # database_url, backend...
@@ -68,8 +58,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if HERE in item.path.parents:
             group = "mysql" if runs_on_mysql(item) else "serial"
             item.add_marker(pytest.mark.xdist_group(group))
-            if group == "mysql" and not os.environ.get("KOJO_TEST_MYSQL_PROCESSES"):
-                item.add_marker(pytest.mark.skip(reason=MYSQL_PROCESSES_SKIP))
 
 
 @pytest.fixture(scope="session", autouse=True)
