@@ -9,10 +9,11 @@ of the test re-parent to it. After the test (and after its servers were
 stopped), no descendant process may be alive: anything left is recorded,
 SIGKILLed, reaped, and fails the test.
 
-CI (scripts/run-tests) runs this directory on two xdist workers with ``--dist loadgroup``:
-the MySQL tests are the group ``mysql``, everything else the group ``serial``, so each
-group still runs one test at a time, and the MySQL tests' minutes pass beside the
-others' instead of after them.
+CI (scripts/run-tests) runs this directory on three xdist workers with ``--dist
+loadgroup``, one per group, each group one test at a time: the tests marked
+``mostly_waiting`` (minutes of wall-clock waiting at almost no CPU: the cron cluster)
+are the group ``waiting``; the other MySQL tests the group ``mysql``; everything else the
+group ``serial``. The minutes of the first two pass beside the others' instead of after them.
 """
 
 from __future__ import annotations
@@ -62,13 +63,19 @@ def runs_on_mysql(item: pytest.Item) -> bool:
     return on_mysql or "mysql_url" in getattr(item, "fixturenames", ())
 
 
+def lane(item: pytest.Item) -> str:
+    if item.get_closest_marker("mostly_waiting"):
+        return "waiting"
+    return "mysql" if runs_on_mysql(item) else "serial"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
-            group = "mysql" if runs_on_mysql(item) else "serial"
+            group = lane(item)
             item.add_marker(pytest.mark.xdist_group(group))
-            if group == "mysql" and not os.environ.get("KOJO_TEST_MYSQL_PROCESSES"):
+            if runs_on_mysql(item) and not os.environ.get("KOJO_TEST_MYSQL_PROCESSES"):
                 item.add_marker(pytest.mark.skip(reason=MYSQL_PROCESSES_SKIP))
 
 
