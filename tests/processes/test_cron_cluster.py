@@ -21,7 +21,10 @@ from workers_harness import Tree, wait_for
 from kojo.clock import utcnow
 from kojo.cron import floor_minute
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.mostly_waiting("three idle servers for three minutes: cron's minutes are real"),
+]
 
 MIN = timedelta(minutes=1)
 LATE = 5.0  # seconds: far above the idle p99 (bench/cron.py), far below a missed minute
