@@ -37,6 +37,7 @@ from ..logs import get_logger
 from ..sql import SCHEMA_VERSION, queries, schema
 from .bells import Ringer
 from .errors import is_unavailable
+from .later_rows import LaterRows
 from .lock_records import Released
 from .url_secrets import mask_url
 from .vouching import Voucher
@@ -381,6 +382,11 @@ class Driver(ABC):
     def fetchall(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cur = self._run(self.connection(), name, params or {})
         return [self._convert_row(r) for r in cur.fetchall()]
+
+    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
+        """A named query's rows, to be turned into dicts when asked for (SQLite: after the
+        transaction, out of the write lock; here at once)."""
+        return LaterRows.converted(self.fetchall(name, params))
 
     def fetchall_on(self, conn: Any, name: str, params: Mapping[str, Any]) -> list[Row]:
         """A named query on a connection of the caller's (from new_connection())."""

@@ -20,6 +20,7 @@ from ..errors import InvalidTransition, JobNotFound, OwnerLost
 from ..job_types import JobType
 from .driver import Row
 from .events import EventWriter
+from .later_rows import LaterRows
 from .start_limits import StartLimits
 from .tally_store import TallyStore, outcome_of
 
@@ -324,18 +325,21 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 self.job_complete_many(completed, owner_id, now)
             params = {"owner": owner_id, "limit": limit, "now": now, "skip": skip_param(skip)}
             if not self.claim_races:
-                rows = self.fetchall("job_claim", params)
+                claimed = self.fetchall_later("job_claim", params)
             else:
-                rows = self._claim_retrying(params)
-            if not rows and self.claim_vouches and not self._vouch(owner_id):
+                claimed = LaterRows.converted(self._claim_retrying(params))
+            if not claimed and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
-            rated = self._rate_limited(rows)
+            more: list[Row] = []  # rate-limited types' further jobs
+            rated = self._rate_limited(claimed)
             for row, seconds in rated:
-                rows += self._rate_start(row, seconds, owner_id, limit - len(rows), now)
+                room = limit - len(claimed) - len(more)
+                more += self._rate_start(row, seconds, owner_id, room, now)
             if rated:
                 # Idle job processes that looked while this claim held the type saw its old
                 # free time: at commit they look again (the next slot, or one free now).
                 self.notify("jobs")
+        rows = claimed.rows() + more  # converted after COMMIT where that is later (SQLite)
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 

@@ -24,7 +24,7 @@ import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -46,6 +46,7 @@ from .base import (
 )
 from .bells import Ringer
 from .errors import DriverErrors, register_driver
+from .later_rows import LaterRows
 from .lock_records import Released, Waiter
 from .sqlite_bells import SocketRinger, bind_bell, receive
 from .sqlite_writers import WriterQueue
@@ -220,6 +221,19 @@ def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]
         if values[index] is not None:
             values[index] = convert(values[index])
     return dict(zip(names, values, strict=True))
+
+
+def _rows_from(names: tuple[str, ...], raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """_row_factory's dicts for rows fetched as tuples (SqliteBackend.fetchall_later)."""
+    plan = _plan(names)
+    rows = []
+    for row in raw:
+        values = list(row)
+        for index, convert in plan:
+            if values[index] is not None:
+                values[index] = convert(values[index])
+        rows.append(dict(zip(names, values, strict=True)))
+    return rows
 
 
 def _journal_mode(conn: sqlite3.Connection, pragma: str) -> str:
@@ -435,15 +449,25 @@ class SqliteBackend(Backend):
         flagged = [int(r["flagged"]) for r in self.fetchall("job_complete_flagged", params)]
         return completed + len(flagged), flagged
 
-    def _rate_limited(self, rows: list[Row]) -> list[tuple[Row, float]]:
+    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
+        cursor = self.connection().cursor()
+        cursor.row_factory = None  # tuples: converted by LaterRows.rows(), after COMMIT
+        cursor.execute(self._queries[name], self._convert_params(params))
+        raw = cursor.fetchall()
+        return LaterRows(tuple(column[0] for column in cursor.description), raw, _rows_from)
+
+    def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a
         # subquery per row cost 1% of a job): one read of the rated types per claim instead.
-        if not rows:
+        if not claimed:
             return []
         periods = {
             r["type_code"]: float(r["rate_limit_seconds"])
             for r in self.fetchall("job_rate_periods")
         }
+        if periods.keys().isdisjoint(claimed.column("type_code")):
+            return []  # the usual case: the rows stay tuples until after COMMIT
+        rows = claimed.rows()
         return [(row, periods[row["type_code"]]) for row in rows if row["type_code"] in periods]
 
     def _fold(self, before: int) -> int:
