@@ -171,6 +171,9 @@ class Driver(ABC):
     # True where job_claim itself claims nothing for an owner without a process row
     # (SQLite: serial writes); else the claim is preceded by a check (_vouch).
     claim_vouches = False
+    # True where job_complete_success also adds the jobs it completed to the tally (one
+    # statement: PostgreSQL's data-modifying WITH); else job_store tallies them after it.
+    completion_tallies = False
     # True where wake-ups reach each listener exactly once, in commit order, and carry
     # small messages (NOTIFY); False where they are hints that may be lost (datagrams), so
     # a subscriber reads the table when woken and every so often (ipc.py).

@@ -7,6 +7,7 @@ make one.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from .driver import Row
 from .events import EventWriter
 from .later_rows import LaterRows
 from .start_limits import StartLimits
-from .tally_store import TallyStore, outcome_of
+from .tally_store import TallyStore, minute_of, outcome_of
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
@@ -533,18 +534,20 @@ class JobStore(StartLimits, EventWriter, TallyStore):
             self.notify("jobs")  # a serial type is free again
         completed = 0
         done: list[Mapping[str, Any]] = []
+        tally = {"minute": minute_of(now), "writer": os.getpid()}
         for interval, ids in by_interval.items():
-            count, flagged = self._complete_success(
-                {
-                    "ids": self._id_list(ids),
-                    "owner": owner,
-                    "now": now,
-                    "delete_after": add_saturating(now, parse_duration(interval)),
-                },
-                len(ids),
-            )
+            params = {
+                "ids": self._id_list(ids),
+                "owner": owner,
+                "now": now,
+                "delete_after": add_saturating(now, parse_duration(interval)),
+            }
+            if self.completion_tallies:
+                params.update(tally)
+            count, flagged = self._complete_success(params, len(ids))
             completed += count
-            done += self._completed_now(jobs, ids, count, now)
+            if not self.completion_tallies:
+                done += self._completed_now(jobs, ids, count, now)
             keys: set[tuple[str, str]] = set()  # one admission per key for the batch
             for job_id in flagged:
                 flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})
@@ -554,7 +557,8 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 self._job_finished(job_id, COMPLETE_SUCCESS, {**flags, "limited": False}, now)
             for type_code, key in sorted(keys):  # in one order: batches never deadlock
                 self._admit(type_code, key, now)
-        self._tally_completed(done, now)
+        if not self.completion_tallies:
+            self._tally_completed(done, now)
         return completed
 
     def _tally_completed(self, done: list[Mapping[str, Any]], now: datetime) -> None:
