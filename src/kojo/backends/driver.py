@@ -202,9 +202,6 @@ class Driver(ABC):
     @abstractmethod
     def _begin(self, conn: Any) -> None: ...
 
-    def _end(self, conn: Any) -> None:
-        """After the COMMIT or ROLLBACK of a transaction _begin() began (even a failed one)."""
-
     @abstractmethod
     def abandon_connection(self, conn: Any) -> None:
         """In a forked child: make an inherited connection unusable without closing it."""
@@ -311,21 +308,18 @@ class Driver(ABC):
         self._local.depth = 1
         self._local.pending = []
         try:
-            try:
-                yield conn
-            except BaseException:
-                self._local.depth = 0
-                self._local.pending = []
-                try:
-                    conn.execute("ROLLBACK")
-                except Exception:
-                    pass
-                raise
+            yield conn
+        except BaseException:
             self._local.depth = 0
-            pending, self._local.pending = self._local.pending, []
-            conn.execute("COMMIT")
-        finally:
-            self._end(conn)
+            self._local.pending = []
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+        self._local.depth = 0
+        pending, self._local.pending = self._local.pending, []
+        conn.execute("COMMIT")
         self._deliver(pending)
 
     def retrying(self, action: Callable[[], T]) -> T:
