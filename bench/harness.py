@@ -63,9 +63,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 @contextlib.contextmanager
 def server(url: str, processes: int, env: dict[str, str] | None = None) -> Iterator[int]:
-    """`kojo server start` with the bench app; yields the server pid; drains it at the end."""
+    """`kojo server start` with the bench app (or `env`'s KOJO_APP); yields the server pid;
+    drains it at the end."""
     full_env = dict(os.environ)
-    full_env.update(env or {})
     full_env.update(
         {
             "KOJO_DATABASE_URL": url,
@@ -74,6 +74,7 @@ def server(url: str, processes: int, env: dict[str, str] | None = None) -> Itera
             "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), full_env.get("PYTHONPATH", "")]),
         }
     )
+    full_env.update(env or {})  # a caller's KOJO_APP wins over the bench app
     proc = subprocess.Popen(
         [
             sys.executable,

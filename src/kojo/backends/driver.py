@@ -37,6 +37,7 @@ from ..logs import get_logger
 from ..sql import SCHEMA_VERSION, queries, schema
 from .bells import Ringer
 from .errors import is_unavailable
+from .later_rows import LaterRows
 from .lock_records import Released
 from .url_secrets import mask_url
 from .vouching import Voucher
@@ -170,6 +171,9 @@ class Driver(ABC):
     # True where job_claim itself claims nothing for an owner without a process row
     # (SQLite: serial writes); else the claim is preceded by a check (_vouch).
     claim_vouches = False
+    # True where job_complete_success also adds the jobs it completed to the tally (one
+    # statement: PostgreSQL's data-modifying WITH); else job_store tallies them after it.
+    completion_tallies = False
     # True where wake-ups reach each listener exactly once, in commit order, and carry
     # small messages (NOTIFY); False where they are hints that may be lost (datagrams), so
     # a subscriber reads the table when woken and every so often (ipc.py).
@@ -197,9 +201,6 @@ class Driver(ABC):
 
     @abstractmethod
     def _begin(self, conn: Any) -> None: ...
-
-    def _end(self, conn: Any) -> None:
-        """After the COMMIT or ROLLBACK of a transaction _begin() began (even a failed one)."""
 
     @abstractmethod
     def abandon_connection(self, conn: Any) -> None:
@@ -307,21 +308,18 @@ class Driver(ABC):
         self._local.depth = 1
         self._local.pending = []
         try:
-            try:
-                yield conn
-            except BaseException:
-                self._local.depth = 0
-                self._local.pending = []
-                try:
-                    conn.execute("ROLLBACK")
-                except Exception:
-                    pass
-                raise
+            yield conn
+        except BaseException:
             self._local.depth = 0
-            pending, self._local.pending = self._local.pending, []
-            conn.execute("COMMIT")
-        finally:
-            self._end(conn)
+            self._local.pending = []
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+        self._local.depth = 0
+        pending, self._local.pending = self._local.pending, []
+        conn.execute("COMMIT")
         self._deliver(pending)
 
     def retrying(self, action: Callable[[], T]) -> T:
@@ -381,6 +379,11 @@ class Driver(ABC):
     def fetchall(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cur = self._run(self.connection(), name, params or {})
         return [self._convert_row(r) for r in cur.fetchall()]
+
+    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
+        """A named query's rows, to be turned into dicts when asked for (SQLite: after the
+        transaction, out of the write lock; here at once)."""
+        return LaterRows.converted(self.fetchall(name, params))
 
     def fetchall_on(self, conn: Any, name: str, params: Mapping[str, Any]) -> list[Row]:
         """A named query on a connection of the caller's (from new_connection())."""

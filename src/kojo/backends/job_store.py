@@ -7,6 +7,7 @@ make one.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +21,9 @@ from ..errors import InvalidTransition, JobNotFound, OwnerLost
 from ..job_types import JobType
 from .driver import Row
 from .events import EventWriter
+from .later_rows import LaterRows
 from .start_limits import StartLimits
-from .tally_store import TallyStore, outcome_of
+from .tally_store import TallyStore, minute_of, outcome_of
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 COMPLETE_SUCCESS = states.State.COMPLETE_SUCCESS.value
@@ -324,18 +326,21 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 self.job_complete_many(completed, owner_id, now)
             params = {"owner": owner_id, "limit": limit, "now": now, "skip": skip_param(skip)}
             if not self.claim_races:
-                rows = self.fetchall("job_claim", params)
+                claimed = self.fetchall_later("job_claim", params)
             else:
-                rows = self._claim_retrying(params)
-            if not rows and self.claim_vouches and not self._vouch(owner_id):
+                claimed = LaterRows.converted(self._claim_retrying(params))
+            if not claimed and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
-            rated = self._rate_limited(rows)
+            more: list[Row] = []  # rate-limited types' further jobs
+            rated = self._rate_limited(claimed)
             for row, seconds in rated:
-                rows += self._rate_start(row, seconds, owner_id, limit - len(rows), now)
+                room = limit - len(claimed) - len(more)
+                more += self._rate_start(row, seconds, owner_id, room, now)
             if rated:
                 # Idle job processes that looked while this claim held the type saw its old
                 # free time: at commit they look again (the next slot, or one free now).
                 self.notify("jobs")
+        rows = claimed.rows() + more  # converted after COMMIT where that is later (SQLite)
         rows.sort(key=lambda r: (-r["priority"], r["work_at_date_time"], r["kojo_job_id"]))
         return rows
 
@@ -535,18 +540,20 @@ class JobStore(StartLimits, EventWriter, TallyStore):
             self.notify("jobs")  # a serial type is free again
         completed = 0
         done: list[Mapping[str, Any]] = []
+        tally = {"minute": minute_of(now), "writer": os.getpid()}
         for interval, ids in by_interval.items():
-            count, flagged = self._complete_success(
-                {
-                    "ids": self._id_list(ids),
-                    "owner": owner,
-                    "now": now,
-                    "delete_after": add_saturating(now, parse_duration(interval)),
-                },
-                len(ids),
-            )
+            params = {
+                "ids": self._id_list(ids),
+                "owner": owner,
+                "now": now,
+                "delete_after": add_saturating(now, parse_duration(interval)),
+            }
+            if self.completion_tallies:
+                params.update(tally)
+            count, flagged = self._complete_success(params, len(ids))
             completed += count
-            done += self._completed_now(jobs, ids, count, now)
+            if not self.completion_tallies:
+                done += self._completed_now(jobs, ids, count, now)
             keys: set[tuple[str, str]] = set()  # one admission per key for the batch
             for job_id in flagged:
                 flags = self.fetchone("job_finish_flags", {"kojo_job_id": job_id})
@@ -556,7 +563,8 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 self._job_finished(job_id, COMPLETE_SUCCESS, {**flags, "limited": False}, now)
             for type_code, key in sorted(keys):  # in one order: batches never deadlock
                 self._admit(type_code, key, now)
-        self._tally_completed(done, now)
+        if not self.completion_tallies:
+            self._tally_completed(done, now)
         return completed
 
     def _tally_completed(self, done: list[Mapping[str, Any]], now: datetime) -> None:

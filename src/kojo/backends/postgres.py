@@ -104,6 +104,7 @@ PLANNED_EACH_TIME = frozenset({"job_claim", "job_due_count"})
 class PostgresBackend(Backend):
     dialect = "postgres"
     claim_races = True
+    completion_tallies = True
     wakeups_are_reliable = True
     probe_namespace = LOCK_NAMESPACE
     releases_in_one_round_trip = True

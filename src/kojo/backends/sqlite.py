@@ -24,7 +24,7 @@ import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -46,9 +46,9 @@ from .base import (
 )
 from .bells import Ringer
 from .errors import DriverErrors, register_driver
+from .later_rows import LaterRows
 from .lock_records import Released, Waiter
 from .sqlite_bells import SocketRinger, bind_bell, receive
-from .sqlite_writers import WriterQueue
 
 log = get_logger("sqlite")
 
@@ -222,6 +222,19 @@ def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]
     return dict(zip(names, values, strict=True))
 
 
+def _rows_from(names: tuple[str, ...], raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """_row_factory's dicts for rows fetched as tuples (SqliteBackend.fetchall_later)."""
+    plan = _plan(names)
+    rows = []
+    for row in raw:
+        values = list(row)
+        for index, convert in plan:
+            if values[index] is not None:
+                values[index] = convert(values[index])
+        rows.append(dict(zip(names, values, strict=True)))
+    return rows
+
+
 def _journal_mode(conn: sqlite3.Connection, pragma: str) -> str:
     row = conn.execute(pragma).fetchone()
     return str(next(iter(row.values()))).lower() if row else ""
@@ -235,9 +248,6 @@ class SqliteBackend(Backend):
         self.path = path_from_url(url)
         self.state_dir = Path(f"{self.path}.kojo")
         self.owners_dir = self.state_dir / "owners"
-        self.writers = WriterQueue(
-            self.state_dir / "writers", lambda: self.secure_dirs(create=False)
-        )
         real = os.path.realpath(self.path)
         self.bell_prefix = "kojo." + hashlib.sha1(real.encode()).hexdigest()[:16] + "."
         self._sender: socket.socket | None = None
@@ -315,19 +325,10 @@ class SqliteBackend(Backend):
         return text
 
     def _begin(self, conn: Any) -> None:
-        self.writers.enter()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.writers.leave()
-            raise
-
-    def _end(self, conn: Any) -> None:
-        self.writers.leave()
-
-    def after_fork(self) -> None:
-        self.writers.after_fork()
-        super().after_fork()
+        # A writer that finds the lock taken waits in SQLite's busy handler. (A queue on a
+        # flock that handed the lock over within 0.1-1 ms, in turn, drained 7-22% fewer
+        # jobs with 2 job processes on 2 cores: bench/plain_path.py, 2026-12-01.)
+        conn.execute("BEGIN IMMEDIATE")
 
     def abandon_connection(self, conn: Any) -> None:
         # Never close an inherited SQLite connection: closing any descriptor of
@@ -396,7 +397,6 @@ class SqliteBackend(Backend):
             if not _secure_existing(folder, "kojo folder", os.O_DIRECTORY | os.O_NOFOLLOW):
                 raise DatabaseUnavailable(f"kojo folder {folder} was removed while checked")
         self._dirs_checked = True
-        self.writers.found()
         return True
 
     def register_owner(self, info: ProcessInfo, now: datetime | None = None) -> Owner:
@@ -435,15 +435,25 @@ class SqliteBackend(Backend):
         flagged = [int(r["flagged"]) for r in self.fetchall("job_complete_flagged", params)]
         return completed + len(flagged), flagged
 
-    def _rate_limited(self, rows: list[Row]) -> list[tuple[Row, float]]:
+    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
+        cursor = self.connection().cursor()
+        cursor.row_factory = None  # tuples: converted by LaterRows.rows(), after COMMIT
+        cursor.execute(self._queries[name], self._convert_params(params))
+        raw = cursor.fetchall()
+        return LaterRows(tuple(column[0] for column in cursor.description), raw, _rows_from)
+
+    def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a
         # subquery per row cost 1% of a job): one read of the rated types per claim instead.
-        if not rows:
+        if not claimed:
             return []
         periods = {
             r["type_code"]: float(r["rate_limit_seconds"])
             for r in self.fetchall("job_rate_periods")
         }
+        if periods.keys().isdisjoint(claimed.column("type_code")):
+            return []  # the usual case: the rows stay tuples until after COMMIT
+        rows = claimed.rows()
         return [(row, periods[row["type_code"]]) for row in rows if row["type_code"] in periods]
 
     def _fold(self, before: int) -> int:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from ..clock import as_utc
 from ..errors import RateLimited
 from .driver import Driver, Row
+from .later_rows import LaterRows
 
 ADMIT_ALL = 2**31 - 1  # no limit (any more): every waiting job is admitted
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a rate limit slot free since ever
@@ -50,11 +51,11 @@ class StartLimits(Driver):
         self.execute("rate_slot_fill", {**slots, "epoch": EPOCH})
         self.execute("rate_free_set", {"type_code": code, "epoch": EPOCH})
 
-    def _rate_limited(self, rows: list[Row]) -> list[tuple[Row, float]]:
+    def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         """The claimed rows of rate-limited types, each with its limit's period in seconds:
         the claim returns it as `rate_seconds` (0: none), taken off the rows here."""
         rated = []
-        for row in rows:
+        for row in claimed.rows():
             seconds = row.pop("rate_seconds", None)
             if seconds:
                 rated.append((row, float(seconds)))
