@@ -9,19 +9,11 @@ of the test re-parent to it. After the test (and after its servers were
 stopped), no descendant process may be alive: anything left is recorded,
 SIGKILLed, reaped, and fails the test.
 
-CI (scripts/run-tests) runs this directory on four xdist workers with ``--dist
-loadgroup``, one per group (``lane``), each group one test at a time, side by side:
-
-``waiting``  tests marked ``mostly_waiting``: minutes of wall-clock waiting at almost no
-             CPU (the cron cluster, 3 minutes per backend);
-``mysql``    the other MySQL tests;
-``load``     the modules of LOAD_MODULES: storms, many processes, tight lock timings;
-``servers``  the rest: what one or a few servers do (about as many minutes as ``load``,
-             at about half a core).
-
-A test here uses about half a core on average (server starts and stops, waits on
-conditions; measured: 340 CPU seconds in 640 s for the part): side by side, the groups
-stay within CI's two cores on average.
+CI (scripts/run-tests) runs this directory on three xdist workers with ``--dist
+loadgroup``, one per group, each group one test at a time: the tests marked
+``mostly_waiting`` (minutes of wall-clock waiting at almost no CPU: the cron cluster)
+are the group ``waiting``; the other MySQL tests the group ``mysql``; everything else the
+group ``serial``. The minutes of the first two pass beside the others' instead of after them.
 """
 
 from __future__ import annotations
@@ -61,36 +53,10 @@ def runs_on_mysql(item: pytest.Item) -> bool:
     return on_mysql or "mysql_url" in getattr(item, "fixturenames", ())
 
 
-# The heavy half of the minutes (measured on CI's two cores): kill -9 storms, chaos,
-# thousands of jobs, many processes on one lock, database restarts.
-LOAD_MODULES = frozenset(
-    {
-        "test_races",
-        "test_chaos",
-        "test_lock_processes",
-        "test_database_faults",
-        "test_rate_limits_cluster",
-        "test_concurrency_cluster",
-        "test_scale_bench",
-        "test_server_cluster",
-        "test_connections",
-        "test_pgbouncer",
-        "test_unique_jobs",
-    }
-)
-
-
-_UNKNOWN = sorted(name for name in LOAD_MODULES if not (HERE / f"{name}.py").is_file())
-assert not _UNKNOWN, f"LOAD_MODULES names no module here: {_UNKNOWN}"
-
-
 def lane(item: pytest.Item) -> str:
-    """The xdist group of a test here (see the module's docstring)."""
     if item.get_closest_marker("mostly_waiting"):
         return "waiting"
-    if runs_on_mysql(item):
-        return "mysql"
-    return "load" if item.path.stem in LOAD_MODULES else "servers"
+    return "mysql" if runs_on_mysql(item) else "serial"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
