@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
 import signal
 import statistics
@@ -207,6 +208,21 @@ def pss_bytes(pids: list[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def timed_workers(target: Callable[[str], None], url: str, processes: int) -> float:
+    """Seconds for `processes` forked processes, each running target(url), to all end (a
+    raw baseline's loop); a worker's non-zero exit is an error, not a fast run."""
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=target, args=(url,)) for _ in range(processes)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        if worker.exitcode != 0:
+            raise RuntimeError(f"a baseline worker exited with {worker.exitcode}")
+    return time.perf_counter() - started
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, database
+from harness import ROOT, database, timed_workers
 
 CHILD_FLAG = "--child"
 
@@ -139,16 +138,7 @@ def _raw_worker(url: str) -> None:
 def raw_floor(url: str, jobs: int, processes: int) -> float:
     """Jobs per second of the raw 100-per-transaction loop."""
     _raw_setup(url, jobs)
-    ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_raw_worker, args=(url,)) for _ in range(processes)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-        if worker.exitcode != 0:
-            raise RuntimeError(f"raw worker exited with {worker.exitcode}")
-    return jobs / (time.perf_counter() - started)
+    return jobs / timed_workers(_raw_worker, url, processes)
 
 
 # -- rounds -----------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sqlite3
 import time
@@ -44,6 +43,7 @@ from harness import (
     server,
     start_latencies_ms,
     summary,
+    timed_workers,
     wait_for,
 )
 
@@ -134,14 +134,7 @@ def _baseline_worker(url: str) -> None:
 def baseline(url: str, jobs: int, processes: int) -> float:
     """Jobs per second of the raw loop."""
     _baseline_setup(url, jobs)
-    ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_baseline_worker, args=(url,)) for _ in range(processes)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return jobs / (time.perf_counter() - started)
+    return jobs / timed_workers(_baseline_worker, url, processes)
 
 
 # -- kojo -----------------------------------------------------------------------------------
