@@ -225,6 +225,18 @@ def timed_workers(target: Callable[[str], None], url: str, processes: int) -> fl
     return time.perf_counter() - started
 
 
+def mysql_settings(url: str) -> dict[str, object]:
+    """The MySQL/MariaDB server's version and commit durability, recorded beside a result."""
+    conn = mysql_db.connect(url)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
+        version, flush = cursor.fetchone()
+    finally:
+        conn.close()
+    return {"server_version": version, "innodb_flush_log_at_trx_commit": flush}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

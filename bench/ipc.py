@@ -46,7 +46,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import psycopg
-from harness import ROOT, database, summary
+from harness import ROOT, database, mysql_settings, summary
 
 import kojo
 import mysql_db
@@ -255,14 +255,7 @@ def run(method: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def settings(backend: str, url: str) -> dict[str, Any]:
     if backend == "mysql":
-        conn = mysql_db.connect(url)
-        try:
-            cursor = conn.cursor()
-            cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
-            version, flush = cursor.fetchone()
-        finally:
-            conn.close()
-        return {"server_version": version, "innodb_flush_log_at_trx_commit": flush}
+        return mysql_settings(url)
     if backend != "postgres":
         return {"sqlite_synchronous": "NORMAL", "journal_mode": "WAL"}
     with psycopg.connect(url) as conn:

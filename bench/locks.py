@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import ROOT, database, summary, wait_for
+from harness import ROOT, database, mysql_settings, summary, wait_for
 
 import kojo
 import mysql_db
@@ -316,17 +316,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                         for name in ("fsync", "synchronous_commit", "server_version")
                     }
             if backend == "mysql":
-                my = mysql_db.connect(url)
-                try:
-                    cursor = my.cursor()
-                    cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
-                    version, flush = cursor.fetchone()
-                finally:
-                    my.close()
-                entry["settings"] = {
-                    "server_version": version,
-                    "innodb_flush_log_at_trx_commit": flush,
-                }
+                entry["settings"] = mysql_settings(url)
     return entry
 
 
