@@ -13,19 +13,25 @@ Scenarios (`--only` takes these names; `kill-9` and `sigstop` run on every backe
 - pg-terminate   pg_terminate_backend of every session of the database every 2 s;
 - kill-9         SIGKILL of a random kojo process (server, root, maintainer or job, at
                  least 1 s old) every second; a server that dies is started again with
-                 the same host name, as a supervisor would (SQLite: one host; PostgreSQL:
-                 two);
+                 the same host name, as a supervisor would (SQLite: one host; PostgreSQL
+                 and MySQL: two);
 - sigstop        SIGSTOP of a job process working a `chaos_frozen` job (timeout 1 s) until
                  it is dead or 4 s have passed: the root must kill it, the job is crashed
-                 and re-run (both backends);
+                 and re-run (every backend);
 - disk-full      SQLite on a 32 MiB tmpfs (root only), filled with a ballast file three
                  times (10 s each, or half of a third of the run), then freed;
 - mysql-kill     KILL of every session of the database every 2 s (MySQL's
-                 pg-terminate).
+                 pg-terminate);
+- mysql-restart  a clean MariaDB shutdown (SIGTERM, as `mariadb-admin shutdown`) and a
+                 start every 20 s (every seconds/3 when shorter): MySQL's pg-restart;
+- mysql-crash    the same with SIGKILL of mariadbd (InnoDB recovers at the start);
+- mysql-stop     one clean shutdown of 10 s (at most 60% of the run), then a start.
 
-MySQL runs on a database of its own in the server `KOJO_TEST_MYSQL_URL` names (run
-under scripts/with-mariadb for a throwaway one), dropped afterwards; the server itself
-is shared, so there is no restart or stop scenario for it yet.
+mysql-kill, kill-9/mysql and sigstop/mysql run on a database of their own in the server
+`KOJO_TEST_MYSQL_URL` names (run under scripts/with-mariadb for a throwaway one),
+dropped afterwards. mysql-restart, mysql-crash and mysql-stop run on a private MariaDB
+(tests/mysql_cluster.py, its data in the temp folder) that the run shuts down, kills
+and starts; they need the MariaDB server binaries, not KOJO_TEST_MYSQL_URL.
 
 Every scenario runs the same load: `--jobs` short jobs (`chaos_work`, 2-10 ms; default
 5,000 per 60 s of run) made as the run starts but due evenly over it, so that there
@@ -99,6 +105,7 @@ import kojo  # noqa: E402
 import mysql_db  # noqa: E402  (tests/mysql_db.py)
 from foundation_helpers import count_by_state as _count_by_state  # noqa: E402  (tests/)
 from kojo.backends.errors import database_errors  # noqa: E402
+from mysql_cluster import MariaDB  # noqa: E402  (tests/mysql_cluster.py)
 from pg_cluster import Cluster  # noqa: E402  (tests/pg_cluster.py)
 
 BENCH = ROOT / "bench"
@@ -120,7 +127,13 @@ FAMILIES = [
     "sigstop",
     "disk-full",
     "mysql-kill",
+    "mysql-restart",
+    "mysql-crash",
+    "mysql-stop",
 ]
+# The MySQL faults of the database server itself run on a private MariaDB
+# (tests/mysql_cluster.py); the others on a database of the shared server.
+OWN_MARIADB = {"mysql-restart", "mysql-crash", "mysql-stop"}
 BACKENDS = ("sqlite", "postgres", "mysql")
 
 
@@ -327,6 +340,7 @@ class Run:
     database: str
     seconds: float
     rng: random.Random
+    mariadb: MariaDB | None = None
     started: float = 0.0  # epoch
     faults: int = 0
     fault_log: list[str] = field(default_factory=list)
@@ -575,6 +589,7 @@ def execute(
     args: argparse.Namespace,
     cluster: Cluster | None,
     number: int,
+    mariadb: MariaDB | None = None,
 ) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="kojo-chaos-"))
     rng = random.Random(args.seed * 1000 + number)
@@ -588,6 +603,8 @@ def execute(
         if backend == "postgres":
             assert cluster is not None
             url = cluster.create_database(database)
+        elif backend == "mysql" and mariadb is not None:
+            url = mariadb.create_database(database)
         elif backend == "mysql":
             url = mysql_database(stack)
         elif name == "disk-full":
@@ -601,7 +618,7 @@ def execute(
         tree.app.register_job_types()
         names = ["chaos-a", "chaos-b"][:hosts]
         supervisor = Supervisor(tree, names, args.processes)
-        run = Run(name, backend, tree, supervisor, cluster, database, args.seconds, rng)
+        run = Run(name, backend, tree, supervisor, cluster, database, args.seconds, rng, mariadb)
         run.started = time.time()
         acked = set(schedule_load(tree.app, jobs, args.seconds, rng))
         locks = LockLoad(url, tmp / "locks.jsonl", args.locks, run.end) if args.locks else None
@@ -611,6 +628,8 @@ def execute(
         finally:
             if backend == "postgres" and cluster is not None:
                 ensure_up(cluster)
+            if mariadb is not None and not mariadb.running():
+                mariadb.start()
         acked |= set(run.notes.pop("acked", []))
         drained = drain(run, acked, args.drain)
         lock_codes = locks.stop() if locks else []
@@ -675,27 +694,52 @@ def integrity(url: str) -> str:
 # -- the faults -----------------------------------------------------------------------------
 
 
-def pg_restart(run: Run) -> None:
-    assert run.cluster is not None
+def restarts(run: Run, server: Cluster | MariaDB, mode: str, what: str) -> None:
+    """`server.restart(mode)` every 20 s (every seconds/3 when shorter)."""
     interval = min(20.0, run.seconds / 3)
     moment = run.at(interval)
     while moment < run.end:
         run.wait_until(moment)
-        run.fault("pg_ctl restart -m fast")
-        run.cluster.restart("fast")
+        run.fault(what)
+        server.restart(mode)
         run.back()
         moment += interval
 
 
+def outage(run: Run, server: Cluster | MariaDB, what: str) -> None:
+    """One stop of 10 s (at most 60% of the run), then a start."""
+    seconds = min(10.0, run.seconds * 0.6)
+    run.wait_until(run.at(min(run.seconds * 0.25, run.seconds - seconds - 1)))
+    run.fault(f"{what} for {seconds:g} s")
+    server.stop("fast")
+    run.wait_until(time.time() + seconds)
+    server.start()
+    run.back()
+
+
+def pg_restart(run: Run) -> None:
+    assert run.cluster is not None
+    restarts(run, run.cluster, "fast", "pg_ctl restart -m fast")
+
+
 def pg_stop(run: Run) -> None:
     assert run.cluster is not None
-    outage = min(10.0, run.seconds * 0.6)
-    run.wait_until(run.at(min(run.seconds * 0.25, run.seconds - outage - 1)))
-    run.fault(f"pg_ctl stop -m fast for {outage:g} s")
-    run.cluster.stop("fast")
-    run.wait_until(time.time() + outage)
-    run.cluster.start()
-    run.back()
+    outage(run, run.cluster, "pg_ctl stop -m fast")
+
+
+def mysql_restart(run: Run) -> None:
+    assert run.mariadb is not None
+    restarts(run, run.mariadb, "fast", "MariaDB shutdown (SIGTERM) and start")
+
+
+def mysql_crash(run: Run) -> None:
+    assert run.mariadb is not None
+    restarts(run, run.mariadb, "immediate", "SIGKILL of mariadbd and start")
+
+
+def mysql_stop(run: Run) -> None:
+    assert run.mariadb is not None
+    outage(run, run.mariadb, "MariaDB shutdown (SIGTERM)")
 
 
 def pg_terminate(run: Run) -> None:
@@ -859,6 +903,9 @@ SCENARIOS: list[tuple[str, str, str, int, Callable[[Run], None]]] = [
     ("sigstop/mysql", "sigstop", "mysql", 2, sigstop),
     ("disk-full", "disk-full", "sqlite", 1, disk_full),
     ("mysql-kill", "mysql-kill", "mysql", 2, mysql_kill),
+    ("mysql-restart", "mysql-restart", "mysql", 2, mysql_restart),
+    ("mysql-crash", "mysql-crash", "mysql", 2, mysql_crash),
+    ("mysql-stop", "mysql-stop", "mysql", 2, mysql_stop),
 ]
 
 
@@ -1043,7 +1090,8 @@ def main() -> int:
     scenarios = selected(args.only, args.backend)
     if not scenarios:
         parser.error(f"no scenario of {args.only!r} runs on {args.backend}")
-    if any(s[2] == "mysql" for s in scenarios) and not mysql_db.admin_url_from_env():
+    shared_mysql = any(s[2] == "mysql" and s[1] not in OWN_MARIADB for s in scenarios)
+    if shared_mysql and not mysql_db.admin_url_from_env():
         parser.error(mysql_db.MISSING_URL_MESSAGE)
     become_subreaper()
     results: list[dict[str, Any]] = []
@@ -1051,10 +1099,14 @@ def main() -> int:
         cluster: Cluster | None = None
         if any(s[2] == "postgres" for s in scenarios):
             cluster = stack.enter_context(Cluster())
-        for number, (name, _, backend, hosts, body) in enumerate(scenarios):
+        mariadb: MariaDB | None = None
+        if any(s[1] in OWN_MARIADB for s in scenarios):
+            mariadb = stack.enter_context(MariaDB())
+        for number, (name, family, backend, hosts, body) in enumerate(scenarios):
             print(f"{name}: {args.seconds:g} s ...", flush=True)
+            own = mariadb if family in OWN_MARIADB else None
             try:
-                result = execute(name, backend, hosts, body, args, cluster, number)
+                result = execute(name, backend, hosts, body, args, cluster, number, own)
             except Exception as exc:  # the harness failed: report it, go on with the next
                 traceback.print_exc()
                 results.append({"scenario": name, "error": f"{type(exc).__name__}: {exc}"[:300]})

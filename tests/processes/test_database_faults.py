@@ -1,6 +1,7 @@
 """The database goes away; kojo stays: restarts, a database down at start, killed sessions,
-a full disk. Real servers, a real PostgreSQL of the test's own (tests/pg_cluster.py) that
-the test restarts, stops and whose sessions it kills, and a small tmpfs for SQLite.
+a full disk. Real servers: a PostgreSQL (tests/pg_cluster.py) or a MariaDB
+(tests/mysql_cluster.py) of the test's own that the test restarts, stops and whose
+sessions it kills, and a small tmpfs for SQLite.
 
 Each test asserts what a user relies on: the server never exits, every job ends
 complete_success, none is panicked or counted as crashed because of the outage, and a
@@ -25,11 +26,15 @@ import pytest
 from workers_harness import Server, Tree, wait_for
 
 import kojo
+import mysql_cluster
 import mysql_db
+from mysql_cluster import MariaDB
 from pg_cluster import Cluster
 
 T = TypeVar("T")
 JOBS = 600
+# A private server of either kind: create_database(), restart/stop(mode), start().
+DatabaseServer = Cluster | MariaDB
 
 
 @pytest.fixture
@@ -38,9 +43,25 @@ def cluster() -> Iterator[Cluster]:
         yield own
 
 
+@pytest.fixture(params=["postgres", "mysql"])
+def server_of_own(request: pytest.FixtureRequest) -> Iterator[DatabaseServer]:
+    """A private PostgreSQL or MariaDB (the "mysql" ones run in the process tests' mysql
+    group: tests/processes/conftest.py)."""
+    if request.param == "postgres":
+        with Cluster() as postgres:
+            yield postgres
+        return
+    try:
+        mysql_cluster.binaries()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    with MariaDB() as mariadb:
+        yield mariadb
+
+
 @pytest.fixture
-def fault_tree(cluster: Cluster, tmp_path: Path) -> Iterator[Tree]:
-    with closing(Tree(cluster.create_database(), tmp_path)) as harness:
+def fault_tree(server_of_own: DatabaseServer, tmp_path: Path) -> Iterator[Tree]:
+    with closing(Tree(server_of_own.create_database(), tmp_path)) as harness:
         yield harness
 
 
@@ -94,14 +115,14 @@ def assert_healthy_outcome(tree: Tree, server: Server, rows: list[dict[str, Any]
     assert not failures, failures
 
 
-def test_a_postgres_restart_under_load_stops_nothing_and_loses_nothing(
-    cluster: Cluster, fault_tree: Tree
+def test_a_database_restart_under_load_stops_nothing_and_loses_nothing(
+    server_of_own: DatabaseServer, fault_tree: Tree
 ) -> None:
     tree = fault_tree
     server = tree.start(max_processes=2)
     ids = tree.app.schedule_many("noop", [{"seconds": 0.01}] * JOBS)
     wait_for(lambda: len(tree.records("end")) >= 100, 30.0, "the first hundred jobs")
-    cluster.restart("fast")
+    server_of_own.restart("fast")
     back = time.time()
     rows = all_done(tree, ids, 90.0)
     assert_healthy_outcome(tree, server, rows)
@@ -114,14 +135,14 @@ def test_a_postgres_restart_under_load_stops_nothing_and_loses_nothing(
     tree.wait_ready(server)
 
 
-def test_a_server_started_while_postgres_is_down_waits_for_it(
-    cluster: Cluster, fault_tree: Tree
+def test_a_server_started_while_the_database_is_down_waits_for_it(
+    server_of_own: DatabaseServer, fault_tree: Tree
 ) -> None:
     tree = fault_tree
     tree.app.install()
     ids = tree.app.schedule_many("noop", [{}] * 20)
     tree.app.backend.close()
-    cluster.stop("fast")
+    server_of_own.stop("fast")
     server = tree.start(max_processes=2, ready=False)
     wait_for(
         lambda: any("database is unavailable" in m for m in server.messages()),
@@ -131,7 +152,7 @@ def test_a_server_started_while_postgres_is_down_waits_for_it(
     assert server.exited() is None, server.stderr()
     time.sleep(1.0)  # it keeps waiting
     assert server.exited() is None, server.stderr()
-    cluster.start()
+    server_of_own.start()
     back = time.time()
     rows = all_done(tree, ids, 30.0)
     assert_healthy_outcome(tree, server, rows)
@@ -139,8 +160,9 @@ def test_a_server_started_while_postgres_is_down_waits_for_it(
     tree.wait_ready(server)
 
 
-def test_killed_sessions_are_ridden_through(cluster: Cluster, fault_tree: Tree) -> None:
-    ride_through_killed_sessions(fault_tree, cluster.terminate)
+def test_killed_sessions_are_ridden_through(cluster: Cluster, tmp_path: Path) -> None:
+    with closing(Tree(cluster.create_database(), tmp_path)) as tree:
+        ride_through_killed_sessions(tree, cluster.terminate)
 
 
 def test_killed_mysql_sessions_are_ridden_through(mysql_url: str, tmp_path: Path) -> None:
@@ -244,8 +266,8 @@ def test_a_full_disk_under_sqlite_pauses_work_and_loses_nothing(
         tree.close()
 
 
-def test_locks_ride_through_a_postgres_restart(cluster: Cluster) -> None:
-    url = cluster.create_database()
+def test_locks_ride_through_a_database_restart(server_of_own: DatabaseServer) -> None:
+    url = server_of_own.create_database()
     holder_app, waiter_app = kojo.App(database=url), kojo.App(database=url)
     holder_app.install()
     held = holder_app.mutex("m", timeout=0).acquire()
@@ -261,7 +283,7 @@ def test_locks_ride_through_a_postgres_restart(cluster: Cluster) -> None:
     waiter.start()
     time.sleep(0.5)  # it is waiting
     assert not outcome
-    cluster.restart("fast")
+    server_of_own.restart("fast")
     # The holder's registration died with its session: its lease is lost, and the waiter
     # gets the mutex once the database is back, with a greater fencing token.
     waiter.join(30)
@@ -279,8 +301,10 @@ def test_locks_ride_through_a_postgres_restart(cluster: Cluster) -> None:
         app.backend.close()
 
 
-def test_kojo_listen_rides_through_a_postgres_restart(cluster: Cluster, tmp_path: Path) -> None:
-    url = cluster.create_database()
+def test_kojo_listen_rides_through_a_database_restart(
+    server_of_own: DatabaseServer, tmp_path: Path
+) -> None:
+    url = server_of_own.create_database()
     app = kojo.App(database=url)
     app.install()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
@@ -296,7 +320,7 @@ def test_kojo_listen_rides_through_a_postgres_restart(cluster: Cluster, tmp_path
     try:
         assert listener.stderr is not None and "listening" in listener.stderr.readline()
         app.publish("news", {"n": 1})
-        cluster.restart("fast")
+        server_of_own.restart("fast")
         patiently(lambda: app.publish("news", {"n": 2}))
         app.publish("news", {"n": 3})
         out, err = listener.communicate(timeout=30)
