@@ -58,6 +58,7 @@ from .errors import DriverErrors, register_driver
 from .job_store import skip_param
 from .lock_records import Released, Waiter
 from .mysql_names import LockNames
+from .mysql_version import refusal
 from .mysql_vouching import MysqlVoucher
 from .mysql_wakeups import MysqlOwner, TableRinger, abandon_socket
 from .url_secrets import mask_url, redact
@@ -245,6 +246,10 @@ def connect(target: MysqlUrl, url: str, *, keepalive: bool = False) -> MysqlConn
         raise DatabaseUnavailable(
             f"cannot connect to {mask_url(url)}: {redact(str(exc), url)}"
         ) from exc
+    refused = refusal(raw.get_server_info())  # type: ignore[no-untyped-call]
+    if refused:
+        raw.close()
+        raise DatabaseError(refused)  # not "unavailable": waiting would not help
     if keepalive:
         _keepalive(raw)
     return MysqlConnection(raw)
