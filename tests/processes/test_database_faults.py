@@ -44,7 +44,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(params=["postgres", "mysql"])
-def server_of_own(request: pytest.FixtureRequest) -> Iterator[DatabaseServer]:
+def own_server(request: pytest.FixtureRequest) -> Iterator[DatabaseServer]:
     """A private PostgreSQL or MariaDB (the "mysql" ones run in the process tests' mysql
     group: tests/processes/conftest.py)."""
     if request.param == "postgres":
@@ -60,8 +60,8 @@ def server_of_own(request: pytest.FixtureRequest) -> Iterator[DatabaseServer]:
 
 
 @pytest.fixture
-def fault_tree(server_of_own: DatabaseServer, tmp_path: Path) -> Iterator[Tree]:
-    with closing(Tree(server_of_own.create_database(), tmp_path)) as harness:
+def fault_tree(own_server: DatabaseServer, tmp_path: Path) -> Iterator[Tree]:
+    with closing(Tree(own_server.create_database(), tmp_path)) as harness:
         yield harness
 
 
@@ -116,13 +116,13 @@ def assert_healthy_outcome(tree: Tree, server: Server, rows: list[dict[str, Any]
 
 
 def test_a_database_restart_under_load_stops_nothing_and_loses_nothing(
-    server_of_own: DatabaseServer, fault_tree: Tree
+    own_server: DatabaseServer, fault_tree: Tree
 ) -> None:
     tree = fault_tree
     server = tree.start(max_processes=2)
     ids = tree.app.schedule_many("noop", [{"seconds": 0.01}] * JOBS)
     wait_for(lambda: len(tree.records("end")) >= 100, 30.0, "the first hundred jobs")
-    server_of_own.restart("fast")
+    own_server.restart("fast")
     back = time.time()
     rows = all_done(tree, ids, 90.0)
     assert_healthy_outcome(tree, server, rows)
@@ -136,13 +136,13 @@ def test_a_database_restart_under_load_stops_nothing_and_loses_nothing(
 
 
 def test_a_server_started_while_the_database_is_down_waits_for_it(
-    server_of_own: DatabaseServer, fault_tree: Tree
+    own_server: DatabaseServer, fault_tree: Tree
 ) -> None:
     tree = fault_tree
     tree.app.install()
     ids = tree.app.schedule_many("noop", [{}] * 20)
     tree.app.backend.close()
-    server_of_own.stop("fast")
+    own_server.stop("fast")
     server = tree.start(max_processes=2, ready=False)
     wait_for(
         lambda: any("database is unavailable" in m for m in server.messages()),
@@ -152,7 +152,7 @@ def test_a_server_started_while_the_database_is_down_waits_for_it(
     assert server.exited() is None, server.stderr()
     time.sleep(1.0)  # it keeps waiting
     assert server.exited() is None, server.stderr()
-    server_of_own.start()
+    own_server.start()
     back = time.time()
     rows = all_done(tree, ids, 30.0)
     assert_healthy_outcome(tree, server, rows)
@@ -266,8 +266,8 @@ def test_a_full_disk_under_sqlite_pauses_work_and_loses_nothing(
         tree.close()
 
 
-def test_locks_ride_through_a_database_restart(server_of_own: DatabaseServer) -> None:
-    url = server_of_own.create_database()
+def test_locks_ride_through_a_database_restart(own_server: DatabaseServer) -> None:
+    url = own_server.create_database()
     holder_app, waiter_app = kojo.App(database=url), kojo.App(database=url)
     holder_app.install()
     held = holder_app.mutex("m", timeout=0).acquire()
@@ -283,7 +283,7 @@ def test_locks_ride_through_a_database_restart(server_of_own: DatabaseServer) ->
     waiter.start()
     time.sleep(0.5)  # it is waiting
     assert not outcome
-    server_of_own.restart("fast")
+    own_server.restart("fast")
     # The holder's registration died with its session: its lease is lost, and the waiter
     # gets the mutex once the database is back, with a greater fencing token.
     waiter.join(30)
@@ -302,9 +302,9 @@ def test_locks_ride_through_a_database_restart(server_of_own: DatabaseServer) ->
 
 
 def test_kojo_listen_rides_through_a_database_restart(
-    server_of_own: DatabaseServer, tmp_path: Path
+    own_server: DatabaseServer, tmp_path: Path
 ) -> None:
-    url = server_of_own.create_database()
+    url = own_server.create_database()
     app = kojo.App(database=url)
     app.install()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KOJO_")}
@@ -320,7 +320,7 @@ def test_kojo_listen_rides_through_a_database_restart(
     try:
         assert listener.stderr is not None and "listening" in listener.stderr.readline()
         app.publish("news", {"n": 1})
-        server_of_own.restart("fast")
+        own_server.restart("fast")
         patiently(lambda: app.publish("news", {"n": 2}))
         app.publish("news", {"n": 3})
         out, err = listener.communicate(timeout=30)
