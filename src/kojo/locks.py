@@ -276,12 +276,12 @@ class Locks:
             self._ringer = self._backend.ringer()
         return self._ringer
 
-    def _thread_bell(self) -> Bell:
-        """This thread's bell, kept from one wait to the next."""
+    def _thread_bell(self, owner: Owner) -> Bell:
+        """This thread's bell, kept from one wait to the next (while `owner` lasts)."""
         pid, bell = getattr(self._local, "bell", (0, None))
         backend = self._backend
-        if bell is None or pid != os.getpid() or not bell.usable(backend):
-            bell = self.ringer.bell(backend)
+        if bell is None or pid != os.getpid() or not bell.usable(backend, owner):
+            bell = self.ringer.bell(backend, owner)
             self._local.bell = (os.getpid(), bell)
         kept: Bell = bell
         return kept
@@ -398,6 +398,8 @@ class Locks:
                     wait.waiter_id = None
                 return Lease(self, owner, name, slots, *taken, job_id, now)
         registering: Bell | None = None
+        # Before the transaction: a new bell may ask the server to register it (MySQL).
+        bell = self._thread_bell(owner) if wait is not None and waiter_id is None else None
         rings: list[str] = []
         nudges: list[str] = []
         wanted = 0
@@ -426,8 +428,8 @@ class Locks:
                     waiter_id = None
                     result: Lease | Queue = Lease(self, owner, name, slots, *taken, job_id, now)
                 else:
-                    if wait is not None and waiter_id is None:
-                        registering = wait.bell = self._thread_bell()
+                    if wait is not None and bell is not None and waiter_id is None:
+                        registering = wait.bell = bell
                         registering.prepare()
                         waiter_id = store.add_waiter(me, name, job_id, registering.address, now)
                     else:
@@ -472,7 +474,9 @@ class Locks:
         assert bell is not None
         while True:
             bell.watch(queue.pids)
-            interval = PROBE_INTERVAL if queue.ahead < slots + NEAR_HEAD else SAFETY_INTERVAL
+            near = queue.ahead < slots + NEAR_HEAD
+            bell.expect(near)
+            interval = PROBE_INTERVAL if near else SAFETY_INTERVAL
             look_at = self.clock.monotonic() + _jitter(interval)
             until = look_at if deadline is None else min(look_at, deadline)
             if bell.wait(until - self.clock.monotonic()):

@@ -156,7 +156,7 @@ def test_a_waiters_deadline_and_lease_times_are_the_engines_clock(
     # each sleep on the bell here moves the fake clock by what was asked.
     clock = FakeClock()
     engine = Locks(other.backend, other.owners, clock=clock)
-    bell_type = type(engine._thread_bell())
+    bell_type = type(engine._thread_bell(other.owners.get()))
     waited: list[float] = []
 
     def sleep_on_the_bell(bell: Any, timeout: float) -> bool:

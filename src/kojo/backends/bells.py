@@ -1,5 +1,5 @@
 """How a blocked lock waiter sleeps without polling, and how a releaser wakes it: the
-interface each driver implements (sqlite_bells.py, postgres_bells.py).
+interface each driver implements (sqlite_bells.py, postgres_bells.py, mysql_bells.py).
 
 Every waiting thread has its own *bell*, whose address is stored in its
 waiter row, so threads of one process never take each other's wake-ups and a
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .base import Backend
+    from .driver import Owner
 
 
 class Bell(ABC):
@@ -25,8 +26,8 @@ class Bell(ABC):
 
     address: str
 
-    def usable(self, backend: Backend) -> bool:
-        """Still good for waiting on `backend` from this thread."""
+    def usable(self, backend: Backend, owner: Owner) -> bool:
+        """Still good for waiting on `backend` from this thread, registered as `owner`."""
         return True
 
     @abstractmethod
@@ -45,6 +46,11 @@ class Bell(ABC):
 
     def watch(self, pids: Iterable[int]) -> None:
         """Also wake when one of these (holder) processes exits, where the OS can tell."""
+
+    def expect(self, urgent: bool) -> None:
+        """Whether this waiter is near the head of its queue (a ring may come any moment)
+        or further back (a nudge comes first): where rings are polled for (MySQL), how
+        fast."""
 
     def done(self) -> None:
         """A wait is over (the bell is kept for the next one)."""
@@ -67,5 +73,5 @@ class Ringer(ABC):
         """Ring bells in order until `wanted` of them answered."""
 
     @abstractmethod
-    def bell(self, backend: Backend) -> Bell:
-        """A new bell for the calling thread."""
+    def bell(self, backend: Backend, owner: Owner | None = None) -> Bell:
+        """A new bell for the calling thread, registered as `owner` (MySQL needs it)."""

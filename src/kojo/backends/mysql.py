@@ -57,10 +57,11 @@ from .driver import TABLES
 from .errors import DriverErrors, register_driver
 from .job_store import skip_param
 from .lock_records import Released, Waiter
+from .mysql_bells import MysqlRinger
 from .mysql_names import LockNames
 from .mysql_version import refusal
 from .mysql_vouching import MysqlVoucher
-from .mysql_wakeups import MysqlOwner, TableRinger, abandon_socket
+from .mysql_wakeups import MysqlOwner, abandon_socket
 from .url_secrets import mask_url, redact
 from .vouching import Voucher
 
@@ -489,7 +490,7 @@ class MysqlBackend(Backend):
         return Released(freed=True, dead=dead, rung=False, heads=heads)
 
     def ringer(self) -> Ringer:
-        return TableRinger()
+        return MysqlRinger()
 
     # -- notifications -----------------------------------------------------------------
 

@@ -8,10 +8,12 @@ unchanged. So a host costs one anchor session and one wake-up poller, whose wake
 the server forwards to every process of its tree: the processes below it poll nothing.
 
 The anchor is shared with the poller's thread (mysql_wakeups.py): both take its lock.
+The tree's lock bells are registered here too, and rung by that poller (mysql_bells.py).
 """
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseError
@@ -61,6 +63,9 @@ class MysqlVoucher(SessionVoucher):
         with self.anchor.anchor_lock:
             lock = {"lock_name": self.backend.names.owner(owner_id)}
             self.backend.fetchall_on(self.anchor.anchor, "owner_unlock", lock)
+
+    def _add_bell(self, address: str, sock: socket.socket) -> None:
+        self.anchor.bells.add_remote(address, sock)
 
     def _as_anchor(self, owner: Owner) -> Owner:
         return self.backend.anchor_of(owner)

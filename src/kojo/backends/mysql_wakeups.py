@@ -30,14 +30,13 @@ import os
 import socket
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseError
 from ..logs import get_logger
 from .base import Notification, Owner, ProcessInfo
-from .bells import Bell, Ringer
+from .mysql_bells import RING_TOPIC, BellBoard
 
 if TYPE_CHECKING:
     from .mysql import MysqlBackend, MysqlConnection
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
 POLL_INTERVAL = 0.05
 IDLE_POLL_INTERVAL = 0.5
 IDLE_AFTER = 5.0
-RING_POLL_INTERVAL = 0.05
 REORDER_WINDOW = 256
 GAP_PATIENCE = 10.0  # seconds a skipped id is waited for (a transaction still open)
 PRUNE_EVERY = 30.0  # seconds between an owner's deletions of old wake-ups
@@ -94,6 +92,7 @@ class MysqlOwner(Owner):
         self._reader.setblocking(False)
         self._writer.setblocking(False)
         self._stop = threading.Event()
+        self.bells = BellBoard()
         self._thread = threading.Thread(target=self._poll_loop, name="kojo-mysql-wakeups")
         self._thread.daemon = True
         self._thread.start()
@@ -102,16 +101,22 @@ class MysqlOwner(Owner):
     # -- the poller (its own thread; the only user of the anchor once registered) -----
 
     def _poll_loop(self) -> None:
-        pruned = last_woken = time.monotonic()
-        interval = POLL_INTERVAL
-        while not self._stop.wait(interval):
+        pruned = last_woken = last_polled = time.monotonic()
+        while not self._stop.is_set():
+            quiet = time.monotonic() - last_woken > IDLE_AFTER and not self.bells.busy()
+            interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
+            pause = last_polled + interval - time.monotonic()
+            if pause > 0:
+                # Woken early by close() or by a waiter coming near the head: the rate
+                # is worked out again (it may poll at once).
+                self.bells.sleep(pause)
+                continue
+            last_polled = time.monotonic()
             try:
                 with self.anchor_lock:
                     woken = self._poll()
                 if woken:
                     last_woken = time.monotonic()
-                quiet = time.monotonic() - last_woken > IDLE_AFTER
-                interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
                 if time.monotonic() - pruned > PRUNE_EVERY:
                     pruned = time.monotonic()
                     with self.anchor_lock:
@@ -121,6 +126,7 @@ class MysqlOwner(Owner):
                     self._lost = True
                     log.warning(f"the anchor session of owner {self.id} failed: {exc}")
                     self._ring_self()
+                    self.bells.close()  # the tree's bells hang up: their waiters look
                 return
 
     def _poll(self) -> bool:
@@ -129,6 +135,7 @@ class MysqlOwner(Owner):
         after = min(self._gaps) - 1 if self._gaps else self._after
         rows = self.backend.fetchall_on(self.anchor, "wakeup_since", {"after": after})
         payloads = []
+        rung = False
         previous = self._after
         for row in rows:
             wakeup_id = int(row["kojo_wakeup_id"])
@@ -137,6 +144,10 @@ class MysqlOwner(Owner):
             self._seen.add(wakeup_id)
             self._gaps.pop(wakeup_id, None)
             note = Notification(str(row["topic"]), str(row["data"] or ""))
+            if note.topic == RING_TOPIC:
+                self.bells.ring(note.data)  # a lock waiter's, never a notification
+                rung = True
+                continue
             payloads.append(self.backend.encode_notification(note).encode())
             self._after = max(self._after, wakeup_id)
         self._note_gaps(previous)
@@ -145,7 +156,7 @@ class MysqlOwner(Owner):
                 self._writer.send(payload + b"\n")
             except BlockingIOError:
                 break  # its reader is behind: wake-ups are hints, it looks anyway
-        return bool(payloads)
+        return rung or bool(payloads)
 
     def _note_gaps(self, previous: int) -> None:
         """Note the ids skipped past `previous` (the last id before this poll); forget
@@ -204,7 +215,9 @@ class MysqlOwner(Owner):
             return
         self._closed = True
         self._stop.set()
+        self.bells.wake()
         self._thread.join(timeout=5)
+        self.bells.close()
         try:
             # Free the lock before closing, so that the reap below sees this owner dead.
             self.backend.fetchall_on(
@@ -223,47 +236,10 @@ class MysqlOwner(Owner):
         self._closed = True
         self._lost = True
         abandon_socket(self.anchor)
+        self.bells.abandon()
         self._reader.close()
         self._writer.close()
         self.backend._graveyard.append(self.anchor)
-
-
-class TableRinger(Ringer):
-    rings_in_transaction = True
-
-    def bell(self, backend: Any) -> Bell:
-        return TableBell(backend, "kojo_w_" + uuid.uuid4().hex)
-
-    def ring_in_transaction(self, backend: Any, bells: list[str]) -> None:
-        for address in bells:
-            backend.execute("lock_ring_add", {"bell": address})
-
-
-class TableBell(Bell):
-    """A name whose `kojo_ring` rows the waiting thread polls for."""
-
-    def __init__(self, backend: MysqlBackend, address: str) -> None:
-        self.address = address
-        self._backend = backend
-
-    def prepare(self) -> None:
-        self._take()  # stale rings of earlier waits
-
-    def _take(self) -> bool:
-        return self._backend.execute("lock_rings_take", {"bell": self.address}) > 0
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            if not self._backend.in_transaction() and self._take():
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(RING_POLL_INTERVAL, remaining))
-
-    def close(self) -> None:
-        pass
 
 
 def abandon_socket(conn: Any) -> None:

@@ -15,12 +15,13 @@ from .bells import Bell, Ringer
 
 if TYPE_CHECKING:
     from .base import Backend
+    from .driver import Owner
 
 
 class ChannelRinger(Ringer):
     rings_in_transaction = True
 
-    def bell(self, backend: Backend) -> Bell:
+    def bell(self, backend: Backend, owner: Owner | None = None) -> Bell:
         return ChannelBell(backend.connection(), "kojo_w_" + uuid.uuid4().hex)
 
     def ring_in_transaction(self, backend: Backend, bells: list[str]) -> None:
@@ -37,7 +38,7 @@ class ChannelBell(Bell):
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
         self._listening = False  # confirmed by a commit
 
-    def usable(self, backend: Backend) -> bool:
+    def usable(self, backend: Backend, owner: Owner) -> bool:
         return (
             backend.connection() is self._conn and not self._conn.closed and not self._conn.broken
         )

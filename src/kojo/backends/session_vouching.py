@@ -101,6 +101,18 @@ class SocketVouchLine(VouchLine):
             their_bell.close()
         return VouchedOwner(self.backend, self, int(reply["id"]), bell)
 
+    def register_bell(self, address: str) -> socket.socket:
+        """A socket on which the server rings the lock bell `address` (mysql_bells.py)."""
+        mine, theirs = _pair()
+        try:
+            self._ask({"op": "bell", "address": address}, [theirs.fileno()], REGISTER_TIMEOUT)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return mine
+
     def release(self, pid: int) -> None:
         self._ask({"op": "release", "pid": pid}, [], RELEASE_TIMEOUT)
 
@@ -149,6 +161,10 @@ class VouchedOwner(Owner):
             if note is not None:
                 notes.append(note)
         return notes
+
+    def bell_socket(self, address: str) -> socket.socket:
+        """Where the server rings this process's lock bell `address`, where it does."""
+        return self._line.register_bell(address)
 
     def is_lost(self) -> bool:
         if self._lost or self._closed:
@@ -234,6 +250,9 @@ class SessionVoucher(Voucher):
         try:
             if request.get("op") == "register" and fds:
                 answer: dict[str, Any] = {"id": self._register(request["info"], fds[0])}
+            elif request.get("op") == "bell" and fds:
+                self._add_bell(str(request.get("address")), fds[0].dup())
+                answer = {"ok": True}
             elif request.get("op") == "release":
                 answer = {"ids": self._release(request.get("pid"), request.get("id"))}
             else:
@@ -274,6 +293,11 @@ class SessionVoucher(Voucher):
     @abstractmethod
     def _free_key(self, owner_id: int) -> None:
         """On the anchor session: free `owner_id`'s key (it is dead from now on)."""
+
+    def _add_bell(self, address: str, sock: socket.socket) -> None:
+        """Ring lock bell `address` on `sock` (theirs now) when its ring comes."""
+        sock.close()
+        raise DatabaseError(f"this database rings lock bells itself, not through {address!r}")
 
     @abstractmethod
     def _as_anchor(self, owner: Owner) -> Owner:

@@ -33,6 +33,7 @@ from .bells import Bell, Ringer
 
 if TYPE_CHECKING:
     from .base import Backend
+    from .driver import Owner
 
 
 BIND_TRIES = 8
@@ -99,7 +100,7 @@ class SocketRinger(Ringer):
         self._sender: socket.socket | None = None
         self._sender_pid = 0
 
-    def bell(self, backend: Backend) -> Bell:
+    def bell(self, backend: Backend, owner: Owner | None = None) -> Bell:
         return SocketBell(self.prefix)
 
     def ring_after_commit(self, bells: list[str], wanted: int) -> None:
@@ -128,7 +129,7 @@ class SocketBell(Bell):
         self._pidfds: dict[int, int] = {}
         self._fired: set[int] = set()  # exited already; do not wake on them again
 
-    def usable(self, backend: Backend) -> bool:
+    def usable(self, backend: Backend, owner: Owner) -> bool:
         return self._sock.fileno() >= 0
 
     def prepare(self) -> None:

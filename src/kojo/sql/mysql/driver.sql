@@ -65,12 +65,6 @@ LIMIT 1000
 -- name: wakeup_prune
 DELETE FROM kojo_wakeup WHERE created_at_date_time < :before LIMIT 1000
 
--- name: lock_ring_add
-INSERT INTO kojo_ring (bell) VALUES (:bell)
-
--- name: lock_rings_take
-DELETE FROM kojo_ring WHERE bell = :bell
-
 -- The maintainer's fold (tally_store.tally_fold): the minutes before :before become the
 -- one row per type and outcome (minute 0, writer 0), in one transaction: the rows are
 -- locked, summed into the folded rows, then deleted (writers add to the current minute
