@@ -2,7 +2,8 @@
 
     python bench/locks.py [--backend sqlite|postgres|mysql|both|all] [--cycles 2000]
                           [--handoffs 400] [--processes 4] [--idle-waiters 100]
-                          [--idle-seconds 10] [--postgres URL] [--mysql URL]
+                          [--idle-seconds 10] [--idle-settle 1]
+                          [--postgres URL] [--mysql URL]
 
 Each backend runs on a fresh database, kojo and its baseline in the same run:
 
@@ -20,7 +21,9 @@ Each backend runs on a fresh database, kojo and its baseline in the same run:
   directly.
 - idle waiters: this process holds a mutex while `--idle-waiters` forked
   processes block on it; the CPU they use (user + system, from /proc) over
-  `--idle-seconds`, plus on PostgreSQL that of their server backends, on MySQL
+  `--idle-seconds` (from `--idle-settle` seconds after the last one waits: on MySQL
+  a process's poller keeps its busy rate for its first 5 s, so 6 measures the steady
+  state), plus on PostgreSQL that of their server backends, on MySQL
   that of the whole server process (its other clients included: an upper bound,
   when the server runs on this machine and its pid file is readable), as a
   percentage of one core. Then the mutex is released and every waiter must get
@@ -235,7 +238,7 @@ def idle_waiter(url: str) -> None:
     app.owner().close()
 
 
-def idle_waiters(url: str, waiters: int, seconds: float) -> dict[str, Any]:
+def idle_waiters(url: str, waiters: int, seconds: float, settle: float) -> dict[str, Any]:
     app = kojo.App(database=url)
     held = app.mutex("idle").acquire()
     pids = [fork(lambda: idle_waiter(url)) for _ in range(waiters)]
@@ -245,7 +248,7 @@ def idle_waiters(url: str, waiters: int, seconds: float) -> dict[str, Any]:
             return sum(r["state"] == "waiting" for r in app.locks()) == waiters
 
         wait_for(all_waiting, 120, f"{waiters} waiters")
-        time.sleep(1.0)  # let start-up settle
+        time.sleep(settle)  # let start-up settle
         backends = server_backends(url)
         clients_before, server_before = cpu_seconds(pids), cpu_seconds(backends)
         started = time.monotonic()
@@ -269,6 +272,7 @@ def idle_waiters(url: str, waiters: int, seconds: float) -> dict[str, Any]:
     return {
         "waiters": waiters,
         "seconds": seconds,
+        "settle_seconds": settle,
         "clients_cpu_percent_of_one_core": clients,
         "server_cpu_percent_of_one_core": server,
         "drain_seconds": drained,
@@ -301,7 +305,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 f"({ours_h['p99'] / raw_h['p99']:.1f}x at p99; {ours_h['count']} hand-offs)"
             )
             if args.idle_waiters:
-                idle = idle_waiters(url, args.idle_waiters, args.idle_seconds)
+                idle = idle_waiters(url, args.idle_waiters, args.idle_seconds, args.idle_settle)
                 entry["idle_waiters"] = idle
                 print(
                     f"{backend}: {idle['waiters']} idle waiters over {idle['seconds']:.0f} s: "
@@ -330,6 +334,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--idle-waiters", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--idle-settle", type=float, default=1.0)
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
     parser.add_argument("--mysql", default=os.environ.get("KOJO_TEST_MYSQL_URL"))
     args = parser.parse_args()

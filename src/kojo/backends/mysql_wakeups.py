@@ -15,13 +15,16 @@ gap a poll reads only new rows. Wake-ups are hints (wakeups_are_reliable is Fals
 readers look at the tables anyway when woken and every so often, so a late one costs
 latency, never a job.
 
-A lock waiter's bell is a name; a release inserts a `kojo_ring` row for it in its
-transaction, and the waiting thread polls for (and deletes) its rows every
-RING_POLL_INTERVAL on its own connection.
+Lock bells ride the same stream (mysql_bells.py): a release inserts a wake-up row of
+topic RING_TOPIC naming the waiter's bell, and the poller hands it to the waiting
+thread (in this process, or through its socket to the server) instead of forwarding
+it: a waiting thread queries nothing. The poller keeps its busy rate while a waiter near
+the head of its queue waits (its BellBoard says so), so such a ring never waits out the
+idle interval; a waiter that comes near, or stops waiting, wakes the poller's sleep.
 
 Idle cost: one indexed read per anchor per IDLE_POLL_INTERVAL; a server's anchor polls
-for its whole tree (mysql_vouching.py). docs/howto/mysql.md has the measured CPU and
-latency.
+for its whole tree (mysql_vouching.py), its lock waiters included: one read per
+POLL_INTERVAL however many wait. docs/howto/mysql.md has the measured CPU and latency.
 """
 
 from __future__ import annotations
