@@ -21,7 +21,7 @@ from kojo.backends import mysql_wakeups
 from kojo.backends.mysql import MysqlConnection
 
 WAIT = 20.0
-PROMPT = 0.2  # well under the idle poll interval (0.5 s), and under a look's 0.5 s
+PROMPT = 0.2  # well under the idle poll interval, and under a look's 0.5 s
 
 
 @pytest.fixture(autouse=True)
@@ -76,12 +76,27 @@ class Waiter(threading.Thread):
             self.error = exc
 
 
-def test_a_waiter_is_rung_promptly_after_an_idle_spell(app: kojo.App, other: kojo.App) -> None:
+def test_a_waiter_is_rung_promptly_after_an_idle_spell(
+    app: kojo.App, other: kojo.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An idle poll far apart: a ring left for it would come seconds late.
+    monkeypatch.setattr(mysql_wakeups, "IDLE_POLL_INTERVAL", 3.0)
+    idle_spell = mysql_wakeups.IDLE_AFTER + 0.7  # no wake-up meanwhile: both pollers idle
+    held = app.mutex("idle").acquire()
+    time.sleep(idle_spell)
+    # A waiter arriving at an idle poller: its poller is woken to the busy rate.
+    waiter = Waiter(other, "idle")
+    wait_until(lambda: waiters(app, "idle") == 1)
+    released_at = time.monotonic()
+    held.release()
+    waiter.join(WAIT)
+    assert waiter.error is None and waiter.got_at is not None
+    assert waiter.got_at - released_at < PROMPT
+    # A waiter waiting through an idle spell: its poller keeps the busy rate meanwhile.
     held = app.mutex("idle").acquire()
     waiter = Waiter(other, "idle")
     wait_until(lambda: waiters(app, "idle") == 1)
-    # Longer than IDLE_AFTER without a wake-up: a poller serving no waiter would be idle.
-    time.sleep(mysql_wakeups.IDLE_AFTER + 0.7)
+    time.sleep(idle_spell)
     released_at = time.monotonic()
     held.release()
     waiter.join(WAIT)
@@ -108,7 +123,8 @@ def test_waiting_threads_do_not_each_query_the_database(
     monkeypatch.setattr(MysqlConnection, "execute", counted)
     seconds = 2.0
     time.sleep(seconds)
-    monkeypatch.undo()
+    monkeypatch.setattr(MysqlConnection, "execute", execute)
+    print(f"{statements} statements in {seconds} s with {count} waiters")
     # Both Apps' pollers (a read every POLL_INTERVAL at most each), and the looks of the
     # waiters far back (one every SAFETY_INTERVAL each: 2 a second here, 2 statements
     # each): whatever the count of waiters. Each waiter polling for its own rings made
@@ -153,7 +169,7 @@ def test_a_vouched_processs_waiter_is_rung_through_its_server(
             serve(0.1)
             released_at = time.monotonic()
             held.release()
-            wait_until(lambda: waiter.got_at is not None or waiter.error is not None, serve)
+            wait_until(lambda w=waiter: not w.is_alive(), serve)
             assert waiter.error is None
             assert waiter.got_at is not None and waiter.got_at - released_at < PROMPT, round_
     finally:
