@@ -24,6 +24,10 @@ from foundation_helpers import scalar
 # poll (every second: job_process.POLL), half a second on average; forwarded, in a poll
 # of the server's (every 50 ms while busy) and a claim.
 FORWARDED_LATENCY = 0.25
+# A lock waiter in a job process is rung by the server's poller (every 50 ms while it
+# waits) through its bell's socket; its own looks come every 30 s here (workers_server's
+# locker).
+RUNG_WITHIN = 0.25
 
 
 @pytest.fixture
@@ -83,3 +87,21 @@ def test_kill_9_of_the_server_ends_its_whole_tree_in_the_database_at_once(
     )
     # Its processes see their doorbells hang up: lost, they stop.
     wait_for(lambda: not kojo_processes(), 5.0 - (time.monotonic() - killed_at), kojo_processes)
+
+
+def test_job_processes_waiting_on_a_mutex_are_rung_through_the_servers_poller(
+    my_tree: Tree,
+) -> None:
+    my_tree.start(max_processes=2)
+    app = my_tree.app
+    held = app.mutex("tree-lock").acquire()
+    jobs = [app.schedule("locker", payload={"mutex": "tree-lock", "seconds": 0.3}) for _ in "ab"]
+    wait_for(
+        lambda: sum(r["state"] == "waiting" for r in app.locks()) == 2, 10.0, "two waiting jobs"
+    )
+    released = time.time()
+    held.release()  # rings the first job's bell; its release rings the second's
+    got = sorted(my_tree.wait_record("got", job_id, 10.0)[0]["t"] for job_id in jobs)
+    first_released = min(my_tree.wait_record("release", job_id, 10.0)[0]["t"] for job_id in jobs)
+    assert got[0] - released < RUNG_WITHIN, (released, got)
+    assert got[1] - first_released < RUNG_WITHIN, (first_released, got)

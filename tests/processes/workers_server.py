@@ -152,6 +152,20 @@ def stopper(job: kojo.Job) -> None:
     record(job, "end")
 
 
+def locker(job: kojo.Job) -> None:
+    """Takes mutex `payload.mutex`, records "got", holds it `payload.seconds`, records
+    "release". Its process looks at a lock it waits for only every LONG seconds: a
+    hand-off within that came from a ring."""
+    import kojo.locks
+
+    kojo.locks.PROBE_INTERVAL = LONG
+    payload = _payload(job)
+    with job.mutex(str(payload["mutex"]), timeout=LONG):
+        record(job, "got")
+        time.sleep(float(payload.get("seconds", 0)))
+        record(job, "release")
+
+
 def chatty(job: kojo.Job) -> None:
     """Logs through job.logger."""
     record(job, "start")
@@ -205,6 +219,7 @@ def register(app: kojo.App) -> kojo.App:
     app.job_type("victim")(victim)
     app.job_type("stopper")(stopper)
     app.job_type("chatty")(chatty)
+    app.job_type("locker")(locker)
     app.job_type("limited", concurrency_limit=2)(noop)
     app.job_type("rated", rate_limit="3/PT2S")(rated)
     app.job_type("awaiting", max_retries=1)(awaiting)
