@@ -36,7 +36,6 @@ from .session_vouching import VouchedOwner
 if TYPE_CHECKING:
     from .base import Backend
     from .driver import Owner
-    from .mysql_wakeups import MysqlOwner
 
 RING_TOPIC = "kojo.ring"
 # A waiter's state, as its board knows it (one byte on a vouched process's socket).
@@ -172,11 +171,10 @@ class MysqlRinger(Ringer):
     rings_in_transaction = True
 
     def bell(self, backend: Backend, owner: Owner | None = None) -> Bell:
-        from .mysql_wakeups import MysqlOwner
-
         address = "kojo_w_" + uuid.uuid4().hex
-        if isinstance(owner, MysqlOwner):
-            return LocalBell(owner, address)
+        board = getattr(owner, "bells", None)  # an anchor's, which polls (MysqlOwner)
+        if owner is not None and isinstance(board, BellBoard):
+            return LocalBell(owner, board, address)
         if isinstance(owner, VouchedOwner):
             return RemoteBell(owner, address, owner.bell_socket(address))
         raise TypeError(f"a MySQL lock bell needs the waiter's owner, not {owner!r}")
@@ -189,10 +187,10 @@ class MysqlRinger(Ringer):
 class LocalBell(Bell):
     """A bell of the poller's own process: an Event its board sets."""
 
-    def __init__(self, owner: MysqlOwner, address: str) -> None:
+    def __init__(self, owner: Owner, board: BellBoard, address: str) -> None:
         self.address = address
         self._owner = owner
-        self._board = owner.bells
+        self._board = board
         self._event = threading.Event()
         self._board.add_local(self)
 
