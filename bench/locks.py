@@ -3,6 +3,7 @@
     python bench/locks.py [--backend sqlite|postgres|mysql|both|all] [--cycles 2000]
                           [--handoffs 400] [--processes 4] [--idle-waiters 100]
                           [--idle-seconds 10] [--idle-settle 1]
+                          [--hold-ms 2] [--gap-ms 5]
                           [--postgres URL] [--mysql URL]
 
 Each backend runs on a fresh database, kojo and its baseline in the same run:
@@ -13,12 +14,14 @@ Each backend runs on a fresh database, kojo and its baseline in the same run:
   `SELECT GET_LOCK(name, -1)` / `RELEASE_LOCK(name)` on one connection; SQLite:
   `flock(LOCK_EX)` / `flock(LOCK_UN)` on a file (what kojo's liveness rests on).
 - hand-off: `--processes` forked processes take one mutex in turn; each holds
-  it 2 ms, then sleeps 5 ms after releasing, so the others are blocked waiting
-  when it lets go. Hand-off latency = the next holder's "got it" time minus the
-  previous holder's time just before it called release (CLOCK_MONOTONIC is
-  system-wide). The baseline is the same loop over a blocking
-  `pg_advisory_lock` / `GET_LOCK` / `flock`, which the kernel or server hands over
-  directly.
+  it `--hold-ms` (2), then sleeps `--gap-ms` (5) ±50% after releasing, so the
+  others are blocked waiting when it lets go (with so short a gap, one coming back
+  from its pause often takes it first: `--processes 2 --hold-ms 200 --gap-ms 120`
+  measures only waiters woken by the release, if that takes under 60 ms). Hand-off
+  latency = the next holder's "got it" time minus the previous holder's time just
+  before it called release (CLOCK_MONOTONIC is system-wide). The baseline is the
+  same loop over a blocking `pg_advisory_lock` / `GET_LOCK` / `flock`, which the
+  kernel or server hands over directly.
 - idle waiters: this process holds a mutex while `--idle-waiters` forked
   processes block on it; the CPU they use (user + system, from /proc) over
   `--idle-seconds` (from `--idle-settle` seconds after the last one waits: on MySQL
@@ -56,8 +59,6 @@ from harness import ROOT, database, mysql_settings, summary, wait_for
 import kojo
 import mysql_db
 
-HOLD = 0.002
-GAP = 0.005
 RAW_KEY = (0x6B6F6A6F + 7, 1)  # an advisory key of its own, apart from kojo's owners
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -142,7 +143,9 @@ def raw_lock(url: str, lock_file: Path) -> Iterator[tuple[Callable[[], None], Ca
 # -- hand-off ------------------------------------------------------------------------------
 
 
-def handoff_worker(url: str, log: Path, turns: int, method: str, lock_file: Path) -> None:
+def handoff_worker(
+    url: str, log: Path, turns: int, method: str, lock_file: Path, hold: float, gap: float
+) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     pid = os.getpid()
 
@@ -154,29 +157,31 @@ def handoff_worker(url: str, log: Path, turns: int, method: str, lock_file: Path
         for _ in range(turns):
             with app.mutex("handoff"):
                 note("got")
-                time.sleep(HOLD)
+                time.sleep(hold)
                 note("release")
-            time.sleep(GAP * random.uniform(0.5, 1.5))
+            time.sleep(gap * random.uniform(0.5, 1.5))
         app.owner().close()
         return
     with raw_lock(url, lock_file) as (lock, unlock):
         for _ in range(turns):
             lock()
             note("got")
-            time.sleep(HOLD)
+            time.sleep(hold)
             note("release")
             unlock()
-            time.sleep(GAP * random.uniform(0.5, 1.5))
+            time.sleep(gap * random.uniform(0.5, 1.5))
 
 
-def handoffs(url: str, method: str, processes: int, handoffs: int, folder: Path) -> list[float]:
+def handoffs(url: str, method: str, args: argparse.Namespace, folder: Path) -> list[float]:
     """Milliseconds from a holder starting to release to the next holder having it."""
     log = folder / f"handoff-{method}.log"
     log.write_text("")
-    turns = max(1, handoffs // processes)
+    turns = max(1, args.handoffs // args.processes)
+    hold, gap = args.hold_ms / 1000, args.gap_ms / 1000
     lock_file = folder / "raw.lock"
     pids = [
-        fork(lambda: handoff_worker(url, log, turns, method, lock_file)) for _ in range(processes)
+        fork(lambda: handoff_worker(url, log, turns, method, lock_file, hold, gap))
+        for _ in range(args.processes)
     ]
     join(pids)
     delays = []
@@ -296,7 +301,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 f"baseline {raw:,.0f} ({raw / ours:.1f}x)"
             )
             for method in ("baseline", "kojo"):
-                delays = handoffs(url, method, args.processes, args.handoffs, folder)
+                delays = handoffs(url, method, args, folder)
                 entry[f"handoff_ms_{method}"] = {"count": len(delays), **summary(delays)}
             ours_h, raw_h = entry["handoff_ms_kojo"], entry["handoff_ms_baseline"]
             print(
@@ -335,6 +340,8 @@ def main() -> None:
     parser.add_argument("--idle-waiters", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--idle-settle", type=float, default=1.0)
+    parser.add_argument("--hold-ms", type=float, default=2.0)
+    parser.add_argument("--gap-ms", type=float, default=5.0)
     parser.add_argument("--postgres", default=os.environ.get("KOJO_TEST_POSTGRES_URL"))
     parser.add_argument("--mysql", default=os.environ.get("KOJO_TEST_MYSQL_URL"))
     args = parser.parse_args()
