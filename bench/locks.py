@@ -14,9 +14,9 @@ Each backend runs on a fresh database, kojo and its baseline in the same run:
   `SELECT GET_LOCK(name, -1)` / `RELEASE_LOCK(name)` on one connection; SQLite:
   `flock(LOCK_EX)` / `flock(LOCK_UN)` on a file (what kojo's liveness rests on).
 - hand-off: `--processes` forked processes take one mutex in turn; each holds
-  it `--hold-ms` (2), then sleeps `--gap-ms` (5) ±50% after releasing, so the
+  it `--hold-ms` (2) ±50%, then sleeps `--gap-ms` (5) ±50%, so the
   others are blocked waiting when it lets go (with so short a gap, one coming back
-  from its pause often takes it first: `--processes 2 --hold-ms 200 --gap-ms 120`
+  from its pause often takes it first: `--processes 2 --hold-ms 400 --gap-ms 160`
   measures only waiters woken by the release, if that takes under 60 ms). Hand-off
   latency = the next holder's "got it" time minus the previous holder's time just
   before it called release (CLOCK_MONOTONIC is system-wide). The baseline is the
@@ -157,7 +157,7 @@ def handoff_worker(
         for _ in range(turns):
             with app.mutex("handoff"):
                 note("got")
-                time.sleep(hold)
+                time.sleep(hold * random.uniform(0.5, 1.5))
                 note("release")
             time.sleep(gap * random.uniform(0.5, 1.5))
         app.owner().close()
@@ -166,7 +166,7 @@ def handoff_worker(
         for _ in range(turns):
             lock()
             note("got")
-            time.sleep(hold)
+            time.sleep(hold * random.uniform(0.5, 1.5))
             note("release")
             unlock()
             time.sleep(gap * random.uniform(0.5, 1.5))

@@ -24,7 +24,7 @@ from foundation_helpers import scalar
 # poll (every second: job_process.POLL), half a second on average; forwarded, in a poll
 # of the server's (every 50 ms while busy) and a claim.
 FORWARDED_LATENCY = 0.25
-# A lock waiter in a job process is rung by the server's poller (every 50 ms while it
+# A lock waiter in a job process is rung by the server's poller (every 25 ms while it
 # waits) through its bell's socket; its own looks come every 30 s here (workers_server's
 # locker).
 RUNG_WITHIN = 0.25

@@ -8,13 +8,14 @@ forwarded as a notification. A waiting thread queries nothing: it sleeps on an E
 (a bell of the poller's own process) or on a socket to the server (a vouched process's
 bell, registered with the server once per thread over the vouching line).
 
-The poller polls at its busy rate while a waiter near the head of its queue waits
-(an *urgent* one: a release rings it next), so a ring after an idle spell is not
-left for the idle interval; a waiter further back needs no haste (it is nudged when it
-comes near, and looks every SAFETY_INTERVAL anyway), so 50 blocked processes keep only
-the pollers of the two at the head busy. A waiter tells its board: a method call in
-the poller's process, a one-byte message on its socket to the server otherwise (the
-server's poller thread reads those sockets; a hang-up drops the bell).
+The poller polls at its urgent rate (URGENT_POLL_INTERVAL, twice the busy rate) while a
+waiter near the head of its queue waits (an *urgent* one: a release rings it next), so
+a ring after an idle spell is not left for the idle interval; a waiter further back
+needs no haste (it is nudged when it comes near, and looks every SAFETY_INTERVAL
+anyway), so 50 blocked processes keep only the pollers of the two at the head fast. A
+waiter tells its board how it stands: a method call in the poller's process, a one-byte
+message on its socket to the server otherwise (the server's poller thread reads those
+sockets; a hang-up drops the bell).
 
 Rings are hints, as everywhere (bells.py): a waiter re-checks the lock when rung and
 every PROBE_INTERVAL (near the head) or SAFETY_INTERVAL anyway.
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 RING_TOPIC = "kojo.ring"
 # A waiter's state, as its board knows it (one byte on a vouched process's socket).
-URGENT = b"u"  # near the head: the poller polls at its busy rate
+URGENT = b"u"  # near the head: the poller polls at its urgent rate
 FAR = b"f"  # further back: the idle rate will do
 DONE = b"d"  # not waiting
 RUNG = b"r"  # server to waiter: a ring for this bell
@@ -59,7 +60,7 @@ class BellBoard:
         self._wake_w.setblocking(False)
 
     def busy(self) -> bool:
-        """A waiter near the head of its queue waits: poll at the busy rate."""
+        """A waiter near the head of its queue waits: poll at the urgent rate."""
         return bool(self._urgent)
 
     def add_local(self, bell: LocalBell) -> None:

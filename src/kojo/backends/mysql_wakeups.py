@@ -18,9 +18,9 @@ latency, never a job.
 Lock bells ride the same stream (mysql_bells.py): a release inserts a wake-up row of
 topic RING_TOPIC naming the waiter's bell, and the poller hands it to the waiting
 thread (in this process, or through its socket to the server) instead of forwarding
-it: a waiting thread queries nothing. The poller keeps its busy rate while a waiter near
-the head of its queue waits (its BellBoard says so), so such a ring never waits out the
-idle interval; a waiter that comes near, or stops waiting, wakes the poller's sleep.
+it: a waiting thread queries nothing. While a waiter near the head of its queue waits
+(its BellBoard says so) the poller polls every URGENT_POLL_INTERVAL, so such a ring never
+waits out the idle interval; a waiter that comes near wakes the poller's sleep.
 
 Idle cost: one indexed read per anchor per IDLE_POLL_INTERVAL; a server's anchor polls
 for its whole tree (mysql_vouching.py), its lock waiters included: one read per
@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 POLL_INTERVAL = 0.05
 IDLE_POLL_INTERVAL = 0.5
 IDLE_AFTER = 5.0
+# While a lock waiter near the head of its queue waits (mysql_bells.py), polls come this
+# often: a ring waits half as long as at the busy rate, for one read per process or tree
+# (a waiter polling for itself made 20 a second).
+URGENT_POLL_INTERVAL = 0.025
 REORDER_WINDOW = 256
 GAP_PATIENCE = 10.0  # seconds a skipped id is waited for (a transaction still open)
 PRUNE_EVERY = 30.0  # seconds between an owner's deletions of old wake-ups
@@ -106,8 +110,12 @@ class MysqlOwner(Owner):
     def _poll_loop(self) -> None:
         pruned = last_woken = last_polled = time.monotonic()
         while not self._stop.is_set():
-            quiet = time.monotonic() - last_woken > IDLE_AFTER and not self.bells.busy()
-            interval = IDLE_POLL_INTERVAL if quiet else POLL_INTERVAL
+            if self.bells.busy():
+                interval = URGENT_POLL_INTERVAL
+            elif time.monotonic() - last_woken > IDLE_AFTER:
+                interval = IDLE_POLL_INTERVAL
+            else:
+                interval = POLL_INTERVAL
             pause = last_polled + interval - time.monotonic()
             if pause > 0:
                 # Woken early by close() or by a waiter coming near the head: the rate
