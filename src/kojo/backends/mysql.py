@@ -16,7 +16,8 @@ There is no LISTEN/NOTIFY: wake-ups are rows of a small table that each anchor's
 poller reads a few times a second (mysql_wakeups.py); they are hints, like
 SQLite's datagrams (wakeups_are_reliable is False). As on PostgreSQL, a server's
 anchor vouches for its whole tree (mysql_vouching.py): it holds their named locks and
-forwards its wake-ups to them, so a host has one anchor session and one poller.
+forwards its wake-ups to them, so a host has one anchor session and one poller; lock
+rings are wake-up rows that poller hands to the waiting threads (mysql_bells.py).
 
 DDL is not transactional on MySQL (each statement commits): the schema scripts are
 idempotent (IF NOT EXISTS everywhere), so an install cut short is finished by the
@@ -88,7 +89,8 @@ TEXT_COLUMNS = frozenset({"bell", "data", "topic"})
 CONTENDED_TRIES = 3
 CONTENDED_PAUSE = 0.02
 TIME_SUFFIXES = ("date_time",)
-# Tables of MySQL's own: wake-ups and lock rings (mysql_wakeups.py), message order.
+# Tables of MySQL's own: wake-ups (mysql_wakeups.py), message order, and kojo_ring, unused
+# since lock rings became wake-up rows (mysql_bells.py), until a schema drops it.
 MYSQL_TABLES = ("kojo_wakeup", "kojo_ring", "kojo_message_order")
 
 
