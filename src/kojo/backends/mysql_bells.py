@@ -55,6 +55,7 @@ class BellBoard:
         self._remote: dict[str, socket.socket] = {}
         self._address_of: dict[int, str] = {}  # a remote bell's address by its fileno
         self._urgent: set[str] = set()
+        self._far: set[str] = set()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -62,6 +63,10 @@ class BellBoard:
     def busy(self) -> bool:
         """A waiter near the head of its queue waits: poll at the urgent rate."""
         return bool(self._urgent)
+
+    def waiting(self) -> bool:
+        """Any waiter waits, near the head or not."""
+        return bool(self._urgent or self._far)
 
     def add_local(self, bell: LocalBell) -> None:
         with self._lock:
@@ -81,15 +86,18 @@ class BellBoard:
     def mark(self, address: str, state: bytes) -> None:
         with self._lock:
             was_busy = bool(self._urgent)
+            self._urgent.discard(address)
+            self._far.discard(address)
             if state == URGENT:
                 self._urgent.add(address)
-            else:
-                self._urgent.discard(address)
+            elif state == FAR:
+                self._far.add(address)
             now_busy = bool(self._urgent)
         if now_busy and not was_busy:
             self.wake()  # out of an idle sleep at once
 
-    def ring(self, address: str) -> None:
+    def ring(self, address: str) -> bool:
+        """Ring `address` if it is one of ours; whether it was."""
         with self._lock:
             local = self._local.get(address)
             remote = self._remote.get(address)
@@ -100,7 +108,9 @@ class BellBoard:
                 remote.send(RUNG, socket.MSG_DONTWAIT)
             except OSError:
                 pass  # full (it is rung already) or hung up (dropped when next served)
-        # Else a bell of another host, or one gone: nothing to do.
+        else:
+            return False  # a bell of another host, or one gone
+        return True
 
     def wake(self) -> None:
         try:
@@ -152,6 +162,7 @@ class BellBoard:
                 del self._remote[address]
                 self._address_of.pop(sock.fileno(), None)
                 self._urgent.discard(address)
+                self._far.discard(address)
         sock.close()
 
     def close(self) -> None:
@@ -160,6 +171,7 @@ class BellBoard:
             remote, self._remote = list(self._remote.values()), {}
             self._address_of.clear()
             self._urgent.clear()
+            self._far.clear()
         for sock in remote:
             sock.close()
         self._wake_r.close()

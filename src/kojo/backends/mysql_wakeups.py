@@ -156,8 +156,9 @@ class MysqlOwner(Owner):
             self._gaps.pop(wakeup_id, None)
             note = Notification(str(row["topic"]), str(row["data"] or ""))
             if note.topic == RING_TOPIC:
-                self.bells.ring(note.data)  # a lock waiter's, never a notification
-                rung = True
+                # A lock waiter's, never a notification. Activity where ours wait: a
+                # waiter further back may be nudged next (the busy rate for it).
+                rung = self.bells.ring(note.data) or self.bells.waiting() or rung
                 continue
             payloads.append(self.backend.encode_notification(note).encode())
             self._after = max(self._after, wakeup_id)
