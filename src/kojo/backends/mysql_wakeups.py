@@ -24,7 +24,9 @@ waits out the idle interval; a waiter that comes near wakes the poller's sleep.
 
 Idle cost: one indexed read per anchor per IDLE_POLL_INTERVAL; a server's anchor polls
 for its whole tree (mysql_vouching.py), its lock waiters included: one read per
-POLL_INTERVAL however many wait. docs/howto/mysql.md has the measured CPU and latency.
+URGENT_POLL_INTERVAL however many wait. docs/howto/mysql.md has the measured CPU and
+latency (50 blocked waiter processes: 4 to 6% of a core, 20% when each polled for
+itself; a rung waiter has the lock in 12 to 16 ms at the median, 26 to 29 before).
 """
 
 from __future__ import annotations
