@@ -326,7 +326,7 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 self.job_complete_many(completed, owner_id, now)
             params = {"owner": owner_id, "limit": limit, "now": now, "skip": skip_param(skip)}
             if not self.claim_races:
-                claimed = self.fetchall_later("job_claim", params)
+                claimed = self.claim_rows(params)
             else:
                 claimed = LaterRows.converted(self._claim_retrying(params))
             if not claimed and self.claim_vouches and not self._vouch(owner_id):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -222,18 +223,53 @@ def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]
     return dict(zip(names, values, strict=True))
 
 
-def _rows_from(names: tuple[str, ...], raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """_row_factory's dicts for rows fetched as tuples (SqliteBackend.fetchall_later).
-    The loop is _row_factory's, inline in both: a shared function per row cost the plain
-    path 0.6 % of its instructions (bench/instructions.py)."""
+# What job_claim's rows leave out (sql/sqlite/jobs.sql): the columns its UPDATE sets,
+# filled in from its parameters, and those a plain job leaves at these defaults (its
+# `uncommon` flag says when a row has other values; that row is read again, whole).
+CLAIM_SETS = frozenset(
+    {"assigned_state", "next_state_request", "last_transition_date_time", "kojo_process_id"}
+)
+CLAIM_DEFAULTS: dict[str, Any] = {
+    "completed_at_date_time": None,
+    "delete_after_date_time": None,
+    "cron_fire_date_time": None,
+    "last_error": None,
+    "unique_key": None,
+    "result": None,
+    "progress": None,
+    "progress_note": None,
+    "started_at_date_time": None,
+    "awaited": False,
+    "has_children": False,
+    "limited": False,
+    "concurrency_key": "",
+}
+
+
+def _claimed_rows(
+    template: dict[str, Any],
+    whole: Mapping[int, dict[str, Any]],
+    names: tuple[str, ...],
+    raw: Sequence[Sequence[Any]],
+) -> list[dict[str, Any]]:
+    """job_claim's rows as dicts: each a copy of `template` (every column, in the table's
+    order: the values the claim set, the defaults) updated with the row's own columns,
+    converted as _row_factory does (its loop, inline: a shared function per row cost the
+    plain path 0.6 % of its instructions); an uncommon row is the one in `whole`."""
     plan = _plan(names)
+    own = names[:-1]  # all but `uncommon`, the last
     rows = []
     for row in raw:
+        if row[-1]:
+            rows.append(whole[row[0]])
+            continue
         values = list(row)
         for index, convert in plan:
             if values[index] is not None:
                 values[index] = convert(values[index])
-        rows.append(dict(zip(names, values, strict=True)))
+        job = template.copy()
+        job.update(zip(own, values, strict=False))
+        rows.append(job)
     return rows
 
 
@@ -256,6 +292,7 @@ class SqliteBackend(Backend):
         self._sender_pid = 0
         self._dirs_checked = False
         self._doorbells: dict[str, str] = {}  # owner file name -> its doorbell's address
+        self._job_columns: tuple[str, ...] | None = None  # kojo_job's, for _claim_template
         super().__init__(url)
 
     # -- connections -----------------------------------------------------------------
@@ -437,12 +474,39 @@ class SqliteBackend(Backend):
         flagged = [int(r["flagged"]) for r in self.fetchall("job_complete_flagged", params)]
         return completed + len(flagged), flagged
 
-    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
+    def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
         cursor = self.connection().cursor()
         cursor.row_factory = None  # tuples: converted by LaterRows.rows(), after COMMIT
-        cursor.execute(self._queries[name], self._convert_params(params))
+        cursor.execute(self._queries["job_claim"], self._convert_params(params))
         raw = cursor.fetchall()
-        return LaterRows(tuple(column[0] for column in cursor.description), raw, _rows_from)
+        names = tuple(column[0] for column in cursor.description)
+        whole: dict[int, dict[str, Any]] = {}
+        uncommon = [row[0] for row in raw if row[-1]]
+        if uncommon:
+            again = self.fetchall("job_claimed_again", {"ids": json.dumps(uncommon)})
+            whole = {int(row["kojo_job_id"]): row for row in again}
+        template = self._claim_template(names, params)
+        return LaterRows(names, raw, functools.partial(_claimed_rows, template, whole))
+
+    def _claim_template(self, names: tuple[str, ...], params: Mapping[str, Any]) -> Row:
+        """Every column of kojo_job in the table's order, with the values job_claim sets
+        and CLAIM_DEFAULTS; the others (None here) come from each row."""
+        columns = self._job_columns
+        if columns is None:
+            cursor = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")
+            columns = tuple(column[0] for column in cursor.description)
+            unknown = set(columns) - set(names) - CLAIM_SETS - CLAIM_DEFAULTS.keys()
+            if unknown:  # a column added to kojo_job but not to job_claim's RETURNING
+                raise AssertionError(f"job_claim returns no {', '.join(sorted(unknown))}")
+            self._job_columns = columns
+        template = dict.fromkeys(columns)
+        template.update(CLAIM_DEFAULTS)
+        template["assigned_state"] = "working"
+        template["next_state_request"] = "none"
+        # As the database holds it and gives it back: text, to the microsecond, UTC.
+        template["last_transition_date_time"] = _time(_to_text(params["now"]))
+        template["kojo_process_id"] = params["owner"]
+        return template
 
     def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a
