@@ -381,8 +381,8 @@ class Driver(ABC):
         return [self._convert_row(r) for r in cur.fetchall()]
 
     def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
-        """job_claim's rows, to be turned into dicts when asked for (SQLite: after the
-        transaction, out of the write lock; here at once)."""
+        """job_claim's rows, to be turned into dicts when asked for (SQLite and PostgreSQL:
+        after the transaction, see claimed_rows.py; here at once)."""
         return LaterRows.converted(self.fetchall("job_claim", params))
 
     def fetchall_on(self, conn: Any, name: str, params: Mapping[str, Any]) -> list[Row]:

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
 from ..logs import get_logger
+from . import claimed_rows
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -223,39 +224,14 @@ def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]
     return dict(zip(names, values, strict=True))
 
 
-# What job_claim's rows leave out (sql/sqlite/jobs.sql): the columns its UPDATE sets,
-# filled in from its parameters, and those a plain job leaves at these defaults (its
-# `uncommon` flag says when a row has other values; that row is read again, whole).
-CLAIM_SETS = frozenset(
-    {"assigned_state", "next_state_request", "last_transition_date_time", "kojo_process_id"}
-)
-CLAIM_DEFAULTS: dict[str, Any] = {
-    "completed_at_date_time": None,
-    "delete_after_date_time": None,
-    "cron_fire_date_time": None,
-    "last_error": None,
-    "unique_key": None,
-    "result": None,
-    "progress": None,
-    "progress_note": None,
-    "started_at_date_time": None,
-    "awaited": False,
-    "has_children": False,
-    "limited": False,
-    "concurrency_key": "",
-}
-
-
 def _claimed_rows(
     template: dict[str, Any],
     whole: Mapping[int, dict[str, Any]],
     names: tuple[str, ...],
     raw: Sequence[Sequence[Any]],
 ) -> list[dict[str, Any]]:
-    """job_claim's rows as dicts: each a copy of `template` (every column, in the table's
-    order: the values the claim set, the defaults) updated with the row's own columns,
-    converted as _row_factory does (its loop, inline: a shared function per row cost the
-    plain path 0.6 % of its instructions); an uncommon row is the one in `whole`."""
+    """claimed_rows.filled, converting each row's values as _row_factory does (its loop,
+    inline: a shared function per row cost the plain path 0.6 % of its instructions)."""
     plan = _plan(names)
     own = names[:-1]  # all but `uncommon`, the last
     rows = []
@@ -489,24 +465,12 @@ class SqliteBackend(Backend):
         return LaterRows(names, raw, functools.partial(_claimed_rows, template, whole))
 
     def _claim_template(self, names: tuple[str, ...], params: Mapping[str, Any]) -> Row:
-        """Every column of kojo_job in the table's order, with the values job_claim sets
-        and CLAIM_DEFAULTS; the others (None here) come from each row."""
-        columns = self._job_columns
-        if columns is None:
+        if self._job_columns is None:
             cursor = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")
-            columns = tuple(column[0] for column in cursor.description)
-            unknown = set(columns) - set(names) - CLAIM_SETS - CLAIM_DEFAULTS.keys()
-            if unknown:  # a column added to kojo_job but not to job_claim's RETURNING
-                raise AssertionError(f"job_claim returns no {', '.join(sorted(unknown))}")
-            self._job_columns = columns
-        template = dict.fromkeys(columns)
-        template.update(CLAIM_DEFAULTS)
-        template["assigned_state"] = "working"
-        template["next_state_request"] = "none"
-        # As the database holds it and gives it back: text, to the microsecond, UTC.
-        template["last_transition_date_time"] = _time(_to_text(params["now"]))
-        template["kojo_process_id"] = params["owner"]
-        return template
+            self._job_columns = tuple(column[0] for column in cursor.description)
+        # As the database gives it back: text to the microsecond, UTC.
+        now = _time(_to_text(params["now"]))
+        return claimed_rows.template(self._job_columns, names, now, params["owner"])
 
     def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a

@@ -80,7 +80,25 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     last_transition_date_time = :now, kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
-RETURNING kojo_job.*, candidate.rate_seconds
+-- Not kojo_job.*: the columns the UPDATE sets and those a plain job leaves at their
+-- defaults come from claimed_rows.py (`uncommon` says when a row must be read again).
+RETURNING kojo_job.kojo_job_id, kojo_job.type_code, kojo_job.name, kojo_job.priority,
+    kojo_job.importance, kojo_job.work_at_date_time, kojo_job.previous_state,
+    kojo_job.worker_uri, kojo_job.can_work_in_parallel, kojo_job.times_worked,
+    kojo_job.times_retried, kojo_job.times_held, kojo_job.times_crashed,
+    kojo_job.times_panicked, kojo_job.created_at_date_time, kojo_job.payload,
+    candidate.rate_seconds,
+    coalesce(kojo_job.completed_at_date_time, kojo_job.delete_after_date_time,
+        kojo_job.cron_fire_date_time, kojo_job.started_at_date_time) IS NOT NULL
+        OR coalesce(kojo_job.last_error, kojo_job.unique_key, kojo_job.progress_note)
+            IS NOT NULL
+        OR kojo_job.result IS NOT NULL OR kojo_job.progress IS NOT NULL
+        OR kojo_job.awaited OR kojo_job.has_children OR kojo_job.limited
+        OR kojo_job.concurrency_key <> '' AS uncommon
+
+-- name: job_claimed_again
+-- The rows of job_claim whose `uncommon` columns it did not return.
+SELECT * FROM kojo_job WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
 
 -- name: owner_vouch
 SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
