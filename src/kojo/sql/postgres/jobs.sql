@@ -187,7 +187,8 @@ RETURNING kojo_job_id, limited
 -- to the tally (tally_store.py) by the same statement (completion_tallies): one round trip,
 -- and no 40 parameters to send, for the sums tally_store.Group computes on the other
 -- dialects. A duration is :now - the claim, a wait the claim - work_at, never below 0; a
--- bucket holds the values above the previous bound up to its own.
+-- bucket holds the values above the previous bound up to its own. In double precision
+-- (date_part, not extract's numeric): 32 comparisons per job cost a third less so.
 WITH done AS (
     UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
         previous_state = 'working', last_transition_date_time = :now,
@@ -196,8 +197,8 @@ WITH done AS (
     WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
       AND assigned_state = 'working' AND kojo_process_id = :owner
     RETURNING kojo_job_id, type_code, awaited OR has_children OR limited AS sets_off,
-        greatest(0, extract(epoch FROM CAST(:now AS timestamptz) - started_at_date_time)) AS d,
-        greatest(0, extract(epoch FROM started_at_date_time - work_at_date_time)) AS w
+        greatest(0, date_part('epoch', CAST(:now AS timestamptz) - started_at_date_time)) AS d,
+        greatest(0, date_part('epoch', started_at_date_time - work_at_date_time)) AS w
 ), tallied AS (
     INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
     {{tally_columns}}
