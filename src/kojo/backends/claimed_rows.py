@@ -39,13 +39,19 @@ CLAIM_DEFAULTS: dict[str, Any] = {
 }
 
 
-def template(columns: Sequence[str], returned: Sequence[str], now: datetime, owner: int) -> Row:
-    """Every column of kojo_job (`columns`, in the table's order) with the values the claim
-    at `now` by `owner` sets and CLAIM_DEFAULTS; the others (None here) come from each
-    row. `now` as the database gives it back (UTC, to the microsecond)."""
+def checked(columns: Sequence[str], returned: Sequence[str]) -> tuple[str, ...]:
+    """kojo_job's `columns`, once checked against the claim's `returned` ones: each is
+    returned, set by the claim, or in CLAIM_DEFAULTS."""
     unknown = set(columns) - set(returned) - CLAIM_SETS - CLAIM_DEFAULTS.keys()
     if unknown:  # a column added to kojo_job but not to job_claim's RETURNING
         raise AssertionError(f"job_claim returns no {', '.join(sorted(unknown))}")
+    return tuple(columns)
+
+
+def template(columns: Sequence[str], now: datetime, owner: int) -> Row:
+    """Every column of kojo_job (`columns`, in the table's order: see checked) with the
+    values the claim at `now` by `owner` sets and CLAIM_DEFAULTS; the others (None here)
+    come from each row. `now` as the database gives it back (UTC, to the microsecond)."""
     row = dict.fromkeys(columns)
     row.update(CLAIM_DEFAULTS)
     row["assigned_state"] = "working"

@@ -173,10 +173,9 @@ class PostgresBackend(Backend):
             whole = {int(row["kojo_job_id"]): row for row in again}
         if self._job_columns is None:
             table = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")
-            self._job_columns = tuple(column.name for column in table.description or ())
-        template = claimed_rows.template(
-            self._job_columns, names, as_utc(params["now"]), params["owner"]
-        )
+            columns = [column.name for column in table.description or ()]
+            self._job_columns = claimed_rows.checked(columns, names)
+        template = claimed_rows.template(self._job_columns, as_utc(params["now"]), params["owner"])
         return LaterRows(names, raw, functools.partial(_claimed, template, whole))
 
     def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:

@@ -467,10 +467,11 @@ class SqliteBackend(Backend):
     def _claim_template(self, names: tuple[str, ...], params: Mapping[str, Any]) -> Row:
         if self._job_columns is None:
             cursor = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")
-            self._job_columns = tuple(column[0] for column in cursor.description)
+            table = [column[0] for column in cursor.description]
+            self._job_columns = claimed_rows.checked(table, names)
         # As the database gives it back: text to the microsecond, UTC.
         now = _time(_to_text(params["now"]))
-        return claimed_rows.template(self._job_columns, names, now, params["owner"])
+        return claimed_rows.template(self._job_columns, now, params["owner"])
 
     def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a
