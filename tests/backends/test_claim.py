@@ -165,6 +165,15 @@ def test_a_claimed_row_is_the_stored_row_every_column_in_order(database_url: str
     assert by_id[uncommon["limited"]]["limited"] is True
 
 
+def test_jobs_get_reads_whole_rows_by_id(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    backend = app.backend
+    first, _, third = app.schedule_many("q", [1, 2, 3], at=T0)
+    rows = backend.fetchall("jobs_get", {"ids": backend._id_list([third, first])})
+    assert sorted(row["kojo_job_id"] for row in rows) == [first, third]
+    assert all(row == backend.job_get(int(row["kojo_job_id"])) for row in rows)
+
+
 def test_batch_claims(database_url: str) -> None:
     app = make_app(database_url, q={})
     ids = app.schedule_many("q", list(range(25)), at=T0)

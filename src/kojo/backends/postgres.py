@@ -169,7 +169,7 @@ class PostgresBackend(Backend):
         whole: dict[int, Row] = {}
         uncommon = [values[0] for values in raw if values[-1]]
         if uncommon:
-            again = self.fetchall("job_claimed_again", {"ids": uncommon})
+            again = self.fetchall("jobs_get", {"ids": self._id_list(uncommon)})
             whole = {int(row["kojo_job_id"]): row for row in again}
         if self._job_columns is None:
             table = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")

@@ -459,7 +459,7 @@ class SqliteBackend(Backend):
         whole: dict[int, dict[str, Any]] = {}
         uncommon = [row[0] for row in raw if row[-1]]
         if uncommon:
-            again = self.fetchall("job_claimed_again", {"ids": json.dumps(uncommon)})
+            again = self.fetchall("jobs_get", {"ids": self._id_list(uncommon)})
             whole = {int(row["kojo_job_id"]): row for row in again}
         template = self._claim_template(names, params)
         return LaterRows(names, raw, functools.partial(_claimed_rows, template, whole))

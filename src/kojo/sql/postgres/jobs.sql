@@ -96,8 +96,9 @@ RETURNING kojo_job.kojo_job_id, kojo_job.type_code, kojo_job.name, kojo_job.prio
         OR kojo_job.awaited OR kojo_job.has_children OR kojo_job.limited
         OR kojo_job.concurrency_key <> '' AS uncommon
 
--- name: job_claimed_again
--- The rows of job_claim whose `uncommon` columns it did not return.
+-- name: jobs_get
+-- Jobs by id (:ids, a list as _id_list gives it), e.g. a claim's uncommon rows, whole
+-- (claimed_rows.py).
 SELECT * FROM kojo_job WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
 
 -- name: owner_vouch

@@ -81,10 +81,6 @@ RETURNING kojo_job_id, type_code, name, priority, importance, work_at_date_time,
         IS NOT NULL OR awaited OR has_children OR limited OR concurrency_key <> ''
         AS uncommon
 
--- name: job_claimed_again
--- The rows of job_claim whose `uncommon` columns it did not return (a JSON array of ids).
-SELECT * FROM kojo_job WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
-
 -- name: job_claim_type
 -- Up to :n more due parallel jobs of one rate-limited type (see postgres/jobs.sql).
 WITH RECURSIVE bucket (priority) AS (
@@ -166,6 +162,11 @@ RETURNING kojo_job_id, limited
 
 -- First statement of a claim's transaction: is this owner still registered? (A reaped
 -- owner's row is gone, and its claims must not go on.) PostgreSQL also asks its anchor.
+
+-- name: jobs_get
+-- Jobs by id (:ids, a list as _id_list gives it), e.g. a claim's uncommon rows, whole
+-- (claimed_rows.py).
+SELECT * FROM kojo_job WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
 
 -- name: owner_vouch
 SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
