@@ -120,6 +120,60 @@ def test_claim_marks_the_job_working_for_its_owner(database_url: str) -> None:
         assert stored["last_transition_date_time"] == T0
 
 
+# A value other than a fresh job's for each column that plain jobs leave at its default
+# (SQLite's claim returns those as one flag, and reads a row that has any again).
+UNCOMMON: dict[str, Any] = {
+    "completed_at_date_time": T0,
+    "delete_after_date_time": T0,
+    "cron_fire_date_time": T0,
+    "last_error": "boom",
+    "unique_key": "key",
+    "progress": 1 / 3,
+    "progress_note": "a third",
+    "started_at_date_time": T0,
+    "awaited": True,
+    "has_children": True,
+    "limited": True,
+    "concurrency_key": "tenant",
+}
+
+
+def test_a_claimed_row_is_the_stored_row_every_column_in_order(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    backend = app.backend
+    plain = app.schedule_many("q", [{"n": 1}, None], at=T0)
+    uncommon = {column: app.schedule("q", at=T0) for column in [*UNCOMMON, "result"]}
+    for column, value in UNCOMMON.items():
+        update_job(backend, uncommon[column], **{column: value})
+    cast = "CAST(:result AS jsonb)" if backend.dialect == "postgres" else ":result"
+    with backend.write() as conn:
+        sql = f"UPDATE kojo_job SET result = {cast} WHERE kojo_job_id = :kojo_job_id"
+        params = {"result": '{"a": [1, 2]}', "kojo_job_id": uncommon["result"]}
+        conn.execute(backend._prepare(sql), backend._convert_params(params))
+    with owner_of(backend) as owner:
+        with backend.write():
+            rows = backend.job_claim(owner.id, 50, T0 + timedelta(minutes=1))
+        assert [row["kojo_job_id"] for row in rows] == [*plain, *uncommon.values()]
+        for row in rows:
+            stored = backend.job_get(int(row["kojo_job_id"]))
+            assert stored is not None
+            assert list(row.items()) == list(stored.items())
+    by_id = {row["kojo_job_id"]: row for row in rows}
+    assert by_id[plain[0]]["payload"] == {"n": 1}
+    assert by_id[uncommon["progress"]]["progress"] == 1 / 3
+    assert by_id[uncommon["result"]]["result"] == {"a": [1, 2]}
+    assert by_id[uncommon["limited"]]["limited"] is True
+
+
+def test_jobs_get_reads_whole_rows_by_id(database_url: str) -> None:
+    app = make_app(database_url, q={})
+    backend = app.backend
+    first, _, third = app.schedule_many("q", [1, 2, 3], at=T0)
+    rows = backend.fetchall("jobs_get", {"ids": backend._id_list([third, first])})
+    assert sorted(row["kojo_job_id"] for row in rows) == [first, third]
+    assert all(row == backend.job_get(int(row["kojo_job_id"])) for row in rows)
+
+
 def test_batch_claims(database_url: str) -> None:
     app = make_app(database_url, q={})
     ids = app.schedule_many("q", list(range(25)), at=T0)

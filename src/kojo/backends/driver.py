@@ -380,10 +380,10 @@ class Driver(ABC):
         cur = self._run(self.connection(), name, params or {})
         return [self._convert_row(r) for r in cur.fetchall()]
 
-    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
-        """A named query's rows, to be turned into dicts when asked for (SQLite: after the
-        transaction, out of the write lock; here at once)."""
-        return LaterRows.converted(self.fetchall(name, params))
+    def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
+        """job_claim's rows, to be turned into dicts when asked for (SQLite and PostgreSQL:
+        after the transaction, see claimed_rows.py; here at once)."""
+        return LaterRows.converted(self.fetchall("job_claim", params))
 
     def fetchall_on(self, conn: Any, name: str, params: Mapping[str, Any]) -> list[Row]:
         """A named query on a connection of the caller's (from new_connection())."""

@@ -325,10 +325,9 @@ class JobStore(StartLimits, EventWriter, TallyStore):
             if completed:
                 self.job_complete_many(completed, owner_id, now)
             params = {"owner": owner_id, "limit": limit, "now": now, "skip": skip_param(skip)}
-            if not self.claim_races:
-                claimed = self.fetchall_later("job_claim", params)
-            else:
-                claimed = LaterRows.converted(self._claim_retrying(params))
+            claimed = (
+                self.claim_rows(params) if not self.claim_races else self._claim_retrying(params)
+            )
             if not claimed and self.claim_vouches and not self._vouch(owner_id):
                 raise OwnerLost(LOST.format(owner_id))
             more: list[Row] = []  # rate-limited types' further jobs
@@ -350,7 +349,7 @@ class JobStore(StartLimits, EventWriter, TallyStore):
         itself (MySQL, a claim that completed jobs): claiming again at once is worth it."""
         return False
 
-    def _claim_retrying(self, params: Mapping[str, Any]) -> list[Row]:
+    def _claim_retrying(self, params: Mapping[str, Any]) -> LaterRows:
         """The claim statement, retried when it loses a race on a serial type.
 
         Two concurrent claims can each see a serial type idle and pick different
@@ -362,7 +361,7 @@ class JobStore(StartLimits, EventWriter, TallyStore):
             for attempt in range(CLAIM_ATTEMPTS):
                 conn.execute("SAVEPOINT kojo_claim")
                 try:
-                    rows = self.fetchall("job_claim", params)
+                    rows = self.claim_rows(params)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO SAVEPOINT kojo_claim")
                     if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:

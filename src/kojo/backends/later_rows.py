@@ -3,7 +3,8 @@
 On SQLite one writer holds the database at a time, so every microsecond of a claim's
 transaction is one the other job processes wait: the claim fetches its rows as plain
 tuples and JobStore.job_claim converts them (column names, times, booleans) after COMMIT.
-The other dialects convert as they fetch (LaterRows.converted).
+PostgreSQL's claim fetches tuples too (claimed_rows.py); MySQL's rows are converted as
+they are fetched (LaterRows.converted).
 """
 
 from __future__ import annotations

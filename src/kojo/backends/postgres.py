@@ -12,9 +12,10 @@ through one.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -24,13 +25,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
-from ..clock import utcnow
+from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
+from . import claimed_rows
 from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo, Row
 from .bells import Ringer
 from .errors import DriverErrors, register_driver
+from .later_rows import LaterRows
 from .lock_records import Released, Waiter
 from .postgres_bells import ChannelRinger
 from .postgres_pooler import LOST_PREPARED_CODES, PoolerTolerantConnection
@@ -101,6 +104,13 @@ def to_pyformat(text: str) -> str:
 PLANNED_EACH_TIME = frozenset({"job_claim", "job_due_count"})
 
 
+def _claimed(
+    template: Row, whole: Mapping[int, Row], names: tuple[str, ...], raw: Sequence[Sequence[Any]]
+) -> list[Row]:
+    """job_claim's rows: its last two columns are rate_seconds and `uncommon`."""
+    return claimed_rows.filled(template, whole, names[:-2], raw)
+
+
 class PostgresBackend(Backend):
     dialect = "postgres"
     claim_races = True
@@ -114,6 +124,7 @@ class PostgresBackend(Backend):
         self.session_url = session_url or os.environ.get(SESSION_URL_ENV) or url
         # Query connections go through a transaction pooler when anchors connect elsewhere.
         self.pooled = self.session_url != url
+        self._job_columns: tuple[str, ...] | None = None  # kojo_job's, for claim_rows
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -146,6 +157,35 @@ class PostgresBackend(Backend):
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
+
+    def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
+        # Tuples, made into dicts by claimed_rows.filled (a dict per row here, then one
+        # without rate_seconds, cost more than the rest of a claimed job's rows).
+        cursor = self.connection().cursor(row_factory=tuple_row)
+        query = self._queries["job_claim"]  # PLANNED_EACH_TIME
+        cursor.execute(query, self._convert_params(params), prepare=False)
+        raw = cursor.fetchall()
+        names = tuple(column.name for column in cursor.description or ())
+        whole: dict[int, Row] = {}
+        uncommon = [values[0] for values in raw if values[-1]]
+        if uncommon:
+            again = self.fetchall("jobs_get", {"ids": self._id_list(uncommon)})
+            whole = {int(row["kojo_job_id"]): row for row in again}
+        if self._job_columns is None:
+            table = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")
+            columns = [column.name for column in table.description or ()]
+            self._job_columns = claimed_rows.checked(columns, names)
+        template = claimed_rows.template(self._job_columns, as_utc(params["now"]), params["owner"])
+        return LaterRows(names, raw, functools.partial(_claimed, template, whole))
+
+    def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
+        periods = claimed.column("rate_seconds")  # 0: not rate-limited
+        if not any(periods):
+            return []
+        rows = claimed.rows()
+        return [
+            (row, float(seconds)) for row, seconds in zip(rows, periods, strict=True) if seconds
+        ]
 
     def abandon_connection(self, conn: Any) -> None:
         abandon_socket(conn)

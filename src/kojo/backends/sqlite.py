@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
 from ..logs import get_logger
+from . import claimed_rows
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -222,18 +224,28 @@ def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]
     return dict(zip(names, values, strict=True))
 
 
-def _rows_from(names: tuple[str, ...], raw: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """_row_factory's dicts for rows fetched as tuples (SqliteBackend.fetchall_later).
-    The loop is _row_factory's, inline in both: a shared function per row cost the plain
-    path 0.6 % of its instructions (bench/instructions.py)."""
+def _claimed_rows(
+    template: dict[str, Any],
+    whole: Mapping[int, dict[str, Any]],
+    names: tuple[str, ...],
+    raw: Sequence[Sequence[Any]],
+) -> list[dict[str, Any]]:
+    """claimed_rows.filled, converting each row's values as _row_factory does (its loop,
+    inline: a shared function per row cost the plain path 0.6 % of its instructions)."""
     plan = _plan(names)
+    own = names[:-1]  # all but `uncommon`, the last
     rows = []
     for row in raw:
+        if row[-1]:
+            rows.append(whole[row[0]])
+            continue
         values = list(row)
         for index, convert in plan:
             if values[index] is not None:
                 values[index] = convert(values[index])
-        rows.append(dict(zip(names, values, strict=True)))
+        job = template.copy()
+        job.update(zip(own, values, strict=False))
+        rows.append(job)
     return rows
 
 
@@ -256,6 +268,7 @@ class SqliteBackend(Backend):
         self._sender_pid = 0
         self._dirs_checked = False
         self._doorbells: dict[str, str] = {}  # owner file name -> its doorbell's address
+        self._job_columns: tuple[str, ...] | None = None  # kojo_job's, for _claim_template
         super().__init__(url)
 
     # -- connections -----------------------------------------------------------------
@@ -437,12 +450,28 @@ class SqliteBackend(Backend):
         flagged = [int(r["flagged"]) for r in self.fetchall("job_complete_flagged", params)]
         return completed + len(flagged), flagged
 
-    def fetchall_later(self, name: str, params: Mapping[str, Any]) -> LaterRows:
+    def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
         cursor = self.connection().cursor()
         cursor.row_factory = None  # tuples: converted by LaterRows.rows(), after COMMIT
-        cursor.execute(self._queries[name], self._convert_params(params))
+        cursor.execute(self._queries["job_claim"], self._convert_params(params))
         raw = cursor.fetchall()
-        return LaterRows(tuple(column[0] for column in cursor.description), raw, _rows_from)
+        names = tuple(column[0] for column in cursor.description)
+        whole: dict[int, dict[str, Any]] = {}
+        uncommon = [row[0] for row in raw if row[-1]]
+        if uncommon:
+            again = self.fetchall("jobs_get", {"ids": self._id_list(uncommon)})
+            whole = {int(row["kojo_job_id"]): row for row in again}
+        template = self._claim_template(names, params)
+        return LaterRows(names, raw, functools.partial(_claimed_rows, template, whole))
+
+    def _claim_template(self, names: tuple[str, ...], params: Mapping[str, Any]) -> Row:
+        if self._job_columns is None:
+            cursor = self.connection().execute("SELECT * FROM kojo_job LIMIT 0")
+            table = [column[0] for column in cursor.description]
+            self._job_columns = claimed_rows.checked(table, names)
+        # As the database gives it back: text to the microsecond, UTC.
+        now = _time(_to_text(params["now"]))
+        return claimed_rows.template(self._job_columns, now, params["owner"])
 
     def _rate_limited(self, claimed: LaterRows) -> list[tuple[Row, float]]:
         # job_claim returns no rate_seconds here (its RETURNING cannot read its FROM, and a

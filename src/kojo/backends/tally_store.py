@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 import os
 from abc import abstractmethod
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,51 +87,81 @@ class Group:
     """The finishes of one type and outcome in one batch."""
 
     finished: int = 0
-    durations: list[float] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
+    timed: int = 0
+    duration_sum: float = 0.0
+    wait_sum: float = 0.0
+    duration_buckets: list[int] = field(default_factory=lambda: [0] * len(BOUNDS))
+    wait_buckets: list[int] = field(default_factory=lambda: [0] * len(BOUNDS))
 
     def add(self, rows: Sequence[Mapping[str, Any]], now: datetime, ran: bool) -> None:
         """Jobs that ended at `now`; timed when they `ran` (ended while working, not
         terminated or gated while waiting) and their rows carry the claim time and
-        work_at. Written for the auto-completed batch, the plain path: C-level loops."""
+        work_at. Written for the auto-completed batch, the plain path: the jobs of one
+        claim share their start (last_transition_date_time, set by the claim) and jobs
+        scheduled together their work_at, and a span shared is counted once (a
+        timedelta's seconds cost more than the rest of a job's tally); else C-level
+        loops."""
         self.finished += len(rows)
-        if not ran:
+        if not ran or not rows:
             return
         try:
-            # last_transition_date_time: the claim, set as the job began working.
-            starts = [row["last_transition_date_time"] for row in rows]
-            dues = [row["work_at_date_time"] for row in rows]
+            starts = list(map(START, rows))
+            dues = list(map(DUE, rows))
         except KeyError:  # a caller's row without them (job_complete_many given ids)
             return
-        self.durations += _seconds(map(operator.sub, repeat(now), starts))
-        self.waits += _seconds(map(operator.sub, starts, dues))
+        count = len(rows)
+        self.timed += count
+        start, due = starts[0], dues[0]
+        one_start = starts.count(start) == count
+        if one_start:
+            self.duration_sum += _count(self.duration_buckets, now - start, count)
+        else:
+            self.duration_sum += _count_each(
+                self.duration_buckets, map(operator.sub, repeat(now), starts)
+            )
+        if one_start and dues.count(due) == count:
+            self.wait_sum += _count(self.wait_buckets, start - due, count)
+        else:
+            self.wait_sum += _count_each(self.wait_buckets, map(operator.sub, starts, dues))
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "finished": self.finished,
-            "timed": len(self.durations),
-            "duration_sum": sum(self.durations),
-            "wait_sum": sum(self.waits),
+            "timed": self.timed,
+            "duration_sum": self.duration_sum,
+            "wait_sum": self.wait_sum,
         }
-        params.update(_buckets(DURATION_COLUMNS, self.durations))
-        params.update(_buckets(WAIT_COLUMNS, self.waits))
+        params.update(zip(DURATION_COLUMNS, self.duration_buckets, strict=True))
+        params.update(zip(WAIT_COLUMNS, self.wait_buckets, strict=True))
         return params
 
 
-def _seconds(spans: Iterable[timedelta]) -> list[float]:
-    """Seconds of each span, never below 0 (hosts whose clocks disagree)."""
-    values = list(map(operator.truediv, spans, repeat(ONE_SECOND)))
-    if values and min(values) < 0:
+START = operator.itemgetter("last_transition_date_time")
+DUE = operator.itemgetter("work_at_date_time")
+
+
+def _count(buckets: list[int], span: timedelta, count: int) -> float:
+    """Add `count` values of `span` to `buckets`; their seconds summed (see _count_each)."""
+    seconds = max(0.0, span / ONE_SECOND)
+    index = bisect_left(BOUNDS, seconds)
+    if index < len(BOUNDS):
+        buckets[index] += count
+    return seconds * count
+
+
+def _count_each(buckets: list[int], spans: Iterable[timedelta]) -> float:
+    """Add each span's seconds (never below 0: hosts whose clocks disagree) to the bucket
+    above the previous bound and up to its own (none past the last: only `timed` counts
+    those); their sum. A sort and a bisection per bound: the cost barely grows with the
+    batch."""
+    values: list[float] = list(map(operator.truediv, spans, repeat(ONE_SECOND)))
+    if min(values) < 0:
         values = [max(0.0, v) for v in values]
-    return values
-
-
-def _buckets(columns: tuple[str, ...], values: list[float]) -> dict[str, int]:
-    """How many values fall in each bucket (above the previous bound, up to its own):
-    a sort and a bisection per bound, so the cost barely grows with the batch."""
     ordered = sorted(values)
     at_most = [bisect_right(ordered, bound) for bound in BOUNDS]
-    return dict(zip(columns, map(operator.sub, at_most, [0, *at_most]), strict=False))
+    for index, (upto, below) in enumerate(zip(at_most, [0, *at_most], strict=False)):
+        buckets[index] += upto - below
+    return sum(values)
 
 
 def outcome_of(row: Mapping[str, Any], changes: Mapping[str, Any]) -> str | None:

@@ -482,13 +482,15 @@ class JobProcess:
                 self.board.set_deadline(self.slot, self.clock.monotonic() + float(timeout))
         metadata.job = row
         keeper.started()
-        type_code = str(row["type_code"])
+        unimportable = self.unimportable
         try:
-            if self.unimportable.skips(type_code):  # claimed in a batch with a job that failed
+            # Claimed in a batch with a job whose worker failed to import: given back.
+            if unimportable.failing and unimportable.skips(str(row["type_code"])):
                 self._give_back(owner, row)
                 return Outcome.LOST
             outcome = runner.run(self.app, row, owner.id, self.stop_requested)
-            self.unimportable.worked(type_code)
+            if unimportable.failing:
+                unimportable.worked(str(row["type_code"]))
             return outcome
         except WorkerUnavailable as exc:
             self._give_back(owner, row)

@@ -163,6 +163,12 @@ RETURNING kojo_job_id, limited
 -- shared lock on the process row lasts until commit: reaping this owner
 -- (owner_reap_guard) skips it meanwhile, and a reaping in flight is waited for.
 
+-- name: jobs_get
+-- Jobs by id (:ids, a list as _id_list gives it), e.g. a claim's uncommon rows, whole
+-- (claimed_rows.py).
+SELECT k.* FROM JSON_TABLE(:ids, '$[*]' COLUMNS (id bigint PATH '$')) AS i
+JOIN kojo_job k ON k.kojo_job_id = i.id
+
 -- name: owner_vouch
 SELECT count(*) > 0 AND IS_USED_LOCK(:lock_name) IS NOT NULL AS vouched
 FROM kojo_process WHERE kojo_process_id = :owner

@@ -80,7 +80,26 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     last_transition_date_time = :now, kojo_process_id = :owner
 FROM candidate
 WHERE kojo_job.kojo_job_id = candidate.kojo_job_id
-RETURNING kojo_job.*, candidate.rate_seconds
+-- Not kojo_job.*: the columns the UPDATE sets and those a plain job leaves at their
+-- defaults come from claimed_rows.py (`uncommon` says when a row must be read again).
+RETURNING kojo_job.kojo_job_id, kojo_job.type_code, kojo_job.name, kojo_job.priority,
+    kojo_job.importance, kojo_job.work_at_date_time, kojo_job.previous_state,
+    kojo_job.worker_uri, kojo_job.can_work_in_parallel, kojo_job.times_worked,
+    kojo_job.times_retried, kojo_job.times_held, kojo_job.times_crashed,
+    kojo_job.times_panicked, kojo_job.created_at_date_time, kojo_job.payload,
+    candidate.rate_seconds,
+    coalesce(kojo_job.completed_at_date_time, kojo_job.delete_after_date_time,
+        kojo_job.cron_fire_date_time, kojo_job.started_at_date_time) IS NOT NULL
+        OR coalesce(kojo_job.last_error, kojo_job.unique_key, kojo_job.progress_note)
+            IS NOT NULL
+        OR kojo_job.result IS NOT NULL OR kojo_job.progress IS NOT NULL
+        OR kojo_job.awaited OR kojo_job.has_children OR kojo_job.limited
+        OR kojo_job.concurrency_key <> '' AS uncommon
+
+-- name: jobs_get
+-- Jobs by id (:ids, a list as _id_list gives it), e.g. a claim's uncommon rows, whole
+-- (claimed_rows.py).
+SELECT * FROM kojo_job WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
 
 -- name: owner_vouch
 SELECT EXISTS (SELECT 1 FROM kojo_process WHERE kojo_process_id = :owner)
@@ -169,7 +188,8 @@ RETURNING kojo_job_id, limited
 -- to the tally (tally_store.py) by the same statement (completion_tallies): one round trip,
 -- and no 40 parameters to send, for the sums tally_store.Group computes on the other
 -- dialects. A duration is :now - the claim, a wait the claim - work_at, never below 0; a
--- bucket holds the values above the previous bound up to its own.
+-- bucket holds the values above the previous bound up to its own. In double precision
+-- (date_part, not extract's numeric): 32 comparisons per job cost a third less so.
 WITH done AS (
     UPDATE kojo_job SET assigned_state = 'complete_success', next_state_request = 'none',
         previous_state = 'working', last_transition_date_time = :now,
@@ -178,8 +198,8 @@ WITH done AS (
     WHERE kojo_job_id = ANY(CAST(:ids AS bigint[]))
       AND assigned_state = 'working' AND kojo_process_id = :owner
     RETURNING kojo_job_id, type_code, awaited OR has_children OR limited AS sets_off,
-        greatest(0, extract(epoch FROM CAST(:now AS timestamptz) - started_at_date_time)) AS d,
-        greatest(0, extract(epoch FROM started_at_date_time - work_at_date_time)) AS w
+        greatest(0, date_part('epoch', CAST(:now AS timestamptz) - started_at_date_time)) AS d,
+        greatest(0, date_part('epoch', started_at_date_time - work_at_date_time)) AS w
 ), tallied AS (
     INSERT INTO kojo_job_tally (minute, type_code, outcome, writer,
     {{tally_columns}}

@@ -69,7 +69,17 @@ UPDATE kojo_job SET assigned_state = 'working', next_state_request = 'none',
     last_transition_date_time = :now, kojo_process_id = :owner
 FROM chosen
 WHERE kojo_job.kojo_job_id = chosen.kojo_job_id AND (chosen.many OR chosen.rank = 1)
-RETURNING *
+-- Not RETURNING *: fetching a column costs a job more than the claim's SQL does per
+-- column. The columns the UPDATE sets come from its parameters, and those a plain job
+-- leaves at their defaults are one flag, `uncommon`: sqlite.py (claim_rows) fills them
+-- in, and reads the rows that have other values again, whole.
+RETURNING kojo_job_id, type_code, name, priority, importance, work_at_date_time,
+    previous_state, worker_uri, can_work_in_parallel, times_worked, times_retried,
+    times_held, times_crashed, times_panicked, created_at_date_time, payload,
+    coalesce(completed_at_date_time, delete_after_date_time, cron_fire_date_time,
+        last_error, unique_key, result, progress, progress_note, started_at_date_time)
+        IS NOT NULL OR awaited OR has_children OR limited OR concurrency_key <> ''
+        AS uncommon
 
 -- name: job_claim_type
 -- Up to :n more due parallel jobs of one rate-limited type (see postgres/jobs.sql).
@@ -152,6 +162,11 @@ RETURNING kojo_job_id, limited
 
 -- First statement of a claim's transaction: is this owner still registered? (A reaped
 -- owner's row is gone, and its claims must not go on.) PostgreSQL also asks its anchor.
+
+-- name: jobs_get
+-- Jobs by id (:ids, a list as _id_list gives it), e.g. a claim's uncommon rows, whole
+-- (claimed_rows.py).
+SELECT * FROM kojo_job WHERE kojo_job_id IN (SELECT value FROM json_each(:ids))
 
 -- name: owner_vouch
 SELECT count(*) AS vouched FROM kojo_process WHERE kojo_process_id = :owner
