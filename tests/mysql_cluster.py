@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 import mysql_db
+from ports import free_port
 
 STOP_MODES = ("fast", "immediate")
 START_TIMEOUT = 60.0
@@ -64,12 +64,6 @@ def binaries() -> tuple[str, str]:
     return server, install
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class MariaDB:
     def __init__(self, settings: dict[str, str] | None = None) -> None:
         # Not under pytest's tmp_path: the server's user must be able to reach it.
@@ -78,7 +72,7 @@ class MariaDB:
         self.log = self.folder / "mariadb.log"
         self.socket = self.folder / "mariadbd.sock"
         self.server_bin, self.install_bin = binaries()
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = settings or {}
         self.process: subprocess.Popen[bytes] | None = None
         self._as_root = os.geteuid() == 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psycopg
+
+from ports import free_port
 
 
 def bindir() -> Path:
@@ -40,12 +41,6 @@ def bindir() -> Path:
     raise RuntimeError("PostgreSQL server binaries not found (set KOJO_PG_BINDIR)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Cluster:
     def __init__(self, settings: dict[str, str] | None = None) -> None:
         # Not under pytest's tmp_path: the server's user must be able to reach it.
@@ -53,7 +48,7 @@ class Cluster:
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
         self.bin = bindir()
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = settings or {}
         self._as_root = os.geteuid() == 0
 

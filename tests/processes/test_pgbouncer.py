@@ -23,12 +23,7 @@ from test_connections import connections_by_kind
 from workers_harness import Tree, wait_for
 
 import kojo
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ports import free_port
 
 
 @pytest.fixture
@@ -42,7 +37,7 @@ def bouncer_url(postgres_url: str, tmp_path: Path) -> Iterator[str]:
     parts = urlsplit(postgres_url)
     if parts.port is None:
         pytest.skip("PgBouncer is pointed at a TCP database URL here")
-    port = _free_port()
+    port = free_port()
     user = parts.username or "postgres"
     folder = tmp_path / "pgbouncer"
     folder.mkdir()
