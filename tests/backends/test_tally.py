@@ -81,6 +81,38 @@ def test_a_batch_adds_counts_sums_and_buckets_in_one_row_per_type(database_url: 
     owner.close()
 
 
+def test_a_value_on_a_bound_is_in_that_bound_s_bucket_and_one_past_the_last_in_none(
+    database_url: str,
+) -> None:
+    """Buckets are (previous bound, bound], as Prometheus' `le`, on every dialect (PostgreSQL
+    adds in SQL, the others in Python): one microsecond past a bound is the next bucket."""
+    app = make_app(database_url, a={})
+    owner = app.backend.register_owner(process_info())
+    tick = timedelta(microseconds=1)
+    waits_and_runs = [
+        (timedelta(0), timedelta(0)),  # 5ms
+        (timedelta(milliseconds=5), timedelta(milliseconds=5)),  # 5ms
+        (timedelta(milliseconds=5) + tick, timedelta(milliseconds=5) + tick),  # 10ms
+        (timedelta(seconds=1), timedelta(seconds=2.5)),  # 1s and 2_5s
+        (timedelta(seconds=3600), timedelta(seconds=3600)),  # 1h
+        (timedelta(seconds=3600) + tick, timedelta(seconds=3600) + tick),  # none
+    ]
+    at = T0
+    for wait, run in waits_and_runs:
+        app.schedule_many("a", [None], at=at)
+        rows = claim_all(app, owner.id, at + wait)
+        assert complete(app, rows, owner.id, at + wait + run) == 1
+        at += timedelta(hours=3)  # the next job is not due before its turn
+    found = totals(app)["a", "complete_success"]
+    assert (found["finished"], found["timed"]) == (6, 6)
+    expected = {"5ms": 2, "10ms": 1, "1h": 1}
+    for kind, extra in (("duration", "2_5s"), ("wait", "1s")):
+        buckets = {k: v for k, v in found.items() if k.startswith(kind + "_") and v}
+        buckets.pop(kind + "_sum")
+        assert buckets == {f"{kind}_{s}": n for s, n in {**expected, extra: 1}.items()}, kind
+    owner.close()
+
+
 def test_a_job_cancelled_during_the_batch_is_not_counted_as_a_success(database_url: str) -> None:
     app = make_app(database_url, a={})
     app.schedule_many("a", [None] * 3, at=T0)
