@@ -39,6 +39,7 @@ from harness import (
     last_completed_at,
     server,
     summary,
+    wait_drained,
     wait_for,
 )
 
@@ -60,7 +61,7 @@ def drain_rate(app: kojo.App, code: str, jobs: int) -> float:
     key = "bench" if code == WORKERS["keyed"] else None
     app.schedule_many(code, [None] * jobs, concurrency_key=key)
     committed_at = datetime.now(UTC)
-    wait_for(lambda: completed_jobs(app, code) == done + jobs, 300, f"drain of {code}")
+    wait_drained(app, code, done + jobs, 300)
     return jobs / (last_completed_at(app, code) - committed_at).total_seconds()
 
 

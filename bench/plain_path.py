@@ -44,7 +44,7 @@ CHILD_FLAG = "--child"
 def child(url: str, jobs: int, processes: int) -> None:
     """Start a server on `url`, drain `jobs` no-op jobs, print the measures as JSON."""
     import plain_app
-    from harness import completed_jobs, descendants, job_processes, last_completed_at, server
+    from harness import descendants, job_processes, last_completed_at, server, wait_drained
 
     client = plain_app.app.__class__(database=url)
     for job_type in plain_app.app.job_types.values():
@@ -62,12 +62,7 @@ def child(url: str, jobs: int, processes: int) -> None:
         cpu_before = _cpu_seconds(tree)
         client.schedule_many("bench.plain", [None] * jobs)
         committed_at = datetime.now(UTC)
-        deadline = time.monotonic() + 600
-        # polled slowly: the drain's end is read from the database, not from this loop
-        while completed_jobs(client, "bench.plain") < jobs:
-            if time.monotonic() > deadline:
-                raise TimeoutError("drain did not finish")
-            time.sleep(0.1)
+        wait_drained(client, "bench.plain", jobs, 600)
         cpu = _cpu_seconds(tree) - cpu_before
         drain = (last_completed_at(client, "bench.plain") - committed_at).total_seconds()
     client.backend.close()

@@ -34,7 +34,6 @@ import psycopg
 from harness import (
     ROOT,
     bench_app_client,
-    completed_jobs,
     database,
     descendants,
     job_processes,
@@ -44,6 +43,7 @@ from harness import (
     start_latencies_ms,
     summary,
     timed_workers,
+    wait_drained,
     wait_for,
 )
 
@@ -160,7 +160,7 @@ def kojo_run(url: str, jobs: int, processes: int, samples: int) -> dict[str, Any
         enqueued = time.perf_counter()
         committed_at = datetime.now(UTC)
         result["enqueue_jobs_per_s"] = jobs / (enqueued - started)
-        wait_for(lambda: completed_jobs(app, "bench.noop") == jobs, 600, "drain")
+        wait_drained(app, "bench.noop", jobs, 600)
         drain = (last_completed_at(app, "bench.noop") - committed_at).total_seconds()
         result["drain_seconds"] = drain
         result["drain_jobs_per_s"] = jobs / drain
