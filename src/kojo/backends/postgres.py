@@ -29,6 +29,7 @@ from psycopg.rows import dict_row, tuple_row
 
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
+from ..sql import compact
 from . import claimed_rows
 from .base import NOTIFY_CHANNEL, Backend, Notification, Owner, ProcessInfo, Row
 from .bells import Ringer
@@ -96,8 +97,9 @@ register_driver(DriverErrors(psycopg.Error, is_unavailable, is_missing_table))
 
 @lru_cache(maxsize=512)
 def to_pyformat(text: str) -> str:
-    """`:name` parameters → psycopg's `%(name)s`, leaving `::type` casts alone."""
-    return _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+    """`:name` parameters → psycopg's `%(name)s`, leaving `::type` casts alone; the
+    text compacted (sql.compact: short enough for psycopg's cache of parsed queries)."""
+    return _PARAM.sub(r"%(\1)s", compact(text).replace("%", "%%"))
 
 
 # Queries never kept as server-side prepared statements (see PostgresBackend._run).

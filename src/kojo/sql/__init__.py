@@ -23,6 +23,8 @@ from importlib import resources
 
 _BLOCK = re.compile(r"^-- (name|fragment|override): ([a-z_0-9]+)\s*$", re.M)
 _USE = re.compile(r"\{\{([a-z_0-9]+)\}\}")
+# Quoted text (kept as it is) or a run of whitespace (made one space): see compact().
+_QUOTED_OR_SPACE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\s+")
 
 
 KINDS = ("name", "fragment", "override")
@@ -119,3 +121,11 @@ def schema(dialect: str, version: int) -> str:
 
 
 SCHEMA_VERSION = 6
+
+
+def compact(text: str) -> str:
+    """`text` with each run of whitespace outside quotes made one space. psycopg parses
+    a query of more than 4,096 characters again on every execution (it caches shorter
+    ones), and the indentation of the longest (job_claim, job_complete_success) took
+    them past that."""
+    return _QUOTED_OR_SPACE.sub(lambda m: m[0] if m[0][0] in "'\"" else " ", text).strip()
