@@ -143,3 +143,27 @@ def test_claim_reads_no_more_with_blocked_jobs_ahead(database_url: str, kind: st
     # The old claim read every blocked job (BLOCKED rows at least); the walk reads the
     # same handful of index entries whatever sits ahead.
     assert with_blocked <= empty * 1.5 + 20, (kind, empty, with_blocked)
+
+
+def test_claim_reads_no_more_with_a_long_due_backlog_of_its_type(database_url: str) -> None:
+    # A claim of 10 takes the first 10 of its lane in order: it reads no more when 20,000
+    # due jobs of the same type wait behind them than when 30 do.
+    app = make_app(database_url, q={}, serial={"can_work_in_parallel": False})
+    backend = app.backend
+    reads = reads_of(backend)
+    with owner_of(backend) as owner:
+
+        def claim_ten() -> None:
+            assert len(backend.job_claim(owner.id, 10, NOW)) == 10
+
+        app.schedule_many("q", [None] * 40, at=T0)
+        app.schedule_many("serial", [None] * 3, at=T0)
+        claim_ten()  # warms caches and statistics alike for both measurements
+        short = reads(claim_ten)
+        app.schedule_many("q", [None] * BLOCKED, at=T0 + timedelta(minutes=1))
+        app.schedule_many("serial", [None] * 2_000, at=T0 + timedelta(minutes=1))
+        if backend.dialect == "postgres":
+            with backend.write() as conn:
+                conn.execute("ANALYZE kojo_job")
+        long = reads(claim_ten)
+    assert long <= short * 1.5 + 20, (short, long)

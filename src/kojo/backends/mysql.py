@@ -43,6 +43,7 @@ from pymysql.constants import CLIENT
 
 from ..clock import as_utc, utcnow
 from ..errors import DatabaseError, DatabaseUnavailable
+from . import mysql_lanes
 from .base import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -57,6 +58,7 @@ from .bells import Ringer
 from .driver import TABLES
 from .errors import DriverErrors, register_driver
 from .job_store import skip_param
+from .later_rows import LaterRows
 from .lock_records import Released, Waiter
 from .mysql_bells import MysqlRinger
 from .mysql_names import LockNames
@@ -317,11 +319,16 @@ class MysqlBackend(Backend):
         return {name: _convert(name, value) for name, value in row.items()}
 
     def _run(self, conn: Any, name: str, params: Mapping[str, Any]) -> Any:
-        text = self._queries[name]
+        return self._run_text(conn, self._queries[name], params)
+
+    def _run_text(
+        self, conn: Any, text: str, params: Mapping[str, Any], ids: Sequence[Any] = (None,)
+    ) -> Any:
+        """Run the statements of `text` (`ids`: :_ids of the first); the last's cursor."""
         statements = _STATEMENT_END.split(text)
         values = dict(self._convert_params(params))
         cursor = None
-        ids: list[Any] = [None]
+        ids = list(ids)
         for statement in statements:
             if not statement.strip():
                 continue
@@ -433,6 +440,18 @@ class MysqlBackend(Backend):
             if rows or not self._claim_contended(now, skip):
                 break
         return rows
+
+    def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
+        # job_claim's first statement takes the types, its others claim the ids that the
+        # lane walk between them chose (mysql_lanes.py).
+        conn = self.connection()
+        take_types, claim = _STATEMENT_END.split(self._queries["job_claim"], maxsplit=1)
+        types = conn.execute(take_types, self._convert_params(params)).fetchall()
+        ids = mysql_lanes.chosen_ids(self.fetchall, types, int(params["limit"]), params["now"])
+        if not ids:
+            return LaterRows.converted([])
+        cursor = self._run_text(conn, claim, params, ids)
+        return LaterRows.converted([self._convert_row(r) for r in cursor.fetchall()])
 
     def claim_contended(self) -> bool:
         return bool(getattr(self._local, "contended", False))

@@ -96,3 +96,34 @@ DELETE FROM kojo_job_tally WHERE minute > 0 AND minute < :before
 -- Found, it was most likely skipped because another claim holds its row (MySQL).
 {{due_types}}
 LIMIT 1
+
+-- name: claim_lane_top
+-- The highest priority below :below with a runnable job in a lane (a type's parallel or
+-- serial jobs), per runnable state: each one entry of kojo_job_runnable, read in its order
+-- (job_claim's walk). Not max(): MariaDB read every entry of the lane for it when the index
+-- holds priority descending (10.8 and later keep DESC).
+SELECT (SELECT priority FROM kojo_job
+        WHERE type_code = :type_code AND can_work_in_parallel = :parallel
+          AND next_state_request = 'working' AND assigned_state = 'waiting'
+          AND priority < :below
+        ORDER BY priority DESC LIMIT 1) AS waiting,
+    (SELECT priority FROM kojo_job
+        WHERE type_code = :type_code AND can_work_in_parallel = :parallel
+          AND next_state_request = 'working' AND assigned_state = 'crashed'
+          AND priority < :below
+        ORDER BY priority DESC LIMIT 1) AS crashed
+
+-- name: claim_lane_bucket
+-- Up to :n due jobs of a lane at one priority, in selection order: per runnable state a
+-- range of kojo_job_runnable read in its order, no further than it takes.
+(SELECT kojo_job_id, priority, work_at_date_time FROM kojo_job
+    WHERE type_code = :type_code AND can_work_in_parallel = :parallel
+      AND next_state_request = 'working' AND assigned_state = 'waiting'
+      AND priority = :priority AND work_at_date_time <= :now
+    ORDER BY work_at_date_time, kojo_job_id LIMIT :n)
+UNION ALL
+(SELECT kojo_job_id, priority, work_at_date_time FROM kojo_job
+    WHERE type_code = :type_code AND can_work_in_parallel = :parallel
+      AND next_state_request = 'working' AND assigned_state = 'crashed'
+      AND priority = :priority AND work_at_date_time <= :now
+    ORDER BY work_at_date_time, kojo_job_id LIMIT :n)

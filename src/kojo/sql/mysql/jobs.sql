@@ -22,60 +22,51 @@ lane (type_code, parallel, rate_seconds) AS (
 
 -- fragment: due_types
 -- The types that may run now and have a due job in a lane that may run (job_claim's
--- first step; job_claim_contended).
-SELECT t.type_code FROM kojo_job_type t
+-- first step; job_claim_contended), their rate limit's period, and whether their serial
+-- lane may run (no serial job of theirs working). A lane has a due job when its earliest
+-- job of a runnable state is due: each probe is the first entry of kojo_job_due for the
+-- lane and state, one read. (With `work_at_date_time <= :now` in the probe, MariaDB
+-- read every job of the lane, or materialized every due one.)
+SELECT t.type_code, t.rate_limit_seconds,
+    (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL AS serial_free
+FROM kojo_job_type t
 WHERE NOT t.is_paused
   AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
   AND t.type_code NOT IN ({{skip_types}})
-  AND (EXISTS (SELECT 1 FROM kojo_job k WHERE k.type_code = t.type_code
-      AND k.can_work_in_parallel = true AND k.next_state_request = 'working'
-      AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now)
-    OR ((
-        SELECT 1 FROM kojo_job k FORCE INDEX (kojo_job_due) WHERE k.type_code = t.type_code
-      AND k.can_work_in_parallel = false AND k.next_state_request = 'working'
-      AND k.assigned_state IN ('waiting', 'crashed') AND k.work_at_date_time <= :now
-      LIMIT 1) IS NOT NULL
+  AND ((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
+          AND k.next_state_request = 'working' AND k.assigned_state = 'waiting'
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now
+    OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
+          AND k.next_state_request = 'working' AND k.assigned_state = 'crashed'
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now
+    OR (((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = false
+          AND k.next_state_request = 'working' AND k.assigned_state = 'waiting'
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now
+      OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = false
+          AND k.next_state_request = 'working' AND k.assigned_state = 'crashed'
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now)
       AND (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL))
 
 -- name: job_claim
--- First the rows of the types that may run now and have a due job in a lane that may run,
--- with SKIP LOCKED: concurrent claims split the types between them, so two never pick one
--- serial type, and a rate-limited type's slots are counted under its row (as on
--- PostgreSQL). Then the due jobs of those types in selection order: every parallel job,
--- the first of each serial or rate-limited lane (a serial lane only while no job of its
--- type works); then the compare-and-set claim, and the claimed rows.
--- Unlike PostgreSQL's lane walk, the second step reads every due job of the lanes it
--- takes from (MySQL has no LATERAL): a first slice (docs/howto/mysql.md). The serial
--- lane's probes are scalar subqueries, the second on kojo_job_due (forced): MariaDB
--- materialized an EXISTS under OR, or picked an index, that read every job of the type
--- (tests/backends/test_claim_walk.py counts the rows read).
+-- Three steps, run by MysqlBackend.claim_rows with the lane walk between the first and the
+-- second. First the rows of the types that may run now and have a due job in a lane that
+-- may run, with SKIP LOCKED: concurrent claims split the types between them, so two never
+-- pick one serial type, and a rate-limited type's slots are counted under its row (as on
+-- PostgreSQL). Then (mysql.py, claim_lane_top and claim_lane_bucket) each lane of those
+-- types is walked priority by priority, as PostgreSQL's claim does (MySQL has no LATERAL):
+-- every step an index seek that reads no more rows than it takes, so neither jobs that
+-- cannot run now nor a long due backlog behind the first `limit` are read
+-- (tests/backends/test_claim_walk.py counts the rows read). The first step's probes are
+-- scalar subqueries on kojo_job_due (forced): MariaDB materialized an EXISTS under OR, or
+-- picked an index, that read every job (every due job) of the type. Then the
+-- compare-and-set claim of the chosen ids (:_ids), and the claimed rows.
 {{due_types}}
 ORDER BY t.type_code
 FOR UPDATE SKIP LOCKED;
-SELECT kojo_job_id FROM (
-    SELECT k.kojo_job_id, k.priority, k.work_at_date_time,
-        t.rate_limit_seconds = 0 AS many,
-        row_number() OVER (PARTITION BY k.type_code
-            ORDER BY k.priority DESC, k.work_at_date_time, k.kojo_job_id) AS lane_rank
-    FROM kojo_job k JOIN kojo_job_type t ON t.type_code = k.type_code
-    WHERE k.type_code IN :_ids AND k.can_work_in_parallel = true
-      AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
-      AND k.work_at_date_time <= :now
-    UNION ALL
-    SELECT k.kojo_job_id, k.priority, k.work_at_date_time, false AS many,
-        row_number() OVER (PARTITION BY k.type_code
-            ORDER BY k.priority DESC, k.work_at_date_time, k.kojo_job_id) AS lane_rank
-    FROM kojo_job k
-    WHERE k.type_code IN :_ids AND k.can_work_in_parallel = false
-      AND k.next_state_request = 'working' AND k.assigned_state IN ('waiting', 'crashed')
-      AND k.work_at_date_time <= :now
-      AND k.type_code NOT IN (
-        SELECT w.serial_working_type FROM kojo_job w
-        WHERE w.serial_working_type IN :_ids)
-) AS c
-WHERE many OR lane_rank = 1
-ORDER BY priority DESC, work_at_date_time, kojo_job_id
-LIMIT :limit;
 UPDATE kojo_job SET previous_state = assigned_state, assigned_state = 'working',
     next_state_request = 'none', times_worked = times_worked + 1,
     last_transition_date_time = :now, kojo_process_id = :owner
