@@ -507,12 +507,13 @@ def hold_type_row(backend: Any, type_code: str) -> Any:
 def test_a_mysql_claim_that_met_a_type_held_by_another_claim_looks_again(
     mysql_url: str,
 ) -> None:
-    """MySQL's claim takes its types' rows with SKIP LOCKED: one that finds the only type
-    with due work held by another claim comes back empty though a job is due. Inside the
-    job process's own transaction (as here, in write()), having completed nothing, it
-    looks again a few times rather than idle until its next poll (CONTENDED_TRIES): a
-    pool's second job process once got none of 4 jobs."""
-    app = make_app(mysql_url, q={})
+    """MySQL's claim takes its types' rows with SKIP LOCKED, and a rate-limited (or a
+    serial) lane gives jobs only to the claim holding its type's row: one that finds the
+    only such type with due work held by another claim comes back empty though a job is
+    due. Inside the job process's own transaction (as here, in write()), having completed
+    nothing, it looks again a few times rather than idle until its next poll
+    (CONTENDED_TRIES): a pool's second job process once got none of 4 jobs."""
+    app = make_app(mysql_url, q={"rate_limit": "100/PT1S"})
     job_id = app.schedule("q")
     owner = app.backend.register_owner(process_info())
     holder = hold_type_row(app.backend, "q")
@@ -526,13 +527,29 @@ def test_a_mysql_claim_that_met_a_type_held_by_another_claim_looks_again(
         holder.close()
 
 
+def test_a_mysql_claim_takes_parallel_jobs_of_a_type_another_claim_holds(mysql_url: str) -> None:
+    """A parallel lane of a type without a rate limit needs no lock of its type's row: its
+    jobs are taken row by row with SKIP LOCKED, so claims of one type at the same moment
+    take different jobs instead of waiting for each other."""
+    app = make_app(mysql_url, q={})
+    first, second = app.schedule("q"), app.schedule("q")
+    holder = hold_type_row(app.backend, "q")
+    try:
+        holder.execute(f"SELECT kojo_job_id FROM kojo_job WHERE kojo_job_id = {first} FOR UPDATE")
+        with owner_of(app.backend) as owner:
+            assert claim(app.backend, owner, 2) == [second]  # the first is locked by the holder
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+
+
 def test_a_mysql_claim_that_completed_jobs_and_met_a_held_type_says_so_at_once(
     mysql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A claim that completed jobs does not pause holding their rows (a schedule(after=)
     of a child may wait on them): it comes back empty at once and claim_contended() tells
     the job process to claim again after the commit."""
-    app = make_app(mysql_url, q={"auto_delete_interval_duration": "PT1H"})
+    app = make_app(mysql_url, q={"auto_delete_interval_duration": "PT1H", "rate_limit": "100/PT1S"})
     backend = app.backend
     first, second = app.schedule("q"), app.schedule("q")
     with owner_of(backend) as owner:

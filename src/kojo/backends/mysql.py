@@ -442,12 +442,14 @@ class MysqlBackend(Backend):
         return rows
 
     def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
-        # job_claim's first statement takes the types, its others claim the ids that the
-        # lane walk between them chose (mysql_lanes.py).
+        # job_claim's first statement takes the types' rows, its others claim the ids that
+        # the lane walk between them chose (mysql_lanes.py).
         conn = self.connection()
         take_types, claim = _STATEMENT_END.split(self._queries["job_claim"], maxsplit=1)
-        types = conn.execute(take_types, self._convert_params(params)).fetchall()
-        ids = mysql_lanes.chosen_ids(self.fetchall, types, int(params["limit"]), params["now"])
+        held = conn.execute(take_types, self._convert_params(params)).fetchall()
+        parallel = [row["type_code"] for row in self.fetchall("claim_parallel_types", params)]
+        limit, now = int(params["limit"]), params["now"]
+        ids = mysql_lanes.chosen_ids(self.fetchall, held, parallel, limit, now)
         if not ids:
             return LaterRows.converted([])
         cursor = self._run_text(conn, claim, params, ids)

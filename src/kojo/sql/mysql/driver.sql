@@ -127,3 +127,32 @@ UNION ALL
       AND next_state_request = 'working' AND assigned_state = 'crashed'
       AND priority = :priority AND work_at_date_time <= :now
     ORDER BY work_at_date_time, kojo_job_id LIMIT :n)
+
+-- name: claim_lane_rows_locked
+-- Up to :n due jobs of a parallel lane at one priority and runnable state, in selection
+-- order, locked with SKIP LOCKED: claims of one type at the same moment take different
+-- jobs (job_claim's walk; a parallel lane of a type without a rate limit needs no lock
+-- of its type's row).
+SELECT kojo_job_id, priority, work_at_date_time FROM kojo_job
+WHERE type_code = :type_code AND can_work_in_parallel = true
+  AND next_state_request = 'working' AND assigned_state = :state
+  AND priority = :priority AND work_at_date_time <= :now
+ORDER BY work_at_date_time, kojo_job_id LIMIT :n
+FOR UPDATE SKIP LOCKED
+
+-- name: claim_parallel_types
+-- The types without a rate limit that may run now and have a due parallel job, read
+-- without a lock: their parallel lanes are claimed job by job (claim_lane_rows_locked),
+-- also while another claim holds the type's row.
+SELECT t.type_code FROM kojo_job_type t
+WHERE NOT t.is_paused AND t.rate_limit_seconds = 0
+  AND t.type_code NOT IN ({{skip_types}})
+  AND ((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
+          AND k.next_state_request = 'working' AND k.assigned_state = 'waiting'
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now
+    OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
+          AND k.next_state_request = 'working' AND k.assigned_state = 'crashed'
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now)
+ORDER BY t.type_code

@@ -56,8 +56,10 @@ WHERE NOT t.is_paused
 -- second. First the rows of the types that may run now and have a due job in a lane that
 -- may run, with SKIP LOCKED: concurrent claims split the types between them, so two never
 -- pick one serial type, and a rate-limited type's slots are counted under its row (as on
--- PostgreSQL). Then (mysql.py, claim_lane_top and claim_lane_bucket) each lane of those
--- types is walked priority by priority, as PostgreSQL's claim does (MySQL has no LATERAL):
+-- PostgreSQL). Then (mysql_lanes.py) the serial and rate-limited lanes of those types,
+-- and the parallel lanes of every type without a rate limit, held or not, their jobs
+-- locked with SKIP LOCKED, are walked priority by priority, as PostgreSQL's claim does
+-- (MySQL has no LATERAL):
 -- every step an index seek that reads no more rows than it takes, so neither jobs that
 -- cannot run now nor a long due backlog behind the first `limit` are read
 -- (tests/backends/test_claim_walk.py counts the rows read). The first step's probes are
