@@ -147,12 +147,5 @@ FOR UPDATE SKIP LOCKED
 SELECT t.type_code FROM kojo_job_type t
 WHERE NOT t.is_paused AND t.rate_limit_seconds = 0
   AND t.type_code NOT IN ({{skip_types}})
-  AND ((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
-        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
-          AND k.next_state_request = 'working' AND k.assigned_state = 'waiting'
-        ORDER BY k.work_at_date_time LIMIT 1) <= :now
-    OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
-        WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
-          AND k.next_state_request = 'working' AND k.assigned_state = 'crashed'
-        ORDER BY k.work_at_date_time LIMIT 1) <= :now)
+  AND {{parallel_lane_due}}
 ORDER BY t.type_code

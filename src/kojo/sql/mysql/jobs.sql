@@ -20,35 +20,43 @@ lane (type_code, parallel, rate_seconds) AS (
           AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
 )
 
--- fragment: due_types
--- The types that may run now and have a due job in a lane that may run (job_claim's
--- first step; job_claim_contended), their rate limit's period, and whether their serial
--- lane may run (no serial job of theirs working). A lane has a due job when its earliest
--- job of a runnable state is due: each probe is the first entry of kojo_job_due for the
--- lane and state, one read. (With `work_at_date_time <= :now` in the probe, MariaDB
--- read every job of the lane, or materialized every due one.)
-SELECT t.type_code, t.rate_limit_seconds,
-    (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL AS serial_free
-FROM kojo_job_type t
-WHERE NOT t.is_paused
-  AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
-  AND t.type_code NOT IN ({{skip_types}})
-  AND ((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+-- fragment: parallel_lane_due
+-- Whether type t's parallel lane has a due job: its earliest job of each runnable state
+-- is due. Each probe is the first entry of kojo_job_due for the lane and state, one
+-- read. (With `work_at_date_time <= :now` in the probe, MariaDB read every job of the
+-- lane, or materialized every due one.)
+((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
         WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
           AND k.next_state_request = 'working' AND k.assigned_state = 'waiting'
         ORDER BY k.work_at_date_time LIMIT 1) <= :now
     OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
         WHERE k.type_code = t.type_code AND k.can_work_in_parallel = true
           AND k.next_state_request = 'working' AND k.assigned_state = 'crashed'
-        ORDER BY k.work_at_date_time LIMIT 1) <= :now
-    OR (((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+        ORDER BY k.work_at_date_time LIMIT 1) <= :now)
+
+-- fragment: serial_lane_due
+-- The same for type t's serial lane.
+((SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
         WHERE k.type_code = t.type_code AND k.can_work_in_parallel = false
           AND k.next_state_request = 'working' AND k.assigned_state = 'waiting'
         ORDER BY k.work_at_date_time LIMIT 1) <= :now
-      OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
+    OR (SELECT k.work_at_date_time FROM kojo_job k FORCE INDEX (kojo_job_due)
         WHERE k.type_code = t.type_code AND k.can_work_in_parallel = false
           AND k.next_state_request = 'working' AND k.assigned_state = 'crashed'
         ORDER BY k.work_at_date_time LIMIT 1) <= :now)
+
+-- fragment: due_types
+-- The types that may run now and have a due job in a lane that may run (job_claim's
+-- first step; job_claim_contended), their rate limit's period, and whether their serial
+-- lane may run (no serial job of theirs working).
+SELECT t.type_code, t.rate_limit_seconds,
+    (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL AS serial_free
+FROM kojo_job_type t
+WHERE NOT t.is_paused
+  AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
+  AND t.type_code NOT IN ({{skip_types}})
+  AND ({{parallel_lane_due}}
+    OR ({{serial_lane_due}}
       AND (SELECT 1 FROM kojo_job w WHERE w.serial_working_type = t.type_code) IS NULL))
 
 -- name: job_claim
@@ -59,13 +67,11 @@ WHERE NOT t.is_paused
 -- PostgreSQL). Then (mysql_lanes.py) the serial and rate-limited lanes of those types,
 -- and the parallel lanes of every type without a rate limit, held or not, their jobs
 -- locked with SKIP LOCKED, are walked priority by priority, as PostgreSQL's claim does
--- (MySQL has no LATERAL):
--- every step an index seek that reads no more rows than it takes, so neither jobs that
--- cannot run now nor a long due backlog behind the first `limit` are read
--- (tests/backends/test_claim_walk.py counts the rows read). The first step's probes are
--- scalar subqueries on kojo_job_due (forced): MariaDB materialized an EXISTS under OR, or
--- picked an index, that read every job (every due job) of the type. Then the
--- compare-and-set claim of the chosen ids (:_ids), and the claimed rows.
+-- (MySQL has no LATERAL): every step an index seek that reads no more rows than it takes,
+-- so neither jobs that cannot run now nor a long due backlog behind the first `limit` are
+-- read (tests/backends/test_claim_walk.py counts the rows read). The first step's probes
+-- are parallel_lane_due and serial_lane_due. Then the compare-and-set claim of the chosen
+-- ids (:_ids), and the claimed rows.
 {{due_types}}
 ORDER BY t.type_code
 FOR UPDATE SKIP LOCKED;
