@@ -167,3 +167,37 @@ def test_claim_reads_no_more_with_a_long_due_backlog_of_its_type(database_url: s
                 conn.execute("ANALYZE kojo_job")
         long = reads(claim_ten)
     assert long <= short * 1.5 + 20, (short, long)
+
+
+def test_the_claim_plan_kept_from_an_empty_table_reads_no_more_once_it_has_grown(
+    database_url: str,
+) -> None:
+    # PostgreSQL keeps one plan of the claim per session (CLAIM_PLAN_SETTINGS), made from
+    # the statistics of its moment: here an empty, never analysed table, as when a server
+    # starts on a new database. Made with hash joins, that plan read kojo_job whole to
+    # join the rows claimed once the table had grown.
+    app = make_app(database_url, q={}, hi={})
+    backend = app.backend
+    if backend.dialect != "postgres":
+        pytest.skip("a PostgreSQL plan cache")
+    reads = reads_of(backend)
+    with owner_of(backend) as owner:
+        for _ in range(8):  # psycopg prepares at the 5th run; the plan is made then
+            assert backend.job_claim(owner.id, 10, NOW) == []
+
+        def claim_ten() -> None:
+            assert len(backend.job_claim(owner.id, 10, NOW)) == 10
+
+        app.schedule_many("q", [None] * 40, at=T0)
+        claim_ten()  # as the other tests here: both measurements step over 10 claimed
+        small = reads(claim_ten)
+        app.schedule_many("q", [None] * BLOCKED, at=T0 + timedelta(minutes=1))
+        app.schedule_many("hi", [None] * BLOCKED, importance=10, at=NOW + timedelta(days=1))
+        grown = reads(claim_ten)
+        kept = backend.connection().execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%%UPDATE kojo_job SET assigned_state = ''working''%%'"
+        )
+        plans = [(row["generic_plans"], row["custom_plans"]) for row in kept.fetchall()]
+    assert plans and all(generic > 0 and custom == 0 for generic, custom in plans), plans
+    assert grown <= small * 1.5 + 20, (small, grown)

@@ -103,7 +103,18 @@ def to_pyformat(text: str) -> str:
 
 
 # Queries never kept as server-side prepared statements (see PostgresBackend._run).
-PLANNED_EACH_TIME = frozenset({"job_claim", "job_due_count"})
+PLANNED_EACH_TIME = frozenset({"job_due_count"})
+
+# Set in a claim's transaction, before job_claim: its plan is made once per session and
+# kept (planning it took 1-2 ms a claim, as long as running it), and hash and merge joins
+# are left out of that plan. A plan is made from the statistics of its moment, often an
+# empty table when a server starts; with those joins it then read kojo_job whole to join
+# the 100 rows claimed, while nested loops over the indexes stay cheap at any size
+# (docs/claiming.md, "Planning"). A plan kept is made again after each ANALYZE.
+CLAIM_PLAN_SETTINGS = (
+    "SET LOCAL plan_cache_mode = force_generic_plan; "
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+)
 
 
 def _claimed(
@@ -152,8 +163,7 @@ class PostgresBackend(Backend):
         return to_pyformat(text)
 
     def _run(self, conn: Any, name: str, params: Mapping[str, Any]) -> Any:
-        # A generic plan of the claim's walk cannot know which lanes hold due jobs and
-        # was seen to read every blocked job; these are planned with their values each time.
+        # job_due_count runs seldom (a pool deciding to grow): planned with its values.
         prepare = False if name in PLANNED_EACH_TIME else None
         return conn.execute(self._queries[name], self._convert_params(params), prepare=prepare)
 
@@ -163,9 +173,11 @@ class PostgresBackend(Backend):
     def claim_rows(self, params: Mapping[str, Any]) -> LaterRows:
         # Tuples, made into dicts by claimed_rows.filled (a dict per row here, then one
         # without rate_seconds, cost more than the rest of a claimed job's rows).
-        cursor = self.connection().cursor(row_factory=tuple_row)
-        query = self._queries["job_claim"]  # PLANNED_EACH_TIME
-        cursor.execute(query, self._convert_params(params), prepare=False)
+        conn = self.connection()
+        cursor = conn.cursor(row_factory=tuple_row)
+        if conn.prepare_threshold is not None:  # a plan kept: made as CLAIM_PLAN_SETTINGS say
+            cursor.execute(CLAIM_PLAN_SETTINGS)
+        cursor.execute(self._queries["job_claim"], self._convert_params(params))
         raw = cursor.fetchall()
         names = tuple(column.name for column in cursor.description or ())
         whole: dict[int, Row] = {}
