@@ -12,9 +12,14 @@ lane AS (
     WHERE NOT t.is_paused
       AND (t.rate_limit_count = 0 OR t.rate_free_date_time <= :now)
       AND t.type_code NOT IN (SELECT jsonb_array_elements_text(CAST(:skip AS jsonb)))
-      AND (p.parallel OR NOT EXISTS (
-        SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
-          AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel))
+      -- A scalar subquery, not NOT EXISTS: that was hashed, and a plan kept from an
+      -- empty table (CLAIM_PLAN_SETTINGS) read every working job through kojo_job_owner
+      -- instead of seeking kojo_job_serial_working by type.
+      AND (p.parallel OR (
+        SELECT count(*) FROM (
+          SELECT 1 FROM kojo_job w WHERE w.type_code = t.type_code
+            AND w.assigned_state = 'working' AND NOT w.can_work_in_parallel LIMIT 1) AS busy
+      ) = 0)
 )
 
 -- name: job_claim
