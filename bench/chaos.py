@@ -193,6 +193,15 @@ class Supervisor:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Drain every server (SIGTERM); a non-zero exit or a hang is unexpected."""
+        for host, server in self.slots.items():
+            # A server started again a moment ago may still be importing, before its
+            # signal handlers exist: SIGTERM would kill it (exit -15), not drain it.
+            deadline = time.monotonic() + timeout
+            while server.exited() is None and "Server started" not in server.log_path.read_text():
+                if time.monotonic() > deadline:
+                    self.unexpected.append(f"{host} pid {server.pid} never started")
+                    break
+                time.sleep(0.05)
         for server in self.slots.values():
             if server.exited() is None:
                 server.signal(signal.SIGTERM)
