@@ -41,13 +41,14 @@ def test_children_scheduled_while_their_parent_finishes_are_all_released(
     tree.start(max_processes=2)
     url = tree.url
     for round_ in range(3):
-        parent = tree.app.schedule("noop", payload={"seconds": 0.3})
+        parent = tree.app.schedule("noop", payload={"seconds": 0.6})
         tree.wait_record("start", parent, 10.0)
 
         def add_children(n: int, parent: int = parent, round_: int = round_) -> None:
             child_app = kojo.App(database=url)
             ids = []
-            deadline = time.monotonic() + 0.6  # across the parent's end
+            # across the parent's end, even where a new connection takes 0.3 s to open
+            deadline = time.monotonic() + 1.2
             while time.monotonic() < deadline:
                 ids.append(child_app.schedule("noop", after=[parent]))
                 time.sleep(0.005)

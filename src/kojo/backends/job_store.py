@@ -19,7 +19,7 @@ from ..clock import as_utc, utcnow
 from ..durations import parse_duration
 from ..errors import InvalidTransition, JobNotFound, OwnerLost
 from ..job_types import JobType
-from .driver import Row
+from .driver import TRANSIENT_SQLSTATES, Row
 from .events import EventWriter
 from .later_rows import LaterRows
 from .start_limits import StartLimits
@@ -363,6 +363,10 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 try:
                     rows = self.claim_rows(params)
                 except Exception as exc:
+                    if getattr(exc, "sqlstate", None) in TRANSIENT_SQLSTATES:
+                        # A deadlock victim: MySQL rolled the whole transaction back, the
+                        # savepoint with it; the caller's retrying() runs it again.
+                        raise
                     conn.execute("ROLLBACK TO SAVEPOINT kojo_claim")
                     if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
                         raise
