@@ -363,12 +363,13 @@ class JobStore(StartLimits, EventWriter, TallyStore):
                 try:
                     rows = self.claim_rows(params)
                 except Exception as exc:
-                    if getattr(exc, "sqlstate", None) in TRANSIENT_SQLSTATES:
+                    sqlstate = getattr(exc, "sqlstate", None)
+                    if sqlstate in TRANSIENT_SQLSTATES:
                         # A deadlock victim: MySQL rolled the whole transaction back, the
                         # savepoint with it; the caller's retrying() runs it again.
                         raise
                     conn.execute("ROLLBACK TO SAVEPOINT kojo_claim")
-                    if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                    if sqlstate != UNIQUE_VIOLATION:
                         raise
                     if attempt == CLAIM_ATTEMPTS - 1:
                         raise
