@@ -1,6 +1,6 @@
 """MySQL's polled wake-ups (backends/mysql_wakeups.py): a wake-up committed after one
 with a higher id still arrives (its id was a gap the poller waited for), and a poll with
-no gap to wait for reads only the rows it has not seen."""
+no gap to wait for reads only the rows it has not seen, lock rings included."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from foundation_helpers import process_info
 from kojo.backends import open_backend
 from kojo.backends.base import Backend
+from kojo.backends.mysql_bells import RING_TOPIC
 from kojo.backends.mysql_wakeups import MysqlOwner
 
 WAIT = 5.0
@@ -74,5 +75,37 @@ def test_without_a_gap_a_poll_reads_only_new_rows(
         assert received(owner, {"next"}) == {"next"}
         assert sum(read) == 1, read  # the new row only, not the twenty before it
         assert owner.wait(0.2) == []
+    finally:
+        owner.close()
+
+
+def test_rings_for_other_processes_are_read_once_and_hide_nothing_after_them(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy lock rings other processes' waiters all the time. Their rows must move the
+    # poller's mark on like any other: left below it, each poll read them all again, and
+    # past a thousand (a poll's LIMIT) no wake-up or ring after them arrived at all.
+    owner = backend.register_owner(process_info("waiter"))
+    assert isinstance(owner, MysqlOwner)
+    try:
+        for start in range(0, 1100, 100):
+            with backend.write():
+                for n in range(start, start + 100):
+                    backend.execute("wakeup_add", {"topic": RING_TOPIC, "data": f"bell{n}"})
+        backend.notify("test", "after the rings")
+        assert received(owner, {"after the rings"}) == {"after the rings"}
+        read: list[int] = []
+        fetch = backend.fetchall_on
+
+        def counted(conn: Any, name: str, params: Any) -> Any:
+            rows = fetch(conn, name, params)
+            if name == "wakeup_since":
+                read.append(len(rows))
+            return rows
+
+        monkeypatch.setattr(backend, "fetchall_on", counted)
+        backend.notify("test", "next")
+        assert received(owner, {"next"}) == {"next"}
+        assert sum(read) == 1, read  # the new row only, not the rings before it
     finally:
         owner.close()

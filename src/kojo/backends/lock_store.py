@@ -189,9 +189,17 @@ class LockStore:
     # -- waking -----------------------------------------------------------------------------
 
     def waiters(self, name: str, limit: int) -> list[Waiter]:
-        """In a transaction: the oldest waiters of `name` (PostgreSQL: with their liveness)."""
+        """In a transaction: the oldest waiters of `name` (with their liveness where the
+        query can probe it: not on SQLite)."""
         rows = self.backend.fetchall("lock_waiters_next", self._params(name=name, limit=limit))
-        return [Waiter(int(r["kojo_process_id"]), str(r["bell"]), r.get("dead")) for r in rows]
+        return [
+            Waiter(
+                int(r["kojo_process_id"]),
+                str(r["bell"]),
+                None if r.get("dead") is None else bool(r["dead"]),
+            )
+            for r in rows
+        ]
 
     def live_bells(self, me: int, waiters: list[Waiter], count: int) -> list[str]:
         """In a transaction: the bells of the first `count` waiters still alive.

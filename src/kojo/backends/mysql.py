@@ -497,18 +497,15 @@ class MysqlBackend(Backend):
         return None
 
     def lock_release(self, params: Mapping[str, Any]) -> Released:
+        # Liveness (the releaser's, the waiters') is read by the queries (locks.sql).
         row = self.fetchone("lock_release", params)
-        dead = self.owner_is_dead(params["owner"])
-        if row is None or not row["freed"]:
+        assert row is not None
+        dead = bool(row["dead"])
+        if not row["freed"]:
             return Released(freed=False, dead=dead, rung=False)
         waiters = self.fetchall("lock_waiters_next", params)
         heads = [
-            Waiter(
-                int(w["kojo_process_id"]),
-                str(w["bell"]),
-                self.owner_is_dead(int(w["kojo_process_id"])),
-            )
-            for w in waiters
+            Waiter(int(w["kojo_process_id"]), str(w["bell"]), bool(w["dead"])) for w in waiters
         ]
         return Released(freed=True, dead=dead, rung=False, heads=heads)
 

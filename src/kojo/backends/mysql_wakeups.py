@@ -156,6 +156,9 @@ class MysqlOwner(Owner):
                 continue
             self._seen.add(wakeup_id)
             self._gaps.pop(wakeup_id, None)
+            # Past rings too: a ring left below the mark was read again by every poll,
+            # and a thousand of them (LIMIT) hid every row after them until pruned.
+            self._after = max(self._after, wakeup_id)
             note = Notification(str(row["topic"]), str(row["data"] or ""))
             if note.topic == RING_TOPIC:
                 # A lock waiter's, never a notification. Activity where ours wait: a
@@ -163,7 +166,6 @@ class MysqlOwner(Owner):
                 rung = self.bells.ring(note.data) or self.bells.waiting() or rung
                 continue
             payloads.append(self.backend.encode_notification(note).encode())
-            self._after = max(self._after, wakeup_id)
         self._note_gaps(previous)
         for payload in payloads:
             try:

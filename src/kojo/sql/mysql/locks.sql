@@ -1,11 +1,16 @@
 -- MySQL's text of the mutex and semaphore queries that differ by dialect.
--- sqlite/locks.sql and postgres/locks.sql define the same names. Liveness is probed by
--- the driver (IS_USED_LOCK, backends/mysql.py), as on SQLite.
+-- sqlite/locks.sql and postgres/locks.sql define the same names. Liveness is probed in
+-- the queries themselves (`:lock_prefix`: an owner's anchor session holds the named lock
+-- `<prefix>p<id>` while it lives, backends/mysql_names.py), each probe a round trip saved
+-- while the semaphore's or the slot's row is locked: every other acquirer of the name
+-- waits for that row, so these transactions are kept to as few round trips as they can.
 
--- The row lock serialises every acquirer of one name until commit.
+-- The row lock serialises every acquirer of one name until commit; the acquirer's own
+-- liveness comes in the same round trip.
 
 -- name: lock_semaphore_get
-SELECT slots FROM kojo_semaphore WHERE name = :name FOR UPDATE
+SELECT slots, IS_USED_LOCK(CONCAT(:lock_prefix, 'p', :owner)) IS NULL AS me_dead
+FROM kojo_semaphore WHERE name = :name FOR UPDATE
 
 -- name: lock_semaphore_lock
 SELECT slots FROM kojo_semaphore WHERE name = :name FOR UPDATE
@@ -30,7 +35,10 @@ WHERE name = :name AND slot IN :_ids AND kojo_process_id = :owner AND :_rowcount
 SELECT s.slot, s.kojo_process_id, p.process_id,
     (SELECT count(*) FROM kojo_semaphore_waiter w
      WHERE w.name = :name AND w.kojo_semaphore_waiter_id
-         < COALESCE(:waiter_id, 9223372036854775807)) AS ahead
+         < COALESCE(:waiter_id, 9223372036854775807)) AS ahead,
+    CASE WHEN s.kojo_process_id IS NOT NULL AND s.kojo_process_id <> :me
+        THEN IS_USED_LOCK(CONCAT(:lock_prefix, 'p', s.kojo_process_id)) IS NULL
+    END AS dead
 FROM kojo_semaphore_slot s
 LEFT JOIN kojo_process p ON p.kojo_process_id = s.kojo_process_id
 WHERE s.name = :name AND s.slot < :slots
@@ -42,7 +50,7 @@ ORDER BY s.slot
 UPDATE kojo_semaphore_slot
 SET kojo_process_id = NULL, kojo_job_id = NULL, token = NULL, acquired_at_date_time = NULL
 WHERE name = :name AND slot = :slot AND token = :token AND kojo_process_id = :owner;
-SELECT :_rowcount AS freed
+SELECT :_rowcount AS freed, IS_USED_LOCK(CONCAT(:lock_prefix, 'p', :owner)) IS NULL AS dead
 
 -- name: lock_waiter_add
 INSERT INTO kojo_semaphore_waiter (name, kojo_process_id, kojo_job_id, bell, since_date_time)
@@ -50,7 +58,9 @@ VALUES (:name, :owner, :job_id, :bell, :now)
 RETURNING kojo_semaphore_waiter_id
 
 -- name: lock_waiters_next
-SELECT kojo_semaphore_waiter_id, kojo_process_id, bell FROM kojo_semaphore_waiter
+SELECT kojo_semaphore_waiter_id, kojo_process_id, bell,
+    IS_USED_LOCK(CONCAT(:lock_prefix, 'p', kojo_process_id)) IS NULL AS dead
+FROM kojo_semaphore_waiter
 WHERE name = :name
 ORDER BY kojo_semaphore_waiter_id
 LIMIT :limit
