@@ -38,6 +38,21 @@ def received(owner: Any, wanted: set[str]) -> set[str]:
     return got
 
 
+def rows_polled(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the number of rows each poll of `backend`'s pollers reads."""
+    read: list[int] = []
+    fetch = backend.fetchall_on
+
+    def counted(conn: Any, name: str, params: Any) -> Any:
+        rows = fetch(conn, name, params)
+        if name == "wakeup_since":
+            read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(backend, "fetchall_on", counted)
+    return read
+
+
 def test_a_wake_up_committed_after_a_higher_id_still_arrives(backend: Backend) -> None:
     owner = backend.register_owner(process_info("waiter"))
     other = open_backend(backend.url)
@@ -61,16 +76,7 @@ def test_without_a_gap_a_poll_reads_only_new_rows(
         for n in range(20):
             backend.notify("test", str(n))
         assert received(owner, {str(n) for n in range(20)}) == {str(n) for n in range(20)}
-        read: list[int] = []
-        fetch = backend.fetchall_on
-
-        def counted(conn: Any, name: str, params: Any) -> Any:
-            rows = fetch(conn, name, params)
-            if name == "wakeup_since":
-                read.append(len(rows))
-            return rows
-
-        monkeypatch.setattr(backend, "fetchall_on", counted)
+        read = rows_polled(backend, monkeypatch)
         backend.notify("test", "next")
         assert received(owner, {"next"}) == {"next"}
         assert sum(read) == 1, read  # the new row only, not the twenty before it
@@ -94,16 +100,7 @@ def test_rings_for_other_processes_are_read_once_and_hide_nothing_after_them(
                     backend.execute("wakeup_add", {"topic": RING_TOPIC, "data": f"bell{n}"})
         backend.notify("test", "after the rings")
         assert received(owner, {"after the rings"}) == {"after the rings"}
-        read: list[int] = []
-        fetch = backend.fetchall_on
-
-        def counted(conn: Any, name: str, params: Any) -> Any:
-            rows = fetch(conn, name, params)
-            if name == "wakeup_since":
-                read.append(len(rows))
-            return rows
-
-        monkeypatch.setattr(backend, "fetchall_on", counted)
+        read = rows_polled(backend, monkeypatch)
         backend.notify("test", "next")
         assert received(owner, {"next"}) == {"next"}
         assert sum(read) == 1, read  # the new row only, not the rings before it
