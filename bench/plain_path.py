@@ -16,7 +16,8 @@ processes and bench/plain_app.py, bulk enqueue, then the drain from the enqueue'
 to the last completion recorded in the database. Also measured: CPU of the server's
 process tree per job (µs; PostgreSQL's own processes not counted).
 
-Printed: every run, then medians and after/before ratios. Written to
+Printed: every run, then medians and after/before ratios, both of the medians and round
+by round (the median of the rounds' ratios and their middle half). Written to
 bench/results/plain_path-<time>.json. Run it alone on the machine (other load blurs it).
 """
 
@@ -139,6 +140,14 @@ def raw_floor(url: str, jobs: int, processes: int) -> float:
 # -- rounds -----------------------------------------------------------------------------------
 
 
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles (the values themselves when there are fewer than 2)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    low, _, high = statistics.quantiles(values, n=4)
+    return low, high
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="source tree to compare with")
@@ -199,10 +208,20 @@ def main() -> None:
             "before_cpu_us_per_job": cpu["before"],
             "after_cpu_us_per_job": cpu["after"],
         }
+        # The two trees of a round ran one right after the other: their ratio leaves out
+        # the machine's drift between rounds, which the medians above keep.
+        paired = sorted(
+            after["jobs_per_s"] / before["jobs_per_s"]
+            for before, after in zip(runs[backend]["before"], runs[backend]["after"], strict=True)
+        )
+        summary["paired_after_over_before"] = statistics.median(paired)
+        low, high = quartiles(paired)
         line = (
             f"{backend:8} median before {medians['before']:7.0f}  after {medians['after']:7.0f} "
             f"jobs/s  after/before {summary['after_over_before']:.3f}  "
-            f"CPU/job {cpu['before']:.0f} -> {cpu['after']:.0f} µs"
+            f"CPU/job {cpu['before']:.0f} -> {cpu['after']:.0f} µs\n"
+            f"{'':8} after/before round by round: median {statistics.median(paired):.3f}, "
+            f"middle half {low:.3f}-{high:.3f}, all {paired[0]:.3f}-{paired[-1]:.3f}"
         )
         if "raw" in medians:
             summary["raw_jobs_per_s"] = medians["raw"]
